@@ -1,0 +1,154 @@
+/**
+ * Configuration: flags > environment > defaults, validated once with every problem
+ * listed, then frozen. Nothing else reads process.env. Secrets (the database URL's
+ * password, SASL credentials) come from the environment only.
+ */
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { FraudSqlError } from './errors.js';
+import { assertTimeZone } from './source/time.js';
+
+export interface Config {
+  brokers: string[];
+  topic: string;
+  dlqTopic: string;
+  groupId: string;
+  clientId: string;
+  databaseUrl: string;
+  pgSchema: string;
+  queriesDir: string;
+  batchMaxSize: number;
+  batchMaxWaitMs: number;
+  latenessMs: number;
+  idleTimeoutMs: number;
+  timeZone: string;
+  maxMessageBytes: number;
+  httpHost: string;
+  httpPort: number;
+  console: boolean;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+type Kind = 'string' | 'int' | 'bool' | 'list';
+
+interface Setting {
+  key: keyof Config;
+  env: string;
+  kind: Kind;
+  default: unknown;
+  describe: string;
+  min?: number;
+  max?: number;
+  choices?: readonly string[];
+  /** Only from the environment: it may carry a password. */
+  secret?: boolean;
+}
+
+/** The package root, so the built-in queries/ are found wherever fraud-sql is started from. */
+export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export const SETTINGS: readonly Setting[] = [
+  { key: 'brokers', env: 'FRAUD_SQL_BROKERS', kind: 'list', default: ['localhost:9092'], describe: 'Kafka bootstrap brokers, comma-separated' },
+  { key: 'topic', env: 'FRAUD_SQL_TOPIC', kind: 'string', default: 'orders', describe: 'topic to consume orders from' },
+  { key: 'dlqTopic', env: 'FRAUD_SQL_DLQ_TOPIC', kind: 'string', default: 'orders.dlq', describe: 'topic for dead letters (malformed orders)' },
+  { key: 'groupId', env: 'FRAUD_SQL_GROUP', kind: 'string', default: 'fraud-sql', describe: 'Kafka consumer group' },
+  { key: 'clientId', env: 'FRAUD_SQL_CLIENT_ID', kind: 'string', default: 'fraud-sql', describe: 'Kafka client id' },
+  {
+    key: 'databaseUrl', env: 'FRAUD_SQL_DATABASE_URL', kind: 'string', default: 'postgres://postgres@127.0.0.1:5432/fraud_sql',
+    describe: 'PostgreSQL connection URL (a password belongs in the environment, or in PGPASSWORD)',
+  },
+  { key: 'pgSchema', env: 'FRAUD_SQL_PG_SCHEMA', kind: 'string', default: 'public', describe: 'PostgreSQL schema for the result tables' },
+  { key: 'queriesDir', env: 'FRAUD_SQL_QUERIES', kind: 'string', default: path.join(PACKAGE_ROOT, 'queries'), describe: 'directory of rule files (*.sql)' },
+  { key: 'batchMaxSize', env: 'FRAUD_SQL_BATCH_MAX_SIZE', kind: 'int', default: 20_000, min: 1, max: 1_000_000, describe: 'a micro-batch closes at this many messages' },
+  { key: 'batchMaxWaitMs', env: 'FRAUD_SQL_BATCH_MAX_WAIT_MS', kind: 'int', default: 50, min: 1, max: 60_000, describe: 'a micro-batch closes this long after its first message' },
+  { key: 'latenessMs', env: 'FRAUD_SQL_LATENESS_MS', kind: 'int', default: 5_000, min: 0, max: 3_600_000, describe: 'allowed lateness of event time' },
+  { key: 'idleTimeoutMs', env: 'FRAUD_SQL_IDLE_TIMEOUT_MS', kind: 'int', default: 10_000, min: 100, max: 3_600_000, describe: 'after this much quiet, windows close on wall-clock time' },
+  { key: 'timeZone', env: 'FRAUD_SQL_TIME_ZONE', kind: 'string', default: 'Asia/Seoul', describe: 'zone of order timestamps that carry no offset' },
+  { key: 'maxMessageBytes', env: 'FRAUD_SQL_MAX_MESSAGE_BYTES', kind: 'int', default: 65_536, min: 256, max: 16_777_216, describe: 'larger messages are dead letters' },
+  { key: 'httpHost', env: 'FRAUD_SQL_HTTP_HOST', kind: 'string', default: '127.0.0.1', describe: 'address of the metrics/health server' },
+  { key: 'httpPort', env: 'FRAUD_SQL_HTTP_PORT', kind: 'int', default: 8787, min: 0, max: 65_535, describe: 'port of the metrics/health server (0: any free port)' },
+  { key: 'console', env: 'FRAUD_SQL_CONSOLE', kind: 'bool', default: false, describe: 'print detections to the terminal as they happen' },
+  { key: 'logLevel', env: 'FRAUD_SQL_LOG_LEVEL', kind: 'string', default: 'info', choices: ['debug', 'info', 'warn', 'error'], describe: 'log level' },
+];
+
+/** Flag name for a setting: batchMaxSize -> batch-max-size. */
+export function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
+function parseValue(s: Setting, raw: unknown, origin: string, problems: string[]): unknown {
+  const where = origin;
+  switch (s.kind) {
+    case 'string': {
+      const v = String(raw).trim();
+      if (v === '') problems.push(`${where}: must not be empty`);
+      else if (s.choices && !s.choices.includes(v)) problems.push(`${where}: "${v}" is not one of ${s.choices.join(', ')}`);
+      return v;
+    }
+    case 'int': {
+      const v = typeof raw === 'number' ? raw : Number(String(raw).trim());
+      if (!Number.isInteger(v)) problems.push(`${where}: "${String(raw)}" is not a whole number`);
+      else if (s.min !== undefined && v < s.min) problems.push(`${where}: ${v} is below the minimum ${s.min}`);
+      else if (s.max !== undefined && v > s.max) problems.push(`${where}: ${v} is above the maximum ${s.max}`);
+      return v;
+    }
+    case 'bool': {
+      if (typeof raw === 'boolean') return raw;
+      const v = String(raw).trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+      if (['0', 'false', 'no', 'off', ''].includes(v)) return false;
+      problems.push(`${where}: "${String(raw)}" is not a boolean (true/false)`);
+      return false;
+    }
+    case 'list': {
+      const v = (Array.isArray(raw) ? raw.map(String) : String(raw).split(',')).map((x) => x.trim()).filter(Boolean);
+      if (v.length === 0) problems.push(`${where}: must name at least one entry`);
+      return v;
+    }
+  }
+}
+
+/**
+ * Builds the configuration. `flags` holds only what the user passed on the command
+ * line (undefined = not given). Throws CONFIG_INVALID listing every problem.
+ */
+export function loadConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEnv, overrides: Partial<Config> = {}): Readonly<Config> {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    const flag = flags[s.key] ?? flags[flagName(s.key)];
+    if (overrides[s.key] !== undefined) out[s.key] = overrides[s.key];
+    else if (flag !== undefined && s.secret) problems.push(`--${flagName(s.key)}: secrets are read from ${s.env} only`);
+    else if (flag !== undefined) out[s.key] = parseValue(s, flag, `--${flagName(s.key)}`, problems);
+    else if (env[s.env] !== undefined) out[s.key] = parseValue(s, env[s.env], s.env, problems);
+    else out[s.key] = s.default;
+  }
+  const c = out as unknown as Config;
+  if (!c.databaseUrl.startsWith('postgres://') && !c.databaseUrl.startsWith('postgresql://')) {
+    problems.push(`database URL: "${redactUrl(c.databaseUrl)}" must start with postgres:// or postgresql://`);
+  }
+  for (const b of c.brokers) {
+    if (!/^[^\s:]+:\d{1,5}$/.test(b)) problems.push(`brokers: "${b}" is not host:port`);
+  }
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(c.pgSchema)) problems.push(`pg schema: "${c.pgSchema}" is not a plain SQL identifier`);
+  try {
+    assertTimeZone(c.timeZone);
+  } catch {
+    problems.push(`time zone: "${c.timeZone}" is not an IANA zone name (e.g. Asia/Seoul, UTC)`);
+  }
+  if (problems.length > 0) {
+    throw new FraudSqlError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+  return Object.freeze({ ...c, brokers: Object.freeze([...c.brokers]) as string[] });
+}
+
+/** The URL with its password replaced, safe for logs and errors. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * The micro-batch engine: pure orchestration over ports (no kafkajs, pg or DuckDB
+ * imports). One batch: decode -> late/dead-letter triage -> ingest into state ->
+ * rules over the touched windows -> dead letters to their topic -> one PostgreSQL
+ * transaction with results and offsets. Batches, assignments and idle ticks run
+ * one at a time.
+ */
+import { decodeOrder } from '../source/decode.js';
+import type { DeadLetter, LateEvent, PartitionProgress, RuleResult, SourceMessage } from '../types.js';
+import type { IngestRow } from '../state/duckdb.js';
+import type { PreparedRule, RuleRun } from '../rules/runner.js';
+import type { CommitInput } from '../sink/postgres.js';
+import { EngineEmitter, type BatchStats } from './events.js';
+
+export interface StatePort {
+  ingest(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }>;
+  setBatch(batchId: number): Promise<void>;
+  retain(watermarks: ReadonlyMap<number, number>, horizonUs: number, chain: { key: string; gapUs: number } | null): Promise<number>;
+  retainedFrom(): Promise<Map<number, bigint>>;
+  dropPartitions(partitions: readonly number[]): Promise<void>;
+}
+
+export interface SinkPort {
+  progress(startOffsets: ReadonlyMap<number, bigint>): Promise<Map<number, PartitionProgress>>;
+  commit(input: CommitInput): Promise<void>;
+  finalize(finalizers: CommitInput['finalizers'], watermarks: ReadonlyMap<number, number>): Promise<void>;
+}
+
+export interface RulesPort {
+  run(): Promise<RuleRun[]>;
+  trim(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<void>;
+  prepared(): readonly PreparedRule[];
+}
+
+export interface DeadLetterPort {
+  send(deadLetters: readonly DeadLetter[]): Promise<void>;
+}
+
+export interface EngineOptions {
+  topic: string;
+  timeZone: string;
+  maxMessageBytes: number;
+  latenessMs: number;
+  idleTimeoutMs: number;
+  /** Retention runs at most this often (wall clock). */
+  retentionIntervalMs: number;
+  /** Wall clock in ms; injected so tests move time. */
+  now: () => number;
+}
+
+interface PartitionState {
+  /** First offset whose results are not yet in PostgreSQL. */
+  nextOffset: bigint;
+  /** Next offset expected from the source. */
+  position: bigint;
+  maxEventUs: number | null;
+  /** Wall time of the last message that was not a replay. */
+  lastArrivalMs: number;
+}
+
+export class Engine {
+  readonly events = new EngineEmitter();
+  private readonly partitions = new Map<number, PartitionState>();
+  private batchSeq = 0;
+  private lock: Promise<unknown> = Promise.resolve();
+  private lastRetentionMs = -Infinity;
+  private lastFinalized = new Map<number, number>();
+
+  constructor(
+    private readonly ports: { state: StatePort; sink: SinkPort; rules: RulesPort; deadLetters: DeadLetterPort },
+    private readonly opts: EngineOptions,
+  ) {}
+
+  /** Runs `fn` after everything queued before it: batches, assignments and ticks never interleave. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(fn, fn);
+    this.lock = next.catch(() => {});
+    return next;
+  }
+
+  /** Continue batch numbering after what a persistent state file already holds. */
+  startBatchesAfter(batchId: number): void {
+    this.batchSeq = Math.max(this.batchSeq, batchId);
+  }
+
+  assignedPartitions(): number[] {
+    return [...this.partitions.keys()].sort((a, b) => a - b);
+  }
+
+  committedOffsets(): Map<number, bigint> {
+    return new Map([...this.partitions].map(([p, s]) => [p, s.nextOffset]));
+  }
+
+  /**
+   * New assignment. Partitions that stay keep their state and resume where they
+   * are; new ones rebuild their state by replaying from the oldest offset an open
+   * window still needs. Returns where the source must seek each partition.
+   */
+  assign(partitions: readonly number[], startOffsets: ReadonlyMap<number, bigint>): Promise<Map<number, bigint>> {
+    return this.serial(async () => {
+      const wanted = new Set(partitions);
+      const gone = [...this.partitions.keys()].filter((p) => !wanted.has(p));
+      const fresh = partitions.filter((p) => !this.partitions.has(p));
+      await this.ports.state.dropPartitions([...gone, ...fresh]);
+      for (const p of gone) {
+        this.partitions.delete(p);
+        this.lastFinalized.delete(p);
+      }
+      const seek = new Map<number, bigint>();
+      if (fresh.length > 0) {
+        const starts = new Map(fresh.map((p) => [p, startOffsets.get(p) ?? 0n]));
+        const progress = await this.ports.sink.progress(starts);
+        for (const p of fresh) {
+          const pr = progress.get(p) ?? { partition: p, nextOffset: starts.get(p)!, restoreFrom: starts.get(p)! };
+          // A restore point Kafka has already deleted cannot be replayed; start at what is left.
+          const from = pr.restoreFrom < starts.get(p)! ? starts.get(p)! : pr.restoreFrom;
+          this.partitions.set(p, { nextOffset: pr.nextOffset, position: from, maxEventUs: null, lastArrivalMs: this.opts.now() });
+        }
+      }
+      for (const [p, s] of this.partitions) seek.set(p, s.position);
+      this.events.safeEmit('assigned', { partitions: [...partitions], seek });
+      return seek;
+    });
+  }
+
+  /** Handles one micro-batch. Resolves once its results and offsets are committed. */
+  handle(messages: readonly SourceMessage[]): Promise<BatchStats | null> {
+    return this.serial(() => this.process(messages));
+  }
+
+  private async process(messages: readonly SourceMessage[]): Promise<BatchStats | null> {
+    const { now, latenessMs } = this.opts;
+    const latenessUs = latenessMs * 1000;
+    const t0 = performance.now();
+    const fresh: IngestRow[] = [];
+    const replay: IngestRow[] = [];
+    const deadLetters: DeadLetter[] = [];
+    const late: LateEvent[] = [];
+    const advanced = new Map<number, { expected: bigint; next: bigint }>();
+    const sentAt: number[] = [];
+    const arrival = now();
+
+    for (const m of messages) {
+      const p = this.partitions.get(m.partition);
+      if (!p || m.offset < p.position) continue; // revoked, or delivered twice by the source
+      p.position = m.offset + 1n;
+      const isReplay = m.offset < p.nextOffset;
+      if (!isReplay) {
+        const a = advanced.get(m.partition);
+        if (a) a.next = m.offset + 1n;
+        else advanced.set(m.partition, { expected: p.nextOffset, next: m.offset + 1n });
+        p.lastArrivalMs = arrival;
+        sentAt.push(m.timestampMs);
+      }
+      const d = decodeOrder(m.value, this.opts);
+      if (!d.ok) {
+        if (!isReplay) deadLetters.push({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value, reason: d.reason });
+        continue;
+      }
+      const watermark = p.maxEventUs === null ? -Infinity : p.maxEventUs - latenessUs;
+      if (d.order.eventUs < watermark) {
+        if (!isReplay) late.push({ topic: m.topic, partition: m.partition, offset: m.offset, order: d.order, watermarkUs: watermark });
+        continue;
+      }
+      if (p.maxEventUs === null || d.order.eventUs > p.maxEventUs) p.maxEventUs = d.order.eventUs;
+      (isReplay ? replay : fresh).push({ order: d.order, partition: m.partition, offset: m.offset });
+    }
+    const t1 = performance.now();
+
+    const { state, rules, sink } = this.ports;
+    if (replay.length > 0) await state.ingest(replay, 0);
+    if (advanced.size === 0) return null; // only replayed (or stale) messages: nothing new to commit
+
+    const batchId = ++this.batchSeq;
+    const ingested = await state.ingest(fresh, batchId);
+    const t2 = performance.now();
+
+    const results: RuleResult[] = [];
+    const resultSets: CommitInput['results'][number][] = [];
+    if (ingested.inserted > 0) {
+      await state.setBatch(batchId);
+      for (const run of await rules.run()) {
+        if (run.error) {
+          this.events.safeEmit('rule:error', { rule: run.rule.name, diagnostic: run.error });
+          continue;
+        }
+        const r = run.result!;
+        resultSets.push({ target: run.rule.target, key: run.rule.key, replace: run.rule.replace, version: run.rule.version, ...r });
+        results.push({ rule: run.rule.name, target: run.rule.target, names: r.names, columns: r.columns, rowCount: r.rowCount });
+      }
+    }
+    const t3 = performance.now();
+
+    const eventWatermarks = this.eventWatermarks();
+    const horizonUs = this.horizonUs();
+    if (now() - this.lastRetentionMs >= this.opts.retentionIntervalMs) {
+      this.lastRetentionMs = now();
+      await state.retain(eventWatermarks, horizonUs, this.chain());
+      await rules.trim(eventWatermarks, horizonUs);
+    }
+    const retainedFrom = await state.retainedFrom();
+    const t4 = performance.now();
+
+    await this.ports.deadLetters.send(deadLetters);
+    const watermarks = this.effectiveWatermarks();
+    const progress = [...advanced].map(([partition, a]) => ({
+      partition,
+      expected: a.expected,
+      next: a.next,
+      restoreFrom: minBig(retainedFrom.get(partition) ?? a.next, a.next),
+      watermarkUs: watermarks.get(partition) ?? null,
+    }));
+    await sink.commit({ results: resultSets, deadLetters, late, progress, finalizers: this.finalizers(), watermarks });
+    for (const a of progress) this.partitions.get(a.partition)!.nextOffset = a.next;
+    this.lastFinalized = watermarks;
+    const t5 = performance.now();
+    const committedAt = now();
+
+    const stats: BatchStats = {
+      batchId,
+      messages: messages.length,
+      orders: ingested.inserted,
+      replayed: replay.length,
+      duplicates: ingested.duplicates,
+      deadLetters: deadLetters.length,
+      late: late.length,
+      stages: { decode: (t1 - t0) / 1000, ingest: (t2 - t1) / 1000, rules: (t3 - t2) / 1000, retention: (t4 - t3) / 1000, sink: (t5 - t4) / 1000 },
+      latenciesMs: sentAt.map((s) => committedAt - s),
+      results,
+      partitions: progress.map((a) => ({ partition: a.partition, nextOffset: a.next, watermarkUs: a.watermarkUs })),
+    };
+    this.events.safeEmit('batch:end', stats);
+    return stats;
+  }
+
+  /**
+   * Closes windows on wall-clock time while input is idle: after `idleTimeoutMs`
+   * without new messages, a partition's watermark advances with the clock.
+   */
+  tick(): Promise<void> {
+    return this.serial(async () => {
+      const wms = this.effectiveWatermarks();
+      const changed = [...wms].some(([p, w]) => this.lastFinalized.get(p) !== w);
+      if (!changed) return;
+      await this.ports.sink.finalize(this.finalizers(), wms);
+      this.lastFinalized = wms;
+      this.events.safeEmit('finalized', { watermarks: wms });
+    });
+  }
+
+  private eventWatermarks(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const [p, s] of this.partitions) if (s.maxEventUs !== null) out.set(p, s.maxEventUs - this.opts.latenessMs * 1000);
+    return out;
+  }
+
+  effectiveWatermarks(): Map<number, number> {
+    const out = new Map<number, number>();
+    const now = this.opts.now();
+    for (const [p, s] of this.partitions) {
+      if (s.maxEventUs === null) continue;
+      const idleMs = now - s.lastArrivalMs - this.opts.idleTimeoutMs;
+      out.set(p, s.maxEventUs - this.opts.latenessMs * 1000 + Math.max(0, idleMs) * 1000);
+    }
+    return out;
+  }
+
+  private horizonUs(): number {
+    const rules = this.ports.rules.prepared();
+    return Math.max(0, ...rules.map((r) => r.rule.stateMicros)) + this.opts.latenessMs * 1000;
+  }
+
+  private chain(): { key: string; gapUs: number } | null {
+    const keyed = this.ports.rules.prepared().filter((r) => r.rule.stateKey !== null);
+    if (keyed.length === 0) return null;
+    return { key: keyed[0]!.rule.stateKey!, gapUs: Math.max(...keyed.map((r) => r.rule.stateMicros)) };
+  }
+
+  private finalizers(): CommitInput['finalizers'] {
+    return this.ports.rules
+      .prepared()
+      .filter((r) => r.rule.finalAfter !== null)
+      .map((r) => ({ target: r.rule.target, finalAfter: r.rule.finalAfter! }));
+  }
+}
+
+function minBig(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
+}

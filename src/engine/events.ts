@@ -1,0 +1,39 @@
+/** Typed engine events: metrics, the console printer and tests subscribe to them. */
+import { EventEmitter } from 'node:events';
+import type { Diagnostic } from '../rules/loader.js';
+import type { RuleResult } from '../types.js';
+
+export interface BatchStats {
+  batchId: number;
+  messages: number;
+  orders: number;
+  replayed: number;
+  duplicates: number;
+  deadLetters: number;
+  late: number;
+  /** Seconds per stage. */
+  stages: { decode: number; ingest: number; rules: number; sink: number; retention: number };
+  /** Milliseconds from each new message's broker timestamp to the commit. */
+  latenciesMs: number[];
+  results: RuleResult[];
+  /** Per partition: next offset committed, and the effective watermark (µs). */
+  partitions: { partition: number; nextOffset: bigint; watermarkUs: number | null }[];
+}
+
+export interface EngineEvents {
+  'batch:end': [BatchStats];
+  'rule:error': [{ rule: string; diagnostic: Diagnostic }];
+  'assigned': [{ partitions: number[]; seek: Map<number, bigint> }];
+  'finalized': [{ watermarks: Map<number, number> }];
+}
+
+export class EngineEmitter extends EventEmitter<EngineEvents> {
+  /** A throwing listener must not break the batch loop. */
+  safeEmit<K extends keyof EngineEvents>(event: K, ...args: EngineEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: EngineEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      process.emitWarning(`listener of ${String(event)} threw: ${(err as Error).message}`);
+    }
+  }
+}

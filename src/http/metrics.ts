@@ -1,0 +1,63 @@
+/** Prometheus metrics, fed by engine events. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { EngineEmitter } from '../engine/events.js';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly messages = new Counter({ name: 'fraud_sql_messages_total', help: 'Kafka messages handled (new, not replayed)', registers: [this.registry] });
+  readonly orders = new Counter({ name: 'fraud_sql_records_consumed_total', help: 'Valid orders ingested', registers: [this.registry] });
+  readonly replayed = new Counter({ name: 'fraud_sql_replayed_total', help: 'Messages re-read after a restart to rebuild window state', registers: [this.registry] });
+  readonly duplicates = new Counter({ name: 'fraud_sql_duplicate_orders_total', help: 'Orders whose order_id was already counted', registers: [this.registry] });
+  readonly deadLetters = new Counter({ name: 'fraud_sql_dead_letters_total', help: 'Malformed messages sent to the dead-letter topic and table', registers: [this.registry] });
+  readonly late = new Counter({ name: 'fraud_sql_late_events_total', help: 'Orders later than the allowed lateness (recorded, not applied)', registers: [this.registry] });
+  readonly batches = new Counter({ name: 'fraud_sql_batches_total', help: 'Micro-batches committed', registers: [this.registry] });
+  readonly ruleErrors = new Counter({ name: 'fraud_sql_rule_errors_total', help: 'Rule runs that failed', labelNames: ['rule'], registers: [this.registry] });
+  readonly stage = new Histogram({
+    name: 'fraud_sql_batch_stage_seconds',
+    help: 'Time per micro-batch stage',
+    labelNames: ['stage'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly batchDuration = new Histogram({
+    name: 'fraud_sql_batch_duration_seconds',
+    help: 'Time to process one micro-batch, decode to commit',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly latency = new Histogram({
+    name: 'fraud_sql_end_to_end_latency_seconds',
+    help: "From an order's Kafka timestamp to its results committed in PostgreSQL",
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly lag = new Gauge({ name: 'fraud_sql_consumer_lag', help: 'Messages in Kafka not yet committed, per partition', labelNames: ['partition'], registers: [this.registry] });
+  readonly watermark = new Gauge({ name: 'fraud_sql_watermark_seconds', help: 'Event-time watermark per partition (Unix seconds)', labelNames: ['partition'], registers: [this.registry] });
+  readonly lastBatchSize = new Gauge({ name: 'fraud_sql_last_batch_messages', help: 'Messages in the last micro-batch', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'fraud_sql_process_' });
+  }
+
+  attach(events: EngineEmitter): void {
+    events.on('batch:end', (b) => {
+      this.batches.inc();
+      this.messages.inc(b.messages - b.replayed);
+      this.orders.inc(b.orders);
+      this.replayed.inc(b.replayed);
+      this.duplicates.inc(b.duplicates);
+      this.deadLetters.inc(b.deadLetters);
+      this.late.inc(b.late);
+      this.lastBatchSize.set(b.messages);
+      let total = 0;
+      for (const [stage, s] of Object.entries(b.stages)) {
+        this.stage.observe({ stage }, s);
+        total += s;
+      }
+      this.batchDuration.observe(total);
+      for (const ms of b.latenciesMs) this.latency.observe(ms / 1000);
+      for (const p of b.partitions) if (p.watermarkUs !== null) this.watermark.set({ partition: String(p.partition) }, p.watermarkUs / 1e6);
+    });
+    events.on('rule:error', (e) => this.ruleErrors.inc({ rule: e.rule }));
+  }
+}

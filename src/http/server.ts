@@ -1,0 +1,29 @@
+/**
+ * The HTTP server: /healthz (alive), /readyz (Kafka and PostgreSQL reachable,
+ * partitions assigned), /status (JSON), /metrics (Prometheus). Built without
+ * listening, so tests use inject().
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Metrics } from './metrics.js';
+
+export interface StatusSource {
+  ready(): Promise<{ ready: boolean; checks: Record<string, boolean> }>;
+  status(): Promise<Record<string, unknown>>;
+  /** Refreshes gauges that are read on demand (consumer lag). */
+  beforeScrape?(): Promise<void>;
+}
+
+export function buildServer(metrics: Metrics, source: StatusSource): FastifyInstance {
+  const app = Fastify({ logger: false });
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const r = await source.ready();
+    return reply.code(r.ready ? 200 : 503).send(r);
+  });
+  app.get('/status', async () => source.status());
+  app.get('/metrics', async (_req, reply) => {
+    await source.beforeScrape?.().catch(() => {});
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  return app;
+}

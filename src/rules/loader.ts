@@ -1,0 +1,241 @@
+/**
+ * Reads queries/*.sql: each file is one rule, a SELECT with a small header of
+ * `-- field: value` lines (see queries/README.md). Files load in sorted order and
+ * every problem is collected with its file:line:column, never just the first.
+ */
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import {
+  evalDuration,
+  parseParamValue,
+  substitute,
+  type ParamValue,
+  type Substitution,
+} from './params.js';
+
+export type Severity = 'info' | 'low' | 'medium' | 'high';
+const SEVERITIES: readonly Severity[] = ['info', 'low', 'medium', 'high'];
+
+export interface Rule {
+  name: string;
+  file: string;
+  description: string;
+  severity: Severity;
+  /** PostgreSQL table the rows are upserted into. */
+  target: string;
+  /** Columns that identify a row: the upsert's conflict target. */
+  key: string[];
+  /** For each value of these columns in a result, open rows not in the result are removed. */
+  replace: string[];
+  /** SQL expression over a result row; the row is final once the watermark passes it. */
+  finalAfter: string | null;
+  /** How far back in event time the rule reads, in µs. */
+  stateMicros: number;
+  /** When set, the rule reads whole activity chains of this column (see state/duckdb.ts). */
+  stateKey: string | null;
+  params: Map<string, ParamValue>;
+  /** The file's text with parameters substituted; line numbers are the file's. */
+  sql: string;
+  substitutions: Substitution[];
+  /** Content hash of the file and its parameter values: the rule version on every row. */
+  version: string;
+  /** Other rules whose results (`result_<name>`) this one reads: it runs after them. */
+  after: string[];
+}
+
+export interface Diagnostic {
+  file: string;
+  line: number;
+  column: number;
+  message: string;
+}
+
+export function formatDiagnostic(d: Diagnostic): string {
+  return `${d.file}:${d.line}:${d.column}: ${d.message}`;
+}
+
+const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state):\s*(.*)$/;
+const PARAM = /^--\s*param\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$/;
+const IDENT = /^[a-z_][a-z0-9_]*$/;
+
+/** `suspicious_ips.min_orders` -> value text: parameter overrides from configuration. */
+export type ParamOverrides = ReadonlyMap<string, string>;
+
+export function parseRule(file: string, text: string, overrides: ParamOverrides = new Map()): { rule?: Rule; diagnostics: Diagnostic[] } {
+  const diagnostics: Diagnostic[] = [];
+  const report = (line: number, column: number, message: string) => diagnostics.push({ file, line, column, message });
+  const fields = new Map<string, { value: string; line: number }>();
+  const params = new Map<string, ParamValue>();
+  const lines = text.split('\n');
+  let bodyStart = lines.length;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === '') continue;
+    if (!line.startsWith('--')) {
+      bodyStart = i;
+      break;
+    }
+    const f = FIELD.exec(line);
+    if (f) {
+      if (fields.has(f[1]!)) report(i + 1, 1, `"${f[1]}" is given twice`);
+      fields.set(f[1]!, { value: f[2]!.trim(), line: i + 1 });
+      continue;
+    }
+    const p = PARAM.exec(line);
+    if (p) {
+      const v = parseParamValue(p[2]!);
+      if (typeof v === 'string') report(i + 1, line.indexOf(p[2]!) + 1, `param ${p[1]}: ${v}`);
+      else params.set(p[1]!, v);
+    } else if (/^--\s*param\b/.test(line)) {
+      report(i + 1, 1, 'a parameter reads "-- param name = value"');
+    }
+  }
+  if (fields.size === 0 && params.size === 0) {
+    report(1, 1, 'no header: a rule starts with "-- target: <table>" and "-- key: <columns>" lines (see queries/README.md)');
+    return { diagnostics };
+  }
+  if (bodyStart === lines.length || lines.slice(bodyStart).join('').trim() === '') {
+    report(lines.length, 1, 'the rule has a header but no SELECT');
+    return { diagnostics };
+  }
+
+  const name = fields.get('name')?.value ?? path.basename(file, '.sql');
+  if (!IDENT.test(name)) report(fields.get('name')?.line ?? 1, 1, `name "${name}" must be lower_snake_case`);
+
+  for (const [k, v] of overrides) {
+    const [ruleName, paramName] = k.split('.', 2) as [string, string];
+    if (ruleName !== name) continue;
+    if (!params.has(paramName)) {
+      report(1, 1, `configuration sets ${k}, but the rule has no parameter "${paramName}"`);
+      continue;
+    }
+    const parsed = parseParamValue(v);
+    if (typeof parsed === 'string') report(1, 1, `configuration ${k}: ${parsed}`);
+    else if (parsed.kind !== params.get(paramName)!.kind) report(1, 1, `configuration ${k}: expected a ${params.get(paramName)!.kind}, got a ${parsed.kind}`);
+    else params.set(paramName, parsed);
+  }
+
+  const target = fields.get('target');
+  if (!target) report(1, 1, 'missing "-- target: <table>"');
+  else if (!IDENT.test(target.value)) report(target.line, 1, `target "${target.value}" is not a table name`);
+  const keyField = fields.get('key');
+  const list = (s: string | undefined) => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  const key = list(keyField?.value);
+  if (!keyField) report(1, 1, 'missing "-- key: <columns>"');
+  else if (key.length === 0) report(keyField.line, 1, 'key names no column');
+  const replace = list(fields.get('replace')?.value);
+  for (const c of replace) if (!key.includes(c)) report(fields.get('replace')!.line, 1, `replace column "${c}" is not in the key`);
+
+  const severityField = fields.get('severity');
+  const severity = (severityField?.value ?? 'info') as Severity;
+  if (!SEVERITIES.includes(severity)) report(severityField!.line, 1, `severity "${severity}" is not one of ${SEVERITIES.join(', ')}`);
+
+  let stateMicros = 0;
+  let stateKey: string | null = null;
+  const stateField = fields.get('state');
+  if (!stateField) report(1, 1, 'missing "-- state: <duration>" (how far back in event time the rule reads; 0s for none)');
+  else {
+    const m = /^(.*?)(?:\s+per\s+([a-z_][a-z0-9_]*))?$/.exec(stateField.value)!;
+    const v = evalDuration(m[1]!, params);
+    if (typeof v === 'string') report(stateField.line, 1, `state: ${v}`);
+    else stateMicros = v;
+    stateKey = m[2] ?? null;
+  }
+
+  let finalAfter: string | null = null;
+  const finalField = fields.get('final_after');
+  if (finalField) {
+    const s = substitute(finalField.value, params);
+    for (const u of s.unknown) report(finalField.line, 1, `final_after: unknown parameter $${u.name}`);
+    finalAfter = s.text;
+  }
+
+  const body = substitute(text, params);
+  for (const u of body.unknown) {
+    if (u.line > bodyStart) report(u.line, u.column, `unknown parameter $${u.name} (declare it with "-- param ${u.name} = ...")`);
+  }
+  const after = [...new Set([...body.text.matchAll(/\bresult_([a-z_][a-z0-9_]*)\b/g)].map((m) => m[1]!))];
+
+  const version = createHash('sha256')
+    .update(text)
+    .update(JSON.stringify([...params].map(([k, v]) => [k, v.kind === 'integer' ? v.value.toString() : v])))
+    .digest('hex')
+    .slice(0, 12);
+
+  if (diagnostics.length > 0) return { diagnostics };
+  return {
+    diagnostics,
+    rule: {
+      name,
+      file,
+      description: fields.get('description')?.value ?? '',
+      severity,
+      target: target!.value,
+      key,
+      replace,
+      finalAfter,
+      stateMicros,
+      stateKey,
+      params,
+      sql: body.text,
+      substitutions: body.substitutions,
+      version,
+      after,
+    },
+  };
+}
+
+/** Loads every *.sql in `dir`, sorted, then orders rules so each runs after those it reads. */
+export function loadRules(dir: string, overrides: ParamOverrides = new Map()): { rules: Rule[]; diagnostics: Diagnostic[] } {
+  const diagnostics: Diagnostic[] = [];
+  let files: string[];
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
+    files = readdirSync(dir).filter((f) => f.endsWith('.sql')).sort();
+  } catch (err) {
+    return { rules: [], diagnostics: [{ file: dir, line: 0, column: 0, message: `cannot read the rules directory: ${(err as Error).message}` }] };
+  }
+  if (files.length === 0) diagnostics.push({ file: dir, line: 0, column: 0, message: 'no rule files (*.sql) in the rules directory' });
+  const rules: Rule[] = [];
+  for (const f of files) {
+    const file = path.join(dir, f);
+    const text = readFileSync(file, 'utf8');
+    if (text.trim() === '') {
+      diagnostics.push({ file, line: 1, column: 1, message: 'the rule file is empty' });
+      continue;
+    }
+    const r = parseRule(file, text, overrides);
+    diagnostics.push(...r.diagnostics);
+    if (r.rule) {
+      const dup = rules.find((x) => x.name === r.rule!.name);
+      if (dup) diagnostics.push({ file, line: 1, column: 1, message: `rule name "${r.rule.name}" is also used by ${dup.file}` });
+      else rules.push(r.rule);
+    }
+  }
+  return { rules: orderRules(rules, diagnostics), diagnostics };
+}
+
+/** Topological order by `after`, stable in file order; a cycle or a missing rule is a diagnostic. */
+function orderRules(rules: Rule[], diagnostics: Diagnostic[]): Rule[] {
+  const byName = new Map(rules.map((r) => [r.name, r]));
+  const ordered: Rule[] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (r: Rule, trail: string[]) => {
+    if (state.get(r.name) === 'done') return;
+    if (state.get(r.name) === 'visiting') {
+      diagnostics.push({ file: r.file, line: 1, column: 1, message: `rules read each other's results in a cycle: ${[...trail, r.name].join(' -> ')}` });
+      return;
+    }
+    state.set(r.name, 'visiting');
+    for (const dep of r.after) {
+      const d = byName.get(dep);
+      if (!d) diagnostics.push({ file: r.file, line: 1, column: 1, message: `reads result_${dep}, but no rule is named "${dep}"` });
+      else visit(d, [...trail, r.name]);
+    }
+    state.set(r.name, 'done');
+    ordered.push(r);
+  };
+  for (const r of rules) visit(r, []);
+  return ordered;
+}

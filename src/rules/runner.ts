@@ -1,0 +1,135 @@
+/**
+ * Runs the rules inside DuckDB. `prepare` checks every rule against the state
+ * schema without running it (DESCRIBE): output columns, key, target types. A
+ * rule that fails is reported with file:line:column and skipped; the others go on.
+ */
+import type { DuckState, Columns } from '../state/duckdb.js';
+import { MANAGED_COLUMNS, TARGETS, FINALIZABLE, compatible } from '../sink/schema.js';
+import type { Diagnostic, Rule } from './loader.js';
+import { originalColumn } from './params.js';
+
+/** A DuckDB error's "LINE n:" and caret mapped back to the rule file. */
+export function duckErrorToDiagnostic(rule: Pick<Rule, 'file' | 'substitutions'>, err: unknown, lineOffset = 0): Diagnostic {
+  const message = (err as Error).message ?? String(err);
+  const first = message.split('\n')[0]!;
+  const m = /\nLINE (\d+): (.*)\n( *)\^/.exec(message);
+  if (!m) return { file: rule.file, line: 1, column: 1, message: first };
+  const line = Number(m[1]) - lineOffset;
+  const caretColumn = m[3]!.length - `LINE ${m[1]}: `.length + 1;
+  // DuckDB shows a window of long lines starting with "..."; columns are then approximate.
+  return { file: rule.file, line, column: Math.max(1, originalColumn(line, caretColumn, rule.substitutions)), message: first };
+}
+
+function stripSemicolon(sql: string): string {
+  return sql.replace(/;\s*$/, '');
+}
+
+export interface PreparedRule {
+  rule: Rule;
+  columns: string[];
+  /** Whether another rule reads this one's results (kept in result_<name>). */
+  mirrored: boolean;
+}
+
+/**
+ * Checks every rule in dependency order, creating result_<name> tables for rules
+ * others read. Returns the rules that passed and diagnostics for those that did not.
+ */
+export async function prepareRules(state: DuckState, rules: readonly Rule[]): Promise<{ prepared: PreparedRule[]; diagnostics: Diagnostic[] }> {
+  const diagnostics: Diagnostic[] = [];
+  const prepared: PreparedRule[] = [];
+  const read = new Set(rules.flatMap((r) => r.after));
+  const failed = new Set<string>();
+  for (const rule of rules) {
+    const blocked = rule.after.filter((a) => failed.has(a));
+    if (blocked.length > 0) {
+      diagnostics.push({ file: rule.file, line: 1, column: 1, message: `not loaded: it reads result_${blocked[0]}, whose rule is invalid` });
+      failed.add(rule.name);
+      continue;
+    }
+    const problems: Diagnostic[] = [];
+    let desc: Columns;
+    try {
+      desc = await state.query('DESCRIBE ' + stripSemicolon(rule.sql));
+    } catch (err) {
+      diagnostics.push(duckErrorToDiagnostic(rule, err));
+      failed.add(rule.name);
+      continue;
+    }
+    const columns = desc.columns[0]! as string[];
+    const types = desc.columns[1]! as string[];
+    const target = TARGETS[rule.target];
+    const at = (message: string): Diagnostic => ({ file: rule.file, line: 1, column: 1, message });
+    if (!target) {
+      problems.push(at(`target "${rule.target}" is not a result table (one of: ${Object.keys(TARGETS).join(', ')})`));
+    } else {
+      columns.forEach((c, i) => {
+        if (MANAGED_COLUMNS.has(c)) problems.push(at(`column "${c}" is managed by fraud-sql; the rule must not output it`));
+        else if (!(c in target)) problems.push(at(`column "${c}" is not a column of ${rule.target} (${Object.keys(target).join(', ')})`));
+        else if (!compatible(target[c]!, types[i]!)) problems.push(at(`column "${c}" is ${types[i]}, but ${rule.target}.${c} is ${target[c]}`));
+      });
+      for (const c of Object.keys(target)) if (!columns.includes(c)) problems.push(at(`the rule does not output "${c}", which ${rule.target} requires`));
+      if (FINALIZABLE.has(rule.target) && !rule.finalAfter) problems.push(at(`${rule.target} rows become final: add "-- final_after: <column or expression>"`));
+    }
+    for (const k of rule.key) if (!columns.includes(k)) problems.push(at(`key column "${k}" is not in the rule's output`));
+    if (new Set(columns).size !== columns.length) problems.push(at('the rule outputs a column name twice'));
+    if (problems.length > 0) {
+      diagnostics.push(...problems);
+      failed.add(rule.name);
+      continue;
+    }
+    const mirrored = read.has(rule.name);
+    if (mirrored) {
+      await state.run(`CREATE OR REPLACE TABLE result_${rule.name} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
+    }
+    prepared.push({ rule, columns, mirrored });
+  }
+  return { prepared, diagnostics };
+}
+
+export interface RuleRun {
+  rule: Rule;
+  result?: Columns;
+  error?: Diagnostic;
+  durationMs: number;
+}
+
+/** Runs every prepared rule over the current batch, in order. */
+export async function runRules(state: DuckState, prepared: readonly PreparedRule[]): Promise<RuleRun[]> {
+  const runs: RuleRun[] = [];
+  for (const p of prepared) {
+    const started = performance.now();
+    const { rule } = p;
+    try {
+      const changed = `changed_${rule.name}`;
+      // Same first line as the file (its header comment), so DuckDB's line numbers are the file's.
+      await state.run(`CREATE OR REPLACE TEMP TABLE ${changed} AS ${stripSemicolon(rule.sql)}`);
+      if (p.mirrored) await updateMirror(state, rule, changed);
+      const result = await state.query(`SELECT * FROM ${changed}`);
+      runs.push({ rule, result, durationMs: performance.now() - started });
+    } catch (err) {
+      runs.push({ rule, error: duckErrorToDiagnostic(rule, err), durationMs: performance.now() - started });
+    }
+  }
+  return runs;
+}
+
+/** result_<name> follows the same upsert and replace semantics as the PostgreSQL table. */
+async function updateMirror(state: DuckState, rule: Rule, changed: string): Promise<void> {
+  const mirror = `result_${rule.name}`;
+  const match = (rule.replace.length > 0 ? rule.replace : rule.key).map((c) => `m.${c} = c.${c}`).join(' AND ');
+  await state.run(`DELETE FROM ${mirror} m WHERE EXISTS (SELECT 1 FROM ${changed} c WHERE ${match})`);
+  await state.run(`INSERT INTO ${mirror} SELECT * FROM ${changed}`);
+}
+
+/** Drops mirrored rows that are final and older than the state horizon. */
+export async function trimMirrors(state: DuckState, prepared: readonly PreparedRule[], watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<void> {
+  if (watermarks.size === 0) return;
+  const wm = [...watermarks].map(([p, us]) => `(${p}, make_timestamp(${Math.floor(us)}::BIGINT))`).join(', ');
+  for (const p of prepared) {
+    if (!p.mirrored || !p.rule.finalAfter) continue;
+    await state.run(`WITH wm(kafka_partition, watermark) AS (VALUES ${wm})
+      DELETE FROM result_${p.rule.name} r USING wm
+      WHERE r.source_partition = wm.kafka_partition AND (${p.rule.finalAfter}) < wm.watermark - to_microseconds(${horizonUs}::BIGINT)`);
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * The PostgreSQL sink: migrations, and one transaction per micro-batch holding the
+ * rules' results, dead letters, late events and the consumed offsets together, so
+ * results and progress can never disagree (design.md section 4).
+ */
+import pg from 'pg';
+import { FraudSqlError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { retrying } from '../retry.js';
+import type { DeadLetter, LateEvent, PartitionProgress } from '../types.js';
+import { formatMicros } from '../source/time.js';
+import { mapPgError } from './pg-errors.js';
+import { MIGRATIONS, TARGETS, FINALIZABLE } from './schema.js';
+import {
+  ADVANCE_PROGRESS,
+  INIT_PROGRESS,
+  INSERT_DEAD_LETTERS,
+  INSERT_LATE_EVENTS,
+  READ_PROGRESS,
+  UPDATE_WATERMARKS,
+  finalizeSql,
+  replaceSql,
+  upsertSql,
+  type Column,
+} from './sql.js';
+
+/** One rule's output for one batch, column-major. */
+export interface ResultSet {
+  target: string;
+  key: readonly string[];
+  replace: readonly string[];
+  version: string;
+  names: readonly string[];
+  columns: readonly (readonly unknown[])[];
+  rowCount: number;
+}
+
+export interface PartitionAdvance {
+  partition: number;
+  expected: bigint;
+  next: bigint;
+  restoreFrom: bigint;
+  watermarkUs: number | null;
+}
+
+export interface CommitInput {
+  results: readonly ResultSet[];
+  deadLetters: readonly DeadLetter[];
+  late: readonly LateEvent[];
+  progress: readonly PartitionAdvance[];
+  /** Each finalizable target with the expression after which its rows are final. */
+  finalizers: readonly { target: string; finalAfter: string }[];
+  /** Effective watermark per partition (event time, or extrapolated when idle). */
+  watermarks: ReadonlyMap<number, number>;
+}
+
+export interface SinkOptions {
+  databaseUrl: string;
+  schema: string;
+  consumerGroup: string;
+  topic: string;
+  logger: Logger;
+  signal?: AbortSignal;
+}
+
+const DEAD_LETTER_PAYLOAD_MAX = 65_536;
+
+export class PgSink {
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly opts: SinkOptions,
+  ) {}
+
+  /** Connects (retrying while PostgreSQL is unreachable) and migrates. */
+  static async open(opts: SinkOptions): Promise<PgSink> {
+    const pool = new pg.Pool({
+      connectionString: opts.databaseUrl,
+      max: 4,
+      connectionTimeoutMillis: 5_000,
+      options: `-c search_path="${opts.schema}",public -c TimeZone=UTC`,
+    });
+    // An idle client whose server went away must not crash the process; the next
+    // query reconnects.
+    pool.on('error', (err) => opts.logger.warn('PostgreSQL connection lost', { error: err.message }));
+    const sink = new PgSink(pool, opts);
+    try {
+      await sink.withRetry('connect', () => sink.migrate());
+    } catch (err) {
+      await pool.end().catch(() => {});
+      throw err;
+    }
+    return sink;
+  }
+
+  private async withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    let announced = false;
+    const result = await retrying(
+      async () => {
+        try {
+          return await fn();
+        } catch (err) {
+          throw mapPgError(err, this.opts.databaseUrl);
+        }
+      },
+      {
+        shouldRetry: (err) => err instanceof FraudSqlError && err.retriable,
+        signal: this.opts.signal,
+        onRetry: (err, attempt, waitMs) => {
+          announced = true;
+          this.opts.logger.warn(`${(err as Error).message}; retrying ${what} in ${(waitMs / 1000).toFixed(1)} s`, { attempt });
+        },
+      },
+    );
+    if (announced) this.opts.logger.info(`PostgreSQL is reachable again (${what})`);
+    return result;
+  }
+
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    // A checked-out client without an error listener takes the process down when
+    // the server restarts; the query in flight fails and is retried instead.
+    const onError = (err: Error) => this.opts.logger.warn('PostgreSQL connection lost in a transaction', { error: err.message });
+    client.on('error', onError);
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const r = await fn(client);
+      await client.query('COMMIT');
+      return r;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      throw err;
+    } finally {
+      client.off('error', onError);
+      client.release(broken);
+    }
+  }
+
+  async migrate(): Promise<number> {
+    const schema = `"${this.opts.schema}"`;
+    return this.tx(async (c) => {
+      await c.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+      // One migrator at a time, even with several processes starting together.
+      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`fraud-sql-migrate:${this.opts.schema}`]);
+      await c.query(`CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+      const done = new Set((await c.query(`SELECT version FROM ${schema}.schema_migrations`)).rows.map((r) => r.version as number));
+      let applied = 0;
+      for (const m of MIGRATIONS) {
+        if (done.has(m.version)) continue;
+        await c.query(`SET LOCAL search_path = ${schema}`);
+        await c.query(m.sql);
+        await c.query(`INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+        applied++;
+      }
+      return applied;
+    });
+  }
+
+  /**
+   * Progress of the given partitions; a partition seen for the first time starts at
+   * `startOffsets` (the earliest offset still in Kafka), so no order is skipped.
+   */
+  async progress(startOffsets: ReadonlyMap<number, bigint>): Promise<Map<number, PartitionProgress>> {
+    const { consumerGroup, topic } = this.opts;
+    const parts = [...startOffsets.keys()];
+    return this.withRetry('read progress', async () => {
+      await this.pool.query(INIT_PROGRESS, [consumerGroup, topic, parts, parts.map((p) => startOffsets.get(p)!.toString())]);
+      const r = await this.pool.query(READ_PROGRESS, [consumerGroup, topic, parts]);
+      const out = new Map<number, PartitionProgress>();
+      for (const row of r.rows) {
+        out.set(row.kafka_partition, { partition: row.kafka_partition, nextOffset: BigInt(row.next_offset), restoreFrom: BigInt(row.restore_from) });
+      }
+      return out;
+    });
+  }
+
+  /** Writes one batch atomically; retries while PostgreSQL is unreachable. */
+  async commit(input: CommitInput): Promise<void> {
+    await this.withRetry('commit', () => this.tx((c) => this.writeBatch(c, input)));
+  }
+
+  private async writeBatch(c: pg.PoolClient, input: CommitInput): Promise<void> {
+    const { consumerGroup, topic } = this.opts;
+    if (input.progress.length > 0) {
+      const p = input.progress;
+      const r = await c.query(ADVANCE_PROGRESS, [
+        consumerGroup,
+        topic,
+        p.map((x) => x.partition),
+        p.map((x) => x.expected.toString()),
+        p.map((x) => x.next.toString()),
+        p.map((x) => x.restoreFrom.toString()),
+        p.map((x) => (x.watermarkUs === null ? null : formatMicros(x.watermarkUs))),
+      ]);
+      if (r.rowCount !== p.length) {
+        throw new FraudSqlError('PG_FENCED', `another consumer advanced partitions of ${topic} (expected offsets ${p.map((x) => `${x.partition}@${x.expected}`).join(', ')}); this batch is discarded`);
+      }
+    }
+    for (const rs of input.results) {
+      if (rs.rowCount === 0) continue;
+      const types = TARGETS[rs.target]!;
+      const cols: Column[] = rs.names.map((n) => ({ name: n, pgType: types[n]! }));
+      if (rs.replace.length > 0) {
+        const pick = (names: readonly string[]) => names.map((n) => cols.find((c) => c.name === n)!);
+        const arr = (names: readonly string[]) => names.map((n) => rs.columns[rs.names.indexOf(n)]!);
+        await c.query(replaceSql(rs.target, pick(rs.replace), pick(rs.key)), [...arr(rs.replace), ...arr(rs.key)]);
+      }
+      await c.query(upsertSql(rs.target, cols, rs.key, FINALIZABLE.has(rs.target)), [...rs.columns, rs.version]);
+    }
+    if (input.deadLetters.length > 0) {
+      const d = input.deadLetters;
+      await c.query(INSERT_DEAD_LETTERS, [
+        d.map((x) => x.topic),
+        d.map((x) => x.partition),
+        d.map((x) => x.offset.toString()),
+        d.map((x) => (x.key ? x.key.toString('utf8') : null)),
+        d.map((x) => (x.value ? x.value.subarray(0, DEAD_LETTER_PAYLOAD_MAX) : null)),
+        d.map((x) => x.value?.length ?? 0),
+        d.map((x) => x.reason),
+      ]);
+    }
+    if (input.late.length > 0) {
+      const l = input.late;
+      await c.query(INSERT_LATE_EVENTS, [
+        l.map((x) => x.topic),
+        l.map((x) => x.partition),
+        l.map((x) => x.offset.toString()),
+        l.map((x) => x.order.orderId),
+        l.map((x) => formatMicros(x.order.eventUs)),
+        l.map((x) => formatMicros(x.watermarkUs)),
+        l.map((x) => x.order.ipAddress),
+        l.map((x) => (x.order.price * BigInt(x.order.quantity)).toString()),
+      ]);
+    }
+    await this.finalizeWith(c, input.finalizers, input.watermarks);
+  }
+
+  private async finalizeWith(c: pg.ClientBase, finalizers: CommitInput['finalizers'], watermarks: ReadonlyMap<number, number>): Promise<void> {
+    if (watermarks.size === 0) return;
+    const parts = [...watermarks.keys()];
+    const wms = parts.map((p) => formatMicros(watermarks.get(p)!));
+    for (const f of finalizers) await c.query(finalizeSql(f.target, f.finalAfter), [parts, wms]);
+  }
+
+  /** Closes windows on the watermark alone (input idle): no offsets move. */
+  async finalize(finalizers: CommitInput['finalizers'], watermarks: ReadonlyMap<number, number>): Promise<void> {
+    if (watermarks.size === 0) return;
+    await this.withRetry('finalize', () =>
+      this.tx(async (c) => {
+        const parts = [...watermarks.keys()];
+        await c.query(UPDATE_WATERMARKS, [this.opts.consumerGroup, this.opts.topic, parts, parts.map((p) => formatMicros(watermarks.get(p)!))]);
+        await this.finalizeWith(c, finalizers, watermarks);
+      }),
+    );
+  }
+
+  /** For readiness: true when a trivial query succeeds within the timeout. */
+  async ping(): Promise<boolean> {
+    try {
+      await this.pool.query('SELECT 1');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return this.pool.query<R>(sql, params);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}

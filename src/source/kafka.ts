@@ -1,0 +1,261 @@
+/**
+ * The Kafka adapter: kafkajs behind a small pull interface, so the rest of the
+ * program never sees kafkajs (unmaintained since 2023: replaceable here alone).
+ *
+ * Offsets: kafkajs never commits on its own (autoCommit off). The offsets that
+ * count are in PostgreSQL, written with each batch's results; on every assignment
+ * the engine says where each partition resumes and this adapter seeks there.
+ * After each PostgreSQL commit the same offsets are committed to Kafka too, for
+ * the lag tools operators already use.
+ */
+import { Kafka, logLevel, type Consumer, type Producer, type Admin, type EachBatchPayload, type LogEntry } from 'kafkajs';
+import { FraudSqlError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { retrying } from '../retry.js';
+import type { DeadLetter, SourceMessage } from '../types.js';
+
+export interface KafkaOptions {
+  brokers: string[];
+  clientId: string;
+  groupId: string;
+  topic: string;
+  dlqTopic: string;
+  logger: Logger;
+  /** Messages buffered ahead of the engine before fetching pauses (backpressure). */
+  bufferMessages: number;
+  signal?: AbortSignal;
+}
+
+type AssignHandler = (partitions: number[], startOffsets: Map<number, bigint>) => Promise<Map<number, bigint>>;
+
+const DLQ_PAYLOAD_MAX = 262_144;
+
+/** kafkajs log entries to one readable line each; its connection chatter is debug. */
+function logCreator(logger: Logger) {
+  return () => ({ namespace, level, log }: LogEntry) => {
+    const { message, broker, error } = log as { message: string; broker?: string; error?: string };
+    const text = `kafka ${namespace}: ${message}${broker ? ` (broker ${broker})` : ''}${error && !message.includes(error) ? `: ${error}` : ''}`;
+    if (level === logLevel.ERROR || level === logLevel.WARN) {
+      // Reconnect attempts are reported once per retry by the adapter; keep these at debug.
+      if (/Connection error|Failed to connect|ECONNREFUSED|Crash: KafkaJSNumberOfRetriesExceeded|rebalancing|The group is rebalancing/i.test(text)) logger.debug(text);
+      else logger.warn(text);
+    } else logger.debug(text);
+  };
+}
+
+export function mapKafkaError(err: unknown, brokers: readonly string[]): FraudSqlError {
+  if (err instanceof FraudSqlError) return err;
+  const e = err as Error & { retriable?: boolean; name?: string };
+  const msg = e.message ?? String(err);
+  if (/ECONNREFUSED|ENOTFOUND|ETIMEDOUT|Connection|connect|broker|KafkaJSNumberOfRetriesExceeded|KafkaJSConnectionError|KafkaJSBrokerNotFound|ECONNRESET|Closed connection/i.test(`${e.name} ${msg}`)) {
+    return new FraudSqlError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${brokers.join(',')} (${msg})`, { retriable: true, cause: err });
+  }
+  return new FraudSqlError('KAFKA_FAILED', `Kafka error: ${msg}`, { retriable: e.retriable ?? false, cause: err });
+}
+
+export class KafkaSource {
+  private readonly kafka: Kafka;
+  private readonly consumer: Consumer;
+  private readonly producer: Producer;
+  private readonly admin: Admin;
+  private buffer: SourceMessage[] = [];
+  private waiters: (() => void)[] = [];
+  private spaceWaiters: (() => void)[] = [];
+  /** Partitions whose position has been set for the current assignment. */
+  private ready = new Set<number>();
+  private assignment: number[] = [];
+  private onAssign: AssignHandler | null = null;
+  private assigning: Promise<void> = Promise.resolve();
+  private running = false;
+
+  constructor(private readonly opts: KafkaOptions) {
+    this.kafka = new Kafka({
+      clientId: opts.clientId,
+      brokers: opts.brokers,
+      logLevel: logLevel.INFO,
+      logCreator: logCreator(opts.logger),
+      retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
+      connectionTimeout: 3_000,
+    });
+    this.consumer = this.kafka.consumer({
+      groupId: opts.groupId,
+      sessionTimeout: 30_000,
+      heartbeatInterval: 3_000,
+      maxWaitTimeInMs: 100,
+      maxBytesPerPartition: 4 * 1024 * 1024,
+      maxBytes: 16 * 1024 * 1024,
+      retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
+    });
+    this.producer = this.kafka.producer({ allowAutoTopicCreation: true, idempotent: true, maxInFlightRequests: 1 });
+    this.admin = this.kafka.admin();
+  }
+
+  /** Connects (retrying with backoff while the broker is unreachable) and starts fetching. */
+  async start(onAssign: AssignHandler): Promise<void> {
+    this.onAssign = onAssign;
+    const { logger, brokers, topic, dlqTopic, signal } = this.opts;
+    await retrying(
+      async () => {
+        try {
+          await this.admin.connect();
+          await this.producer.connect();
+          await this.consumer.connect();
+          await this.admin.createTopics({ topics: [{ topic: dlqTopic }], waitForLeaders: true }).catch(() => false);
+        } catch (err) {
+          throw mapKafkaError(err, brokers);
+        }
+      },
+      {
+        shouldRetry: (err) => err instanceof FraudSqlError && err.retriable,
+        signal,
+        onRetry: (err, attempt, wait) => logger.warn(`${(err as Error).message}; retrying in ${(wait / 1000).toFixed(1)} s`, { attempt }),
+      },
+    );
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+      const parts = e.payload.memberAssignment[topic] ?? [];
+      this.assigning = this.assigning.then(() => this.handleAssignment(parts)).catch((err) => {
+        logger.error(`partition assignment failed: ${(err as Error).message}`);
+      });
+    });
+    this.consumer.on(this.consumer.events.CRASH, (e) => {
+      const err = mapKafkaError(e.payload.error, brokers);
+      logger.warn(`${err.message}; the consumer ${e.payload.restart ? 'restarts' : 'stopped'}`);
+    });
+    await this.consumer.subscribe({ topic, fromBeginning: true });
+    this.running = true;
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: (payload) => this.onBatch(payload),
+    });
+  }
+
+  private async handleAssignment(partitions: number[]): Promise<void> {
+    this.ready = new Set();
+    this.assignment = [...partitions].sort((a, b) => a - b);
+    // Buffered messages belong to the previous assignment; each partition is re-sought below.
+    this.buffer = [];
+    this.wakeSpace();
+    const low = new Map<number, bigint>();
+    for (const o of await this.admin.fetchTopicOffsets(this.opts.topic)) {
+      if (partitions.includes(o.partition)) low.set(o.partition, BigInt(o.low));
+    }
+    const seek = await this.onAssign!(this.assignment, low);
+    for (const [partition, offset] of seek) {
+      this.consumer.seek({ topic: this.opts.topic, partition, offset: offset.toString() });
+      this.ready.add(partition);
+    }
+    this.opts.logger.info(`assigned partitions ${this.assignment.join(',') || '(none)'} of ${this.opts.topic}`, {
+      resume: [...seek].map(([p, o]) => `${p}@${o}`).join(','),
+    });
+  }
+
+  private async onBatch({ batch, resolveOffset, heartbeat, isStale, isRunning }: EachBatchPayload): Promise<void> {
+    // Never throw from here: kafkajs would act on offsets itself. Skipping without
+    // resolving makes kafkajs fetch the same messages again.
+    if (!this.ready.has(batch.partition) || isStale()) return;
+    const msgs: SourceMessage[] = batch.messages.map((m) => ({
+      topic: batch.topic,
+      partition: batch.partition,
+      offset: BigInt(m.offset),
+      key: m.key,
+      value: m.value,
+      timestampMs: Number(m.timestamp),
+    }));
+    if (msgs.length === 0) return;
+    this.buffer.push(...msgs);
+    resolveOffset(batch.lastOffset());
+    for (const w of this.waiters.splice(0)) w();
+    // Backpressure: hold this fetch until the engine has drained the buffer.
+    while (this.buffer.length >= this.opts.bufferMessages && isRunning() && this.running) {
+      await new Promise<void>((r) => {
+        this.spaceWaiters.push(r);
+        setTimeout(r, 1_000);
+      });
+      await heartbeat().catch(() => {});
+    }
+  }
+
+  private wakeSpace(): void {
+    for (const w of this.spaceWaiters.splice(0)) w();
+  }
+
+  /**
+   * The next micro-batch: returns as soon as `maxSize` messages are buffered, or
+   * `maxWaitMs` after the first message arrived; waits while nothing arrives.
+   */
+  async next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<SourceMessage[]> {
+    while (this.buffer.length === 0 && !signal.aborted) {
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        const t = setTimeout(r, 250);
+        signal.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true });
+      });
+    }
+    const deadline = Date.now() + maxWaitMs;
+    while (this.buffer.length < maxSize && !signal.aborted) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, left);
+      });
+    }
+    const out = this.buffer.splice(0, maxSize);
+    this.wakeSpace();
+    return out;
+  }
+
+  /** Mirrors committed progress to Kafka for external lag tools. Best effort. */
+  async commit(offsets: ReadonlyMap<number, bigint>): Promise<void> {
+    if (offsets.size === 0) return;
+    try {
+      await this.consumer.commitOffsets([...offsets].map(([partition, o]) => ({ topic: this.opts.topic, partition, offset: o.toString() })));
+    } catch (err) {
+      this.opts.logger.debug(`could not mirror offsets to Kafka: ${(err as Error).message}`);
+    }
+  }
+
+  async sendDeadLetters(dls: readonly DeadLetter[]): Promise<void> {
+    if (dls.length === 0) return;
+    try {
+      await this.producer.send({
+        topic: this.opts.dlqTopic,
+        acks: -1,
+        messages: dls.map((d) => ({
+          key: d.key,
+          value: d.value ? d.value.subarray(0, DLQ_PAYLOAD_MAX) : null,
+          headers: {
+            'fraud-sql-reason': d.reason,
+            'fraud-sql-source': `${d.topic}/${d.partition}/${d.offset}`,
+            'fraud-sql-bytes': String(d.value?.length ?? 0),
+          },
+        })),
+      });
+    } catch (err) {
+      throw mapKafkaError(err, this.opts.brokers);
+    }
+  }
+
+  /** High watermark per assigned partition, for lag. */
+  async endOffsets(): Promise<Map<number, bigint>> {
+    const out = new Map<number, bigint>();
+    for (const o of await this.admin.fetchTopicOffsets(this.opts.topic)) out.set(o.partition, BigInt(o.high));
+    return out;
+  }
+
+  assigned(): number[] {
+    return this.assignment;
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wakeSpace();
+    for (const w of this.waiters.splice(0)) w();
+    // Leaves the group, so the partitions move to another instance at once.
+    await this.consumer.disconnect().catch(() => {});
+    await this.producer.disconnect().catch(() => {});
+    await this.admin.disconnect().catch(() => {});
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * ISO-8601 timestamps to event time in microseconds (UTC), with the zone rule of
+ * design.md section 1: an explicit offset or `Z` is taken as is; a timestamp
+ * without one is local time in the configured IANA zone (default Asia/Seoul).
+ */
+
+const ISO =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?(Z|z|[+-]\d{2}(?::?\d{2})?)?$/;
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function formatterFor(zone: string): Intl.DateTimeFormat {
+  let f = formatters.get(zone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone: zone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    });
+    formatters.set(zone, f);
+  }
+  return f;
+}
+
+/** Throws RangeError for a zone name the runtime does not know. */
+export function assertTimeZone(zone: string): void {
+  formatterFor(zone);
+}
+
+/** Offset of `zone` from UTC at instant `utcMs`, in milliseconds. */
+function zoneOffsetMs(zone: string, utcMs: number): number {
+  const parts = formatterFor(zone).formatToParts(new Date(utcMs));
+  const get = (t: string) => Number(parts.find((p) => p.type === t)!.value);
+  const asUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
+  return asUtc - Math.floor(utcMs / 1000) * 1000;
+}
+
+/**
+ * Parses an ISO-8601 timestamp into microseconds since the epoch.
+ * Returns a reason string instead of throwing: bad input is data, not a bug.
+ */
+export function parseEventTime(text: string, zone: string): number | string {
+  const m = ISO.exec(text);
+  if (!m) return `timestamp "${truncate(text)}" is not ISO-8601 (YYYY-MM-DDTHH:MM:SS[.ffffff][Z|±HH:MM])`;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const fraction = (m[7] ?? '').padEnd(6, '0').slice(0, 6);
+  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59) {
+    return `timestamp "${truncate(text)}" has a field out of range`;
+  }
+  const wallMs = Date.UTC(year, month - 1, day, hour, minute, second);
+  if (new Date(wallMs).getUTCDate() !== day) return `timestamp "${truncate(text)}" names a day that does not exist`;
+  let utcMs: number;
+  const zoneText = m[8];
+  if (zoneText === undefined) {
+    // Local wall time: find the instant whose offset maps back to this wall time.
+    // Two passes settle the offset across a daylight-saving change.
+    let guess = wallMs - zoneOffsetMs(zone, wallMs);
+    guess = wallMs - zoneOffsetMs(zone, guess);
+    utcMs = guess;
+  } else if (zoneText === 'Z' || zoneText === 'z') {
+    utcMs = wallMs;
+  } else {
+    const sign = zoneText[0] === '-' ? -1 : 1;
+    const digits = zoneText.slice(1).replace(':', '');
+    const offH = Number(digits.slice(0, 2));
+    const offM = Number(digits.slice(2, 4) || '0');
+    if (offH > 23 || offM > 59) return `timestamp "${truncate(text)}" has an offset out of range`;
+    utcMs = wallMs - sign * (offH * 60 + offM) * 60_000;
+  }
+  if (year < 1970 || year > 2200) return `timestamp "${truncate(text)}" is outside 1970..2200`;
+  return utcMs * 1000 + Number(fraction);
+}
+
+/** Microseconds since the epoch as an ISO-8601 UTC string with microseconds. */
+export function formatMicros(us: number | bigint): string {
+  const n = BigInt(us);
+  const ms = Number(n / 1000n);
+  const micros = Number(((n % 1_000_000n) + 1_000_000n) % 1_000_000n);
+  return new Date(ms).toISOString().slice(0, 19) + '.' + String(micros).padStart(6, '0') + 'Z';
+}
+
+export function truncate(text: string, max = 60): string {
+  return text.length > max ? text.slice(0, max) + '…' : text;
+}

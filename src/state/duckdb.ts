@@ -1,0 +1,216 @@
+/**
+ * Window state in an in-process DuckDB: the retained orders that open windows still
+ * need, and the current results of rules that other rules read. Rules run here.
+ *
+ * Tables
+ * - orders: every retained order, with its Kafka partition/offset and the batch that
+ *   brought it (batch 0 = replayed to rebuild state, never output again).
+ * - batch_orders (view): the orders of the current micro-batch.
+ * - result_<rule>: current rows of a rule that another rule reads.
+ */
+import {
+  DuckDBConnection,
+  DuckDBInstance,
+  DuckDBTimestampValue,
+  type DuckDBValue,
+} from '@duckdb/node-api';
+import { FraudSqlError } from '../errors.js';
+import type { Order } from '../types.js';
+import { formatMicros } from '../source/time.js';
+
+export interface IngestRow {
+  order: Order;
+  partition: number;
+  offset: bigint;
+}
+
+/** A result in column-major form, values converted for PostgreSQL (see toPlain). */
+export interface Columns {
+  names: string[];
+  types: string[];
+  columns: unknown[][];
+  rowCount: number;
+}
+
+const ORDERS_DDL = `
+CREATE TABLE IF NOT EXISTS orders (
+  order_id        VARCHAR NOT NULL,
+  event_time      TIMESTAMP NOT NULL,   -- UTC
+  user_id         VARCHAR NOT NULL,
+  product_id      VARCHAR NOT NULL,
+  product_name    VARCHAR NOT NULL,
+  price           BIGINT NOT NULL,      -- KRW
+  quantity        INTEGER NOT NULL,
+  ip_address      VARCHAR NOT NULL,
+  payment_method  VARCHAR,
+  kafka_partition INTEGER NOT NULL,
+  kafka_offset    BIGINT NOT NULL,
+  batch_id        BIGINT NOT NULL
+)`;
+
+export class DuckState {
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    readonly conn: DuckDBConnection,
+  ) {}
+
+  /**
+   * Opens the state database: `:memory:` for `run` (state is rebuilt from Kafka on
+   * start), a file for `demo`. A file held by another process is named in the error.
+   */
+  static async open(file = ':memory:', opts: { threads?: number } = {}): Promise<DuckState> {
+    let instance: DuckDBInstance;
+    try {
+      instance = await DuckDBInstance.create(file, {
+        threads: String(opts.threads ?? 2),
+        // Automatic checkpoints stall a batch for the whole write-out: checkpoint
+        // only when this much WAL has built up (and on close).
+        checkpoint_threshold: '1GB',
+      });
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (/lock/i.test(msg)) {
+        throw new FraudSqlError('STATE_LOCKED', `the DuckDB file ${file} is in use by another process (${msg.split('\n')[0]})`, { cause: err });
+      }
+      throw err;
+    }
+    const conn = await instance.connect();
+    const s = new DuckState(instance, conn);
+    await conn.run(ORDERS_DDL);
+    await conn.run('CREATE TEMP TABLE IF NOT EXISTS incoming AS SELECT * FROM orders WHERE false');
+    await conn.run('SET VARIABLE batch_id = 0');
+    await conn.run("CREATE OR REPLACE VIEW batch_orders AS SELECT * FROM orders WHERE batch_id = getvariable('batch_id')");
+    return s;
+  }
+
+  /**
+   * Appends orders and keeps the first of any order_id already retained or repeated
+   * in the batch (a redelivered order is counted once). Returns how many were new.
+   */
+  async ingest(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }> {
+    if (rows.length === 0) return { inserted: 0, duplicates: 0 };
+    // The Appender is orders of magnitude faster than INSERT statements.
+    const app = await this.conn.createAppender('incoming', 'temp');
+    const batch = BigInt(batchId);
+    for (const r of rows) {
+      const o = r.order;
+      app.appendVarchar(o.orderId);
+      app.appendTimestamp(new DuckDBTimestampValue(BigInt(o.eventUs)));
+      app.appendVarchar(o.userId);
+      app.appendVarchar(o.productId);
+      app.appendVarchar(o.productName);
+      app.appendBigInt(o.price);
+      app.appendInteger(o.quantity);
+      app.appendVarchar(o.ipAddress);
+      if (o.paymentMethod === null) app.appendNull();
+      else app.appendVarchar(o.paymentMethod);
+      app.appendInteger(r.partition);
+      app.appendBigInt(r.offset);
+      app.appendBigInt(batch);
+      app.endRow();
+    }
+    app.flushSync();
+    app.closeSync();
+    const res = await this.conn.run(`
+      INSERT INTO orders
+      SELECT i.* FROM incoming i
+      WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = i.order_id)
+      QUALIFY row_number() OVER (PARTITION BY i.order_id ORDER BY i.kafka_partition, i.kafka_offset) = 1`);
+    const inserted = Number(res.rowsChanged);
+    await this.conn.run('DELETE FROM incoming');
+    return { inserted, duplicates: rows.length - inserted };
+  }
+
+  async setBatch(batchId: number): Promise<void> {
+    await this.conn.run(`SET VARIABLE batch_id = ${batchId}`);
+  }
+
+  /** Runs a query and returns its result column-major, converted to plain values. */
+  async query(sql: string): Promise<Columns> {
+    const reader = await this.conn.runAndReadAll(sql);
+    const names = reader.columnNames();
+    const types = reader.columnTypes().map(String);
+    const columns = reader.getColumns().map((col) => col.map(toPlain));
+    return { names, types, columns, rowCount: reader.currentRowCount };
+  }
+
+  async run(sql: string): Promise<number> {
+    const r = await this.conn.run(sql);
+    return Number(r.rowsChanged);
+  }
+
+  /**
+   * Drops orders no open window needs. An order is kept while it is within
+   * `horizonUs` of its partition's watermark; with a chain key (ip_address), an
+   * order is also kept while its key stays active: the key's orders since its last
+   * pause of at least `chain.gapUs` that ended before the watermark. Rules that read
+   * whole bursts of a key (suspicious_ips) so always see them whole.
+   */
+  async retain(watermarks: ReadonlyMap<number, number>, horizonUs: number, chain: { key: string; gapUs: number } | null): Promise<number> {
+    if (watermarks.size === 0) return 0;
+    const wm = [...watermarks].map(([p, us]) => `(${p}, make_timestamp(${Math.floor(us)}::BIGINT))`).join(', ');
+    const wmCte = `wm(kafka_partition, watermark) AS (VALUES ${wm})`;
+    if (!chain) {
+      return this.run(`WITH ${wmCte}
+        DELETE FROM orders o USING wm
+        WHERE o.kafka_partition = wm.kafka_partition AND o.event_time < wm.watermark - to_microseconds(${horizonUs}::BIGINT)`);
+    }
+    const k = chain.key;
+    const gap = `to_microseconds(${chain.gapUs}::BIGINT)`;
+    return this.run(`WITH ${wmCte},
+      gaps AS (
+        SELECT o.kafka_partition, o.${k}, o.event_time, wm.watermark,
+               lag(o.event_time) OVER (PARTITION BY o.kafka_partition, o.${k} ORDER BY o.event_time) AS previous
+        FROM orders o JOIN wm USING (kafka_partition)
+      ),
+      chains AS (
+        SELECT kafka_partition, ${k},
+               CASE WHEN max(event_time) < any_value(watermark) - ${gap} THEN TIMESTAMP 'infinity'
+                    ELSE max(event_time) FILTER (WHERE (previous IS NULL OR event_time - previous >= ${gap}) AND event_time <= watermark)
+               END AS chain_start
+        FROM gaps GROUP BY ALL
+      )
+      DELETE FROM orders o USING wm, chains c
+      WHERE o.kafka_partition = wm.kafka_partition
+        AND o.kafka_partition = c.kafka_partition AND o.${k} = c.${k}
+        AND o.event_time < wm.watermark - to_microseconds(${horizonUs}::BIGINT)
+        AND o.event_time < coalesce(c.chain_start, TIMESTAMP '-infinity')`);
+  }
+
+  /** Per partition, the smallest offset still retained: where a restart replays from. */
+  async retainedFrom(): Promise<Map<number, bigint>> {
+    const r = await this.query('SELECT kafka_partition, min(kafka_offset) FROM orders GROUP BY ALL');
+    const out = new Map<number, bigint>();
+    for (let i = 0; i < r.rowCount; i++) out.set(Number(r.columns[0]![i]), BigInt(r.columns[1]![i] as string));
+    return out;
+  }
+
+  async dropPartitions(partitions: readonly number[]): Promise<void> {
+    if (partitions.length === 0) return;
+    await this.run(`DELETE FROM orders WHERE kafka_partition IN (${partitions.map(Number).join(',')})`);
+  }
+
+  async count(): Promise<number> {
+    const r = await this.query('SELECT count(*) FROM orders');
+    return Number(r.columns[0]![0]);
+  }
+
+  close(): void {
+    this.conn.closeSync();
+    this.instance.closeSync();
+  }
+}
+
+/**
+ * DuckDB values to what PostgreSQL parameters take: BIGINT/HUGEINT as decimal
+ * strings (exact), timestamps as ISO-8601 UTC strings, everything else as is.
+ */
+export function toPlain(v: DuckDBValue): unknown {
+  if (v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
+  if (typeof v === 'bigint') return v.toString();
+  if (v instanceof DuckDBTimestampValue) return formatMicros(v.micros);
+  if (typeof v === 'object' && 'micros' in v && typeof (v as { micros: unknown }).micros === 'bigint') {
+    return formatMicros((v as { micros: bigint }).micros);
+  }
+  return String(v);
+}
