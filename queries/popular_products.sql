@@ -3,6 +3,7 @@
 -- severity: info
 -- target: popular_products_partial
 -- key: source_partition, window_start, product_name
+-- grows: order_count
 -- final_after: window_end
 -- state: $window
 -- param window = 30s

@@ -3,7 +3,8 @@
 -- severity: high
 -- target: suspicious_ips
 -- key: source_partition, ip_address, window_start
--- replace: ip_address
+-- replace: source_partition, ip_address
+-- grows: order_count
 -- final_after: window_end + $window
 -- state: $window per ip_address
 -- param min_orders = 10

@@ -28,6 +28,12 @@ export interface Rule {
   key: string[];
   /** For each value of these columns in a result, open rows not in the result are removed. */
   replace: string[];
+  /**
+   * A column that, for one key and one rule version, only ever grows (a count).
+   * The sink never writes a smaller value over a larger one: a replay or a
+   * restart that has seen fewer orders so far cannot overwrite a correct row.
+   */
+  grows: string | null;
   /** SQL expression over a result row; the row is final once the watermark passes it. */
   finalAfter: string | null;
   /** How far back in event time the rule reads, in µs. */
@@ -55,7 +61,7 @@ export function formatDiagnostic(d: Diagnostic): string {
   return `${d.file}:${d.line}:${d.column}: ${d.message}`;
 }
 
-const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state):\s*(.*)$/;
+const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows):\s*(.*)$/;
 const PARAM = /^--\s*param\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$/;
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 
@@ -174,6 +180,7 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
       target: target!.value,
       key,
       replace,
+      grows: fields.get('grows')?.value || null,
       finalAfter,
       stateMicros,
       stateKey,

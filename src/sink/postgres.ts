@@ -29,6 +29,7 @@ export interface ResultSet {
   target: string;
   key: readonly string[];
   replace: readonly string[];
+  grows: string | null;
   version: string;
   names: readonly string[];
   columns: readonly (readonly unknown[])[];
@@ -207,7 +208,7 @@ export class PgSink {
         const arr = (names: readonly string[]) => names.map((n) => rs.columns[rs.names.indexOf(n)]!);
         await c.query(replaceSql(rs.target, pick(rs.replace), pick(rs.key)), [...arr(rs.replace), ...arr(rs.key)]);
       }
-      await c.query(upsertSql(rs.target, cols, rs.key, FINALIZABLE.has(rs.target)), [...rs.columns, rs.version]);
+      await c.query(upsertSql(rs.target, cols, rs.key, FINALIZABLE.has(rs.target), rs.grows), [...rs.columns, rs.version]);
     }
     if (input.deadLetters.length > 0) {
       const d = input.deadLetters;

@@ -14,9 +14,10 @@ const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 /**
  * Upsert on the key. A row that is already identical is not touched, so replaying
  * a batch leaves the table exactly as it was (updated_at included). A changed row
- * is open again until the finalize step says otherwise.
+ * is open again until the finalize step says otherwise. With `grows`, a row of the
+ * same rule version is only replaced by one that has seen at least as much.
  */
-export function upsertSql(table: string, columns: readonly Column[], key: readonly string[], finalizable: boolean): string {
+export function upsertSql(table: string, columns: readonly Column[], key: readonly string[], finalizable: boolean, grows: string | null = null): string {
   const names = columns.map((c) => q(c.name));
   const arrays = columns.map((c, i) => `$${i + 1}::${c.pgType}[]`);
   const versionParam = `$${columns.length + 1}`;
@@ -29,6 +30,9 @@ export function upsertSql(table: string, columns: readonly Column[], key: readon
     `SELECT u.*, ${versionParam}::text FROM unnest(${arrays.join(', ')}) AS u(${names.join(', ')})`,
     `ON CONFLICT (${key.map(q).join(', ')}) DO UPDATE SET ${sets.join(', ')}`,
     `WHERE (${compared.map((c) => `${q(table)}.${c}`).join(', ')}) IS DISTINCT FROM (${compared.map((c) => `EXCLUDED.${c}`).join(', ')})`,
+    ...(grows
+      ? [`AND (${q(table)}."rule_version" IS DISTINCT FROM EXCLUDED."rule_version" OR EXCLUDED.${q(grows)} >= ${q(table)}.${q(grows)})`]
+      : []),
   ].join('\n');
 }
 

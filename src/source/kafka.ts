@@ -37,7 +37,7 @@ function logCreator(logger: Logger) {
     const text = `kafka ${namespace}: ${message}${broker ? ` (broker ${broker})` : ''}${error && !message.includes(error) ? `: ${error}` : ''}`;
     if (level === logLevel.ERROR || level === logLevel.WARN) {
       // Reconnect attempts are reported once per retry by the adapter; keep these at debug.
-      if (/Connection error|Failed to connect|ECONNREFUSED|Crash: KafkaJSNumberOfRetriesExceeded|rebalancing|The group is rebalancing/i.test(text)) logger.debug(text);
+      if (/Connection error|Failed to connect|ECONNREFUSED|Crash: KafkaJSNumberOfRetriesExceeded|rebalanc|Topic creation errors|Limiting retries/i.test(text)) logger.debug(text);
       else logger.warn(text);
     } else logger.debug(text);
   };

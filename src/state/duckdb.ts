@@ -77,7 +77,7 @@ export class DuckState {
     const conn = await instance.connect();
     const s = new DuckState(instance, conn);
     await conn.run(ORDERS_DDL);
-    await conn.run('CREATE TEMP TABLE IF NOT EXISTS incoming AS SELECT * FROM orders WHERE false');
+    await conn.run('CREATE TABLE IF NOT EXISTS incoming AS SELECT * FROM orders WHERE false');
     await conn.run('SET VARIABLE batch_id = 0');
     await conn.run("CREATE OR REPLACE VIEW batch_orders AS SELECT * FROM orders WHERE batch_id = getvariable('batch_id')");
     return s;
@@ -90,7 +90,7 @@ export class DuckState {
   async ingest(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }> {
     if (rows.length === 0) return { inserted: 0, duplicates: 0 };
     // The Appender is orders of magnitude faster than INSERT statements.
-    const app = await this.conn.createAppender('incoming', 'temp');
+    const app = await this.conn.createAppender('incoming');
     const batch = BigInt(batchId);
     for (const r of rows) {
       const o = r.order;

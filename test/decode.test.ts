@@ -1,0 +1,64 @@
+import t from 'tap';
+import { decodeOrder } from '../src/source/decode.js';
+import { parseEventTime, formatMicros } from '../src/source/time.js';
+
+const opts = { timeZone: 'Asia/Seoul', maxMessageBytes: 65_536 };
+const valid = {
+  order_id: 'ORD1735567275123',
+  timestamp: '2025-12-30T21:10:15.123456',
+  user_id: 'USER1234',
+  product_id: 'P001',
+  product_name: '노트북',
+  price: 1_500_000,
+  quantity: 1,
+  ip_address: '192.168.1.10',
+  payment_method: 'card',
+};
+const enc = (o: unknown) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o));
+
+t.test('a valid order decodes with exact money and Seoul local time', async (t) => {
+  const d = decodeOrder(enc(valid), opts);
+  t.ok(d.ok);
+  if (!d.ok) return;
+  t.equal(d.order.price, 1_500_000n);
+  t.equal(formatMicros(d.order.eventUs), '2025-12-30T12:10:15.123456Z', 'no offset: Asia/Seoul (UTC+9)');
+  t.equal(d.order.paymentMethod, 'card');
+});
+
+t.test('timestamps with an offset are taken as is', async (t) => {
+  t.equal(formatMicros(parseEventTime('2025-12-30T21:10:15Z', 'Asia/Seoul') as number), '2025-12-30T21:10:15.000000Z');
+  t.equal(formatMicros(parseEventTime('2025-12-30T21:10:15.5+09:00', 'UTC') as number), '2025-12-30T12:10:15.500000Z');
+  t.equal(formatMicros(parseEventTime('2025-12-30 21:10:15-0130', 'UTC') as number), '2025-12-30T22:40:15.000000Z');
+  t.equal(formatMicros(parseEventTime('2025-03-30T02:30:00', 'Europe/Berlin') as number), '2025-03-30T01:30:00.000000Z', 'a wall time skipped by DST lands after the gap');
+  t.equal(formatMicros(parseEventTime('2025-07-01T12:00:00', 'Europe/Berlin') as number), '2025-07-01T10:00:00.000000Z', 'summer offset');
+});
+
+t.test('every kind of malformed order is a dead letter with a reason', async (t) => {
+  const cases: [string, Buffer | null, RegExp][] = [
+    ['not JSON', enc('{"order_id": '), /not JSON/],
+    ['array', enc([1, 2]), /not a JSON object/],
+    ['missing field', enc({ ...valid, user_id: undefined }), /missing field "user_id"/],
+    ['mistyped field', enc({ ...valid, price: '1000' }), /"price" must be an integer, got string/],
+    ['fractional price', enc({ ...valid, price: 10.5 }), /"price" must be an integer/],
+    ['negative price', enc({ ...valid, price: -1 }), /"price" must be >= 0/],
+    ['quantity 0', enc({ ...valid, quantity: 0 }), /"quantity" must be >= 1/],
+    ['price beyond exact range', enc('{"order_id":"A","timestamp":"2025-01-01T00:00:00Z","user_id":"u","product_id":"p","product_name":"n","price":90071992547409930,"quantity":1,"ip_address":"1.2.3.4"}'), /"price" must be <= /],
+    ['bad IP', enc({ ...valid, ip_address: '999.1.1.1' }), /not an IPv4 or IPv6 address/],
+    ['bad timestamp', enc({ ...valid, timestamp: 'yesterday' }), /not ISO-8601/],
+    ['impossible date', enc({ ...valid, timestamp: '2025-02-30T10:00:00' }), /does not exist/],
+    ['empty order id', enc({ ...valid, order_id: '' }), /"order_id" is empty/],
+    ['long product name', enc({ ...valid, product_name: 'x'.repeat(101) }), /longer than 100/],
+    ['1 MB message', Buffer.alloc(1_048_576, 0x20), /exceeds the 65536-byte limit/],
+    ['tombstone', null, /empty message/],
+  ];
+  for (const [name, value, reason] of cases) {
+    const d = decodeOrder(value, opts);
+    t.notOk(d.ok, name);
+    if (!d.ok) t.match(d.reason, reason, name);
+  }
+});
+
+t.test('IPv6 addresses and extra fields are accepted', async (t) => {
+  const d = decodeOrder(enc({ ...valid, ip_address: '2001:db8::1', label: 'bot', extra: { a: 1 } }), opts);
+  t.ok(d.ok);
+});
