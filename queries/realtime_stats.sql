@@ -3,7 +3,7 @@
 -- severity: info
 -- target: realtime_stats_partial
 -- key: source_partition, stat_time
--- grows: total_orders
+-- grows: total_orders, suspicious_ip_count
 -- final_after: stat_time
 -- state: $window + 2 * $burst_window
 -- param window = 30s

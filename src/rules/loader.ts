@@ -29,11 +29,11 @@ export interface Rule {
   /** For each value of these columns in a result, open rows not in the result are removed. */
   replace: string[];
   /**
-   * A column that, for one key and one rule version, only ever grows (a count).
-   * The sink never writes a smaller value over a larger one: a replay or a
-   * restart that has seen fewer orders so far cannot overwrite a correct row.
+   * Columns that, for one key and one rule version, only ever grow (counts). The
+   * sink replaces a row only with one at least as large in all of them: a replay
+   * or a restart that has seen fewer orders so far cannot overwrite a correct row.
    */
-  grows: string | null;
+  grows: string[];
   /** SQL expression over a result row; the row is final once the watermark passes it. */
   finalAfter: string | null;
   /** How far back in event time the rule reads, in µs. */
@@ -180,7 +180,7 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
       target: target!.value,
       key,
       replace,
-      grows: fields.get('grows')?.value || null,
+      grows: list(fields.get('grows')?.value),
       finalAfter,
       stateMicros,
       stateKey,

@@ -72,7 +72,7 @@ export async function prepareRules(state: DuckState, rules: readonly Rule[]): Pr
       if (FINALIZABLE.has(rule.target) && !rule.finalAfter) problems.push(at(`${rule.target} rows become final: add "-- final_after: <column or expression>"`));
     }
     for (const k of rule.key) if (!columns.includes(k)) problems.push(at(`key column "${k}" is not in the rule's output`));
-    if (rule.grows && !columns.includes(rule.grows)) problems.push(at(`grows column "${rule.grows}" is not in the rule's output`));
+    for (const g of rule.grows) if (!columns.includes(g)) problems.push(at(`grows column "${g}" is not in the rule's output`));
     if (new Set(columns).size !== columns.length) problems.push(at('the rule outputs a column name twice'));
     if (problems.length > 0) {
       diagnostics.push(...problems);

@@ -29,7 +29,7 @@ export interface ResultSet {
   target: string;
   key: readonly string[];
   replace: readonly string[];
-  grows: string | null;
+  grows: readonly string[];
   version: string;
   names: readonly string[];
   columns: readonly (readonly unknown[])[];

@@ -17,7 +17,7 @@ const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
  * is open again until the finalize step says otherwise. With `grows`, a row of the
  * same rule version is only replaced by one that has seen at least as much.
  */
-export function upsertSql(table: string, columns: readonly Column[], key: readonly string[], finalizable: boolean, grows: string | null = null): string {
+export function upsertSql(table: string, columns: readonly Column[], key: readonly string[], finalizable: boolean, grows: readonly string[] = []): string {
   const names = columns.map((c) => q(c.name));
   const arrays = columns.map((c, i) => `$${i + 1}::${c.pgType}[]`);
   const versionParam = `$${columns.length + 1}`;
@@ -30,8 +30,8 @@ export function upsertSql(table: string, columns: readonly Column[], key: readon
     `SELECT u.*, ${versionParam}::text FROM unnest(${arrays.join(', ')}) AS u(${names.join(', ')})`,
     `ON CONFLICT (${key.map(q).join(', ')}) DO UPDATE SET ${sets.join(', ')}`,
     `WHERE (${compared.map((c) => `${q(table)}.${c}`).join(', ')}) IS DISTINCT FROM (${compared.map((c) => `EXCLUDED.${c}`).join(', ')})`,
-    ...(grows
-      ? [`AND (${q(table)}."rule_version" IS DISTINCT FROM EXCLUDED."rule_version" OR EXCLUDED.${q(grows)} >= ${q(table)}.${q(grows)})`]
+    ...(grows.length > 0
+      ? [`AND (${q(table)}."rule_version" IS DISTINCT FROM EXCLUDED."rule_version" OR (${grows.map((g) => `EXCLUDED.${q(g)} >= ${q(table)}.${q(g)}`).join(' AND ')}))`]
       : []),
   ].join('\n');
 }

@@ -8,7 +8,7 @@
  * After each PostgreSQL commit the same offsets are committed to Kafka too, for
  * the lag tools operators already use.
  */
-import { Kafka, logLevel, type Consumer, type Producer, type Admin, type EachBatchPayload, type LogEntry } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type Consumer, type Producer, type Admin, type EachBatchPayload, type LogEntry } from 'kafkajs';
 import { FraudSqlError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { retrying } from '../retry.js';
@@ -37,7 +37,7 @@ function logCreator(logger: Logger) {
     const text = `kafka ${namespace}: ${message}${broker ? ` (broker ${broker})` : ''}${error && !message.includes(error) ? `: ${error}` : ''}`;
     if (level === logLevel.ERROR || level === logLevel.WARN) {
       // Reconnect attempts are reported once per retry by the adapter; keep these at debug.
-      if (/Connection error|Failed to connect|ECONNREFUSED|Crash: KafkaJSNumberOfRetriesExceeded|rebalanc|Topic creation errors|Limiting retries/i.test(text)) logger.debug(text);
+      if (/Connection error|Failed to connect|ECONNREFUSED|Crash: KafkaJSNumberOfRetriesExceeded|rebalanc|Topic creation errors|Limiting retries|switched default partitioner/i.test(text)) logger.debug(text);
       else logger.warn(text);
     } else logger.debug(text);
   };
@@ -74,7 +74,8 @@ export class KafkaSource {
       brokers: opts.brokers,
       logLevel: logLevel.INFO,
       logCreator: logCreator(opts.logger),
-      retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
+      // Few quick retries inside kafkajs: longer outages are retried (and reported) by this adapter.
+      retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 3 },
       connectionTimeout: 3_000,
     });
     this.consumer = this.kafka.consumer({
@@ -86,7 +87,7 @@ export class KafkaSource {
       maxBytes: 16 * 1024 * 1024,
       retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
     });
-    this.producer = this.kafka.producer({ allowAutoTopicCreation: true, idempotent: true, maxInFlightRequests: 1 });
+    this.producer = this.kafka.producer({ allowAutoTopicCreation: true, idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
     this.admin = this.kafka.admin();
   }
 
