@@ -13,6 +13,10 @@ import { PgSink } from './sink/postgres.js';
 import { DuckState } from './state/duckdb.js';
 import { checkRules } from './rules/index.js';
 import { formatDiagnostic } from './rules/loader.js';
+import { startDemo } from './demo.js';
+import { generateOrders, SCENARIOS, type Scenario } from './generator/orders.js';
+import { pace, parseMix } from './generator/pace.js';
+import { kafkaOutput, lineOutput, type OrderOutput } from './generator/output.js';
 
 const SHUTDOWN_GRACE_MS = 15_000;
 
@@ -52,7 +56,7 @@ function onSignals(stop: () => Promise<void>, logger: Logger): void {
       process.exit(130);
     }
     signalled = true;
-    logger.info(`${sig}: finishing the current batch and leaving the consumer group`);
+    logger.info(`${sig}: stopping after the current batch`);
     setTimeout(() => {
       logger.error(`shutdown took longer than ${SHUTDOWN_GRACE_MS / 1000} s; exiting`);
       process.exit(1);
@@ -92,6 +96,97 @@ async function main(): Promise<void> {
         const sink = await PgSink.open({ databaseUrl: config.databaseUrl, schema: config.pgSchema, consumerGroup: config.groupId, topic: config.topic, logger });
         await sink.close();
         logger.info(`schema ${config.pgSchema} on ${redactUrl(config.databaseUrl)} is up to date`);
+      },
+    )
+    .command(
+      'demo',
+      'the embedded default: generated orders, the same rules, results in a DuckDB file and on a web page (no Kafka or PostgreSQL needed)',
+      (y) =>
+        withSettings(y, ['queriesDir', 'httpHost', 'httpPort', 'latenessMs', 'console', 'logLevel'])
+          .option('rate', { type: 'number', default: 20, describe: 'orders per second' })
+          .option('seed', { type: 'number', describe: 'seed of the order generator (default: random)' })
+          .option('mix', { type: 'string', describe: `scenario shares in percent, e.g. bot=10,burst=1 (${SCENARIOS.join(', ')})` })
+          .option('file', { type: 'string', default: 'fraud-sql-demo.duckdb', describe: 'DuckDB file for the results' })
+          .option('database-url', { type: 'string', describe: 'also write results to this PostgreSQL database [env FRAUD_SQL_DATABASE_URL]' }),
+      async (argv) => {
+        const config = configFrom(argv);
+        const logger = createLogger(config.logLevel);
+        const mix = argv.mix ? parseMix(argv.mix, SCENARIOS) : {};
+        if (typeof mix === 'string') throw new FraudSqlError('CONFIG_INVALID', `--mix: ${mix}`);
+        if (!(argv.rate > 0)) throw new FraudSqlError('CONFIG_INVALID', `--rate: must be above 0, got ${argv.rate}`);
+        const seed = argv.seed ?? Math.floor(Math.random() * 2 ** 31);
+        const databaseUrl = (argv['database-url'] as string | undefined) ?? process.env.FRAUD_SQL_DATABASE_URL;
+        const demo = await startDemo(config, logger, { file: argv.file, rate: argv.rate, seed, mix, databaseUrl });
+        logger.info(`demo running: open ${demo.url} (orders: ${argv.rate}/s, seed ${seed}, results in ${argv.file}); Ctrl-C stops`);
+        onSignals(demo.stop, logger);
+        await demo.done;
+      },
+    )
+    .command(
+      'generate',
+      'produce realistic orders with labelled fraud scenarios to Kafka, a file or stdout',
+      (y) =>
+        withSettings(y, ['brokers', 'topic'])
+          .option('rate', { type: 'number', default: 15, describe: 'orders per second (the original sent 10-20/s)' })
+          .option('count', { type: 'number', describe: 'stop after this many orders' })
+          .option('duration', { type: 'number', describe: 'stop after this many seconds' })
+          .option('seed', { type: 'number', describe: 'same seed and options, same orders (default: random, printed)' })
+          .option('start', { type: 'string', describe: 'event time of the first order, ISO-8601 (default: now)' })
+          .option('mix', { type: 'string', describe: `scenario shares in percent, e.g. bot=10,late=1 (${SCENARIOS.join(', ')})` })
+          .option('output', { type: 'string', default: 'kafka', describe: 'kafka, a file path, or stdout (JSON lines)' })
+          .option('fast', { type: 'boolean', default: false, describe: 'ignore the rate and send as fast as possible (a backlog)' }),
+      async (argv) => {
+        const problems: string[] = [];
+        const brokers = (argv.brokers as string | undefined ?? process.env.FRAUD_SQL_BROKERS ?? 'localhost:9092').split(',');
+        const topic = (argv.topic as string | undefined) ?? process.env.FRAUD_SQL_TOPIC ?? 'orders';
+        if (!(argv.rate > 0)) problems.push(`--rate: must be above 0, got ${argv.rate}`);
+        if (argv.count !== undefined && !(argv.count > 0)) problems.push(`--count: must be above 0, got ${argv.count}`);
+        if (argv.duration !== undefined && !(argv.duration > 0)) problems.push(`--duration: must be above 0, got ${argv.duration}`);
+        const mix = argv.mix ? parseMix(argv.mix, SCENARIOS) : {};
+        if (typeof mix === 'string') problems.push(`--mix: ${mix}`);
+        const startMs = argv.start ? Date.parse(argv.start) : Date.now();
+        if (Number.isNaN(startMs)) problems.push(`--start: "${argv.start}" is not an ISO-8601 time`);
+        if (problems.length > 0) throw new FraudSqlError('CONFIG_INVALID', `invalid options:\n  - ${problems.join('\n  - ')}`);
+        const seed = argv.seed ?? Math.floor(Math.random() * 2 ** 31);
+        const toStdout = argv.output === '-' || argv.output === 'stdout';
+        const out: OrderOutput = argv.output === 'kafka' ? await kafkaOutput(brokers, topic) : await lineOutput(toStdout ? '-' : argv.output);
+        const tty = process.stderr.isTTY && !toStdout;
+        const controller = new AbortController();
+        let interrupted = false;
+        const onSig = () => {
+          if (interrupted) process.exit(130);
+          interrupted = true;
+          controller.abort();
+        };
+        process.on('SIGINT', onSig);
+        process.on('SIGTERM', onSig);
+        if (!toStdout) process.stderr.write(`generating to ${argv.output === 'kafka' ? `${topic} on ${brokers.join(',')}` : argv.output} (seed ${seed}, ${argv.fast ? 'as fast as possible' : `${argv.rate}/s`})\n`);
+        const counts: Partial<Record<Scenario, number>> = {};
+        let sent = 0;
+        const started = Date.now();
+        const progress = () => {
+          const s = (Date.now() - started) / 1000;
+          process.stderr.write(`\rsent ${sent.toLocaleString('en-US')}  rate ${Math.round(sent / Math.max(s, 0.001)).toLocaleString('en-US')}/s  errors ${out.errors}   `);
+        };
+        const timer = tty ? setInterval(progress, 500) : null;
+        const orders = generateOrders({ seed, rate: argv.rate, startMs, mix: mix as Record<string, number> });
+        const r = await pace(
+          orders,
+          async (chunk) => {
+            await out.write(chunk);
+            sent += chunk.length;
+            for (const o of chunk) counts[o.label] = (counts[o.label] ?? 0) + 1;
+          },
+          { rate: argv.rate, count: argv.count, durationMs: argv.duration !== undefined ? argv.duration * 1000 : undefined, fast: argv.fast, signal: controller.signal },
+        );
+        if (timer) clearInterval(timer);
+        await out.close();
+        if (!toStdout) {
+          if (tty) progress();
+          const mixText = Object.entries(counts).map(([k, v]) => `${k}=${v}`).join(' ');
+          process.stderr.write(`\n${interrupted ? 'stopped' : 'done'}: ${r.sent} orders in ${(r.elapsedMs / 1000).toFixed(1)} s, ${out.errors} errors (${mixText})\n`);
+        }
+        if (out.errors > 0) process.exitCode = 1;
       },
     )
     .command('rules <action>', 'work with the rule files', (y) =>

@@ -185,7 +185,7 @@ export class Engine {
           continue;
         }
         const r = run.result!;
-        resultSets.push({ target: run.rule.target, key: run.rule.key, replace: run.rule.replace, grows: run.rule.grows, version: run.rule.version, ...r });
+        resultSets.push({ rule: run.rule.name, target: run.rule.target, key: run.rule.key, replace: run.rule.replace, grows: run.rule.grows, version: run.rule.version, ...r });
         results.push({ rule: run.rule.name, target: run.rule.target, names: r.names, columns: r.columns, rowCount: r.rowCount });
       }
     }

@@ -26,6 +26,7 @@ import {
 
 /** One rule's output for one batch, column-major. */
 export interface ResultSet {
+  rule: string;
   target: string;
   key: readonly string[];
   replace: readonly string[];
@@ -175,6 +176,17 @@ export class PgSink {
       }
       return out;
     });
+  }
+
+  /** Sets a partition's progress outright (the demo, whose offsets live in its own file). */
+  async resetProgress(partition: number, nextOffset: bigint): Promise<void> {
+    await this.withRetry('reset progress', () =>
+      this.pool.query(
+        `INSERT INTO consumer_progress (consumer_group, topic, kafka_partition, next_offset, restore_from) VALUES ($1, $2, $3, $4, $4)
+         ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET next_offset = $4, restore_from = $4`,
+        [this.opts.consumerGroup, this.opts.topic, partition, nextOffset.toString()],
+      ),
+    );
   }
 
   /** Writes one batch atomically; retries while PostgreSQL is unreachable. */

@@ -167,6 +167,14 @@ export const TARGETS: Readonly<Record<string, Readonly<Record<string, string>>>>
   },
 };
 
+/** The natural key of each result table (its UNIQUE constraint above). */
+export const TARGET_KEYS: Readonly<Record<string, readonly string[]>> = {
+  popular_products_partial: ['source_partition', 'window_start', 'product_name'],
+  suspicious_ips: ['source_partition', 'ip_address', 'window_start'],
+  high_value_orders: ['order_id'],
+  realtime_stats_partial: ['source_partition', 'stat_time'],
+};
+
 /** Targets with an is_final column (their rules must say when a row is final). */
 export const FINALIZABLE = new Set(['popular_products_partial', 'suspicious_ips', 'realtime_stats_partial']);
 

@@ -189,9 +189,14 @@ export class KafkaSource {
   async next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<SourceMessage[]> {
     while (this.buffer.length === 0 && !signal.aborted) {
       await new Promise<void>((r) => {
-        this.waiters.push(r);
-        const t = setTimeout(r, 250);
-        signal.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true });
+        const wake = () => {
+          clearTimeout(t);
+          signal.removeEventListener('abort', wake);
+          r();
+        };
+        const t = setTimeout(wake, 250);
+        this.waiters.push(wake);
+        signal.addEventListener('abort', wake, { once: true });
       });
     }
     const deadline = Date.now() + maxWaitMs;

@@ -1,0 +1,137 @@
+/**
+ * `fraud-sql demo`: the embedded default. The order generator runs in-process into
+ * the same engine and the same queries/; results live in a DuckDB file and show on
+ * the built-in page. With a database URL, results go to PostgreSQL too.
+ */
+import type { Config } from './config.js';
+import { Engine, type SinkPort } from './engine/engine.js';
+import { buildServer } from './http/server.js';
+import { Metrics } from './http/metrics.js';
+import { DuckDashboard, mountDashboard } from './http/dashboard.js';
+import { listen } from './app.js';
+import type { Logger } from './log.js';
+import { RuleSet } from './rules/index.js';
+import { DuckSink } from './sink/duck.js';
+import { PgSink } from './sink/postgres.js';
+import { DuckState } from './state/duckdb.js';
+import { generateOrders, type Scenario } from './generator/orders.js';
+import { pace } from './generator/pace.js';
+import { printDetections } from './console.js';
+import type { SourceMessage } from './types.js';
+
+export interface DemoOptions {
+  file: string;
+  rate: number;
+  seed: number;
+  mix?: Partial<Record<Scenario, number>>;
+  /** Also write results to this PostgreSQL database. */
+  databaseUrl?: string;
+  /** Stop after this many orders (tests); default: run until stopped. */
+  count?: number;
+}
+
+const TOPIC = 'demo';
+
+export interface RunningDemo {
+  url: string;
+  engine: Engine;
+  state: DuckState;
+  done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startDemo(config: Readonly<Config>, logger: Logger, opts: DemoOptions): Promise<RunningDemo> {
+  const controller = new AbortController();
+  const releasers: (() => Promise<void> | void)[] = [];
+  const release = async () => {
+    for (const r of releasers.splice(0).reverse()) await Promise.resolve(r()).catch((err) => logger.warn(`error while shutting down: ${(err as Error).message}`));
+  };
+  try {
+    const state = await DuckState.open(opts.file);
+    releasers.push(() => state.close());
+    // Window state does not outlive a demo run; the results do.
+    await state.run('DELETE FROM orders');
+    const rules = await RuleSet.load(state, config.queriesDir);
+    const duckSink = await DuckSink.open(state, TOPIC);
+    let sink: SinkPort = duckSink;
+    if (opts.databaseUrl) {
+      const pgSink = await PgSink.open({ databaseUrl: opts.databaseUrl, schema: config.pgSchema, consumerGroup: 'fraud-sql-demo', topic: TOPIC, logger, signal: controller.signal });
+      releasers.push(() => pgSink.close());
+      sink = {
+        progress: async (starts) => {
+          const p = await duckSink.progress(starts);
+          for (const [partition, pr] of p) await pgSink.resetProgress(partition, pr.nextOffset);
+          return p;
+        },
+        commit: async (input) => {
+          await pgSink.commit(input);
+          await duckSink.commit(input);
+        },
+        finalize: async (f, w) => {
+          await pgSink.finalize(f, w);
+          await duckSink.finalize(f, w);
+        },
+      };
+      logger.info('writing results to PostgreSQL too');
+    }
+    const engine = new Engine(
+      { state, sink, rules, deadLetters: { send: async () => {} } },
+      {
+        topic: TOPIC, timeZone: config.timeZone, maxMessageBytes: config.maxMessageBytes, latenessMs: config.latenessMs,
+        idleTimeoutMs: config.idleTimeoutMs, retentionIntervalMs: 1_000, now: Date.now,
+      },
+    );
+    engine.events.on('rule:error', ({ diagnostic }) => logger.error(`rule failed and was skipped for this batch: ${diagnostic.file}:${diagnostic.line}:${diagnostic.column}: ${diagnostic.message}`));
+    if (config.console) printDetections(engine.events, (line) => process.stdout.write(line + '\n'));
+    const seek = await engine.assign([0], new Map([[0, 0n]]));
+    let offset = seek.get(0)!;
+
+    const metrics = new Metrics();
+    metrics.attach(engine.events);
+    const http = buildServer(metrics, {
+      ready: async () => ({ ready: true, checks: { engine: true } }),
+      status: async () => ({
+        mode: 'demo',
+        file: opts.file,
+        committedOffset: engine.committedOffsets().get(0)?.toString(),
+        rules: rules.prepared().map((p) => ({ name: p.rule.name, file: p.rule.file, version: p.rule.version, state: 'active' })),
+      }),
+    });
+    mountDashboard(http, new DuckDashboard(state));
+    const url = await listen(http, config.httpHost, config.httpPort);
+    releasers.push(() => http.close());
+
+    const ticker = setInterval(() => void engine.tick().catch((err) => logger.warn(`closing idle windows failed: ${(err as Error).message}`)), 1_000);
+    releasers.push(() => clearInterval(ticker));
+
+    const orders = generateOrders({ seed: opts.seed, rate: opts.rate, startMs: Date.now(), mix: opts.mix });
+    const done = pace(
+      orders,
+      async (chunk) => {
+        const now = Date.now();
+        const messages: SourceMessage[] = chunk.map((o) => ({
+          topic: TOPIC, partition: 0, offset: offset++, key: Buffer.from(o.key), value: Buffer.from(o.value), timestampMs: now,
+        }));
+        await engine.handle(messages);
+      },
+      { rate: opts.rate, count: opts.count, signal: controller.signal, tickMs: 250 },
+    ).then(() => undefined);
+
+    let stopping: Promise<void> | null = null;
+    const stop = () =>
+      (stopping ??= (async () => {
+        controller.abort();
+        await done.catch(() => {});
+        await release();
+      })());
+    done.catch(async (err) => {
+      logger.error(`demo stopped: ${(err as Error).message}`);
+      await stop();
+    });
+    return { url, engine, state, done, stop };
+  } catch (err) {
+    controller.abort();
+    await release();
+    throw err;
+  }
+}
