@@ -14,9 +14,7 @@ import { RuleSet } from './rules/index.js';
 import { PgSink } from './sink/postgres.js';
 import { KafkaSource } from './source/kafka.js';
 import { DuckState } from './state/duckdb.js';
-import { printDetections } from './console.js';
-
-type Releaser = () => Promise<void> | void;
+import { Lifecycle, engineOptions, wireEngine } from './lifecycle.js';
 
 export interface RunningApp {
   engine: Engine;
@@ -42,26 +40,16 @@ export async function listen(http: FastifyInstance, host: string, port: number):
 
 /** `fraud-sql run`: Kafka in, PostgreSQL out, HTTP server on. */
 export async function startRun(config: Readonly<Config>, logger: Logger, opts: { paramOverrides?: ReadonlyMap<string, string> } = {}): Promise<RunningApp> {
-  const releasers: Releaser[] = [];
-  const release = async () => {
-    for (const r of releasers.splice(0).reverse()) {
-      try {
-        await r();
-      } catch (err) {
-        logger.warn(`error while shutting down: ${(err as Error).message}`);
-      }
-    }
-  };
-  const controller = new AbortController();
-  const signal = controller.signal;
+  const life = new Lifecycle(logger);
+  const signal = life.signal;
   try {
     const state = await DuckState.open(':memory:');
-    releasers.push(() => state.close());
+    life.defer(() => state.close());
     const rules = await RuleSet.load(state, config.queriesDir, opts.paramOverrides);
     logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir}`, { rules: rules.prepared().map((p) => p.rule.name).join(',') });
 
     const sink = await PgSink.open({ databaseUrl: config.databaseUrl, schema: config.pgSchema, consumerGroup: config.groupId, topic: config.topic, logger, signal });
-    releasers.push(() => sink.close());
+    life.defer(() => sink.close());
 
     const source = new KafkaSource({
       brokers: config.brokers, clientId: config.clientId, groupId: config.groupId, topic: config.topic, dlqTopic: config.dlqTopic,
@@ -81,17 +69,12 @@ export async function startRun(config: Readonly<Config>, logger: Logger, opts: {
           }),
         },
       },
-      {
-        topic: config.topic, timeZone: config.timeZone, maxMessageBytes: config.maxMessageBytes,
-        latenessMs: config.latenessMs, idleTimeoutMs: config.idleTimeoutMs, retentionIntervalMs: 1_000, now: Date.now,
-      },
+      engineOptions(config, config.topic),
     );
-    engine.events.on('rule:error', ({ diagnostic }) => logger.error(`rule failed and was skipped for this batch: ${diagnostic.file}:${diagnostic.line}:${diagnostic.column}: ${diagnostic.message}`));
     engine.events.on('batch:end', (b) => {
       void source.commit(new Map(b.partitions.map((p) => [p.partition, p.nextOffset])));
       logger.debug('batch committed', { batch: b.batchId, messages: b.messages, orders: b.orders });
     });
-    if (config.console) printDetections(engine.events, (line) => process.stdout.write(line + '\n'));
 
     const metrics = new Metrics();
     metrics.attach(engine.events);
@@ -123,15 +106,14 @@ export async function startRun(config: Readonly<Config>, logger: Logger, opts: {
       },
     });
     const url = await listen(http, config.httpHost, config.httpPort);
-    releasers.push(() => http.close());
+    life.defer(() => http.close());
     logger.info(`metrics and health on ${url}`);
 
     // kafkajs' run() returns once fetching has started; the loop below pulls batches.
     await source.start((parts, low) => engine.assign(parts, low));
-    releasers.push(() => source.stop());
+    life.defer(() => source.stop());
 
-    const ticker = setInterval(() => void engine.tick().catch((err) => logger.warn(`closing idle windows failed: ${(err as Error).message}`)), 1_000);
-    releasers.push(() => clearInterval(ticker));
+    wireEngine(engine, config, logger, life);
 
     const done = (async () => {
       while (!signal.aborted) {
@@ -141,22 +123,9 @@ export async function startRun(config: Readonly<Config>, logger: Logger, opts: {
     })();
     logger.info(`consuming ${config.topic} from ${config.brokers.join(',')} as group ${config.groupId}`);
 
-    let stopping: Promise<void> | null = null;
-    const stop = () =>
-      (stopping ??= (async () => {
-        controller.abort();
-        // The batch in flight finishes and commits (or fails and is redone after restart).
-        await done.catch(() => {});
-        await release();
-      })());
-    done.catch(async (err) => {
-      logger.error(`stopping: ${(err as Error).message}`);
-      await stop();
-    });
-    return { engine, sink, http, url, done, stop };
+    return { engine, sink, http, url, done, stop: life.stopper(done) };
   } catch (err) {
-    controller.abort();
-    await release();
+    await life.release();
     throw err;
   }
 }

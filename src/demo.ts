@@ -16,7 +16,7 @@ import { PgSink } from './sink/postgres.js';
 import { DuckState } from './state/duckdb.js';
 import { generateOrders, type Scenario } from './generator/orders.js';
 import { pace } from './generator/pace.js';
-import { printDetections } from './console.js';
+import { Lifecycle, engineOptions, wireEngine } from './lifecycle.js';
 import type { SourceMessage } from './types.js';
 
 export interface DemoOptions {
@@ -41,22 +41,18 @@ export interface RunningDemo {
 }
 
 export async function startDemo(config: Readonly<Config>, logger: Logger, opts: DemoOptions): Promise<RunningDemo> {
-  const controller = new AbortController();
-  const releasers: (() => Promise<void> | void)[] = [];
-  const release = async () => {
-    for (const r of releasers.splice(0).reverse()) await Promise.resolve(r()).catch((err) => logger.warn(`error while shutting down: ${(err as Error).message}`));
-  };
+  const life = new Lifecycle(logger);
   try {
     const state = await DuckState.open(opts.file);
-    releasers.push(() => state.close());
+    life.defer(() => state.close());
     // Window state does not outlive a demo run; the results do.
     await state.run('DELETE FROM orders');
     const rules = await RuleSet.load(state, config.queriesDir);
     const duckSink = await DuckSink.open(state, TOPIC);
     let sink: SinkPort = duckSink;
     if (opts.databaseUrl) {
-      const pgSink = await PgSink.open({ databaseUrl: opts.databaseUrl, schema: config.pgSchema, consumerGroup: 'fraud-sql-demo', topic: TOPIC, logger, signal: controller.signal });
-      releasers.push(() => pgSink.close());
+      const pgSink = await PgSink.open({ databaseUrl: opts.databaseUrl, schema: config.pgSchema, consumerGroup: 'fraud-sql-demo', topic: TOPIC, logger, signal: life.signal });
+      life.defer(() => pgSink.close());
       sink = {
         progress: async (starts) => {
           const p = await duckSink.progress(starts);
@@ -76,13 +72,9 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
     }
     const engine = new Engine(
       { state, sink, rules, deadLetters: { send: async () => {} } },
-      {
-        topic: TOPIC, timeZone: config.timeZone, maxMessageBytes: config.maxMessageBytes, latenessMs: config.latenessMs,
-        idleTimeoutMs: config.idleTimeoutMs, retentionIntervalMs: 1_000, now: Date.now,
-      },
+      engineOptions(config, TOPIC),
     );
-    engine.events.on('rule:error', ({ diagnostic }) => logger.error(`rule failed and was skipped for this batch: ${diagnostic.file}:${diagnostic.line}:${diagnostic.column}: ${diagnostic.message}`));
-    if (config.console) printDetections(engine.events, (line) => process.stdout.write(line + '\n'));
+    wireEngine(engine, config, logger, life);
     const seek = await engine.assign([0], new Map([[0, 0n]]));
     let offset = seek.get(0)!;
 
@@ -99,10 +91,7 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
     });
     mountDashboard(http, new DuckDashboard(state));
     const url = await listen(http, config.httpHost, config.httpPort);
-    releasers.push(() => http.close());
-
-    const ticker = setInterval(() => void engine.tick().catch((err) => logger.warn(`closing idle windows failed: ${(err as Error).message}`)), 1_000);
-    releasers.push(() => clearInterval(ticker));
+    life.defer(() => http.close());
 
     const orders = generateOrders({ seed: opts.seed, rate: opts.rate, startMs: Date.now(), mix: opts.mix });
     const done = pace(
@@ -114,24 +103,12 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
         }));
         await engine.handle(messages);
       },
-      { rate: opts.rate, count: opts.count, signal: controller.signal, tickMs: 250 },
+      { rate: opts.rate, count: opts.count, signal: life.signal, tickMs: 250 },
     ).then(() => undefined);
 
-    let stopping: Promise<void> | null = null;
-    const stop = () =>
-      (stopping ??= (async () => {
-        controller.abort();
-        await done.catch(() => {});
-        await release();
-      })());
-    done.catch(async (err) => {
-      logger.error(`demo stopped: ${(err as Error).message}`);
-      await stop();
-    });
-    return { url, engine, state, done, stop };
+    return { url, engine, state, done, stop: life.stopper(done) };
   } catch (err) {
-    controller.abort();
-    await release();
+    await life.release();
     throw err;
   }
 }

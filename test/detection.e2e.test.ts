@@ -32,7 +32,7 @@ t.test('labelled scenarios: recall and precision per scenario', async (t) => {
   // Ground truth per IP: its scenario, and whether it ever had 10 orders within 60 s.
   const ipTimes = new Map<string, { label: string; times: number[] }>();
   for (const o of orders) {
-    const e = ipTimes.get(o.ip_address) ?? { label: o.label, times: [] };
+    const e = ipTimes.get(o.ip_address) ?? { label: o.label as string, times: [] as number[] };
     e.times.push(Date.parse(o.timestamp));
     ipTimes.set(o.ip_address, e);
   }
