@@ -3,7 +3,9 @@
  * start/stop. Resources are released in reverse order of creation.
  */
 import type { FastifyInstance } from 'fastify';
-import type { Config } from './config.js';
+import { kafkaSecurity, pgSsl, type Config } from './config.js';
+import { readFileSync } from 'node:fs';
+import { formatMicros } from './source/time.js';
 import { Engine } from './engine/engine.js';
 import { FraudSqlError } from './errors.js';
 import { Metrics } from './http/metrics.js';
@@ -38,6 +40,22 @@ export async function listen(http: FastifyInstance, host: string, port: number):
   }
 }
 
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
 /** `fraud-sql run`: Kafka in, PostgreSQL out, HTTP server on. */
 export async function startRun(config: Readonly<Config>, logger: Logger, opts: { paramOverrides?: ReadonlyMap<string, string> } = {}): Promise<RunningApp> {
   const life = new Lifecycle(logger);
@@ -48,12 +66,16 @@ export async function startRun(config: Readonly<Config>, logger: Logger, opts: {
     const rules = await RuleSet.load(state, config.queriesDir, opts.paramOverrides);
     logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir}`, { rules: rules.prepared().map((p) => p.rule.name).join(',') });
 
-    const sink = await PgSink.open({ databaseUrl: config.databaseUrl, schema: config.pgSchema, consumerGroup: config.groupId, topic: config.topic, logger, signal });
+    const metrics = new Metrics();
+    const sink = await PgSink.open({
+      databaseUrl: config.databaseUrl, ssl: pgSsl(config, (f) => readFileSync(f, 'utf8')), schema: config.pgSchema,
+      consumerGroup: config.groupId, topic: config.topic, logger, signal, onRetry: () => metrics.retries.inc({ dependency: 'postgres' }),
+    });
     life.defer(() => sink.close());
 
     const source = new KafkaSource({
-      brokers: config.brokers, clientId: config.clientId, groupId: config.groupId, topic: config.topic, dlqTopic: config.dlqTopic,
-      logger, bufferMessages: config.batchMaxSize * 4, signal,
+      brokers: config.brokers, security: kafkaSecurity(config), clientId: config.clientId, groupId: config.groupId, topic: config.topic, dlqTopic: config.dlqTopic,
+      logger, bufferMessages: config.batchMaxSize * 4, signal, onRetry: () => metrics.retries.inc({ dependency: 'kafka' }),
     });
 
     const engine = new Engine(
@@ -65,7 +87,10 @@ export async function startRun(config: Readonly<Config>, logger: Logger, opts: {
           send: (dls) => retrying(() => source.sendDeadLetters(dls), {
             shouldRetry: (e) => e instanceof FraudSqlError && e.retriable,
             signal,
-            onRetry: (e, _a, wait) => logger.warn(`${(e as Error).message}; retrying the dead-letter write in ${(wait / 1000).toFixed(1)} s`),
+            onRetry: (e, _a, wait) => {
+              metrics.retries.inc({ dependency: 'kafka' });
+              logger.warn(`${(e as Error).message}; retrying the dead-letter write in ${(wait / 1000).toFixed(1)} s`);
+            },
           }),
         },
       },
@@ -76,7 +101,6 @@ export async function startRun(config: Readonly<Config>, logger: Logger, opts: {
       logger.debug('batch committed', { batch: b.batchId, messages: b.messages, orders: b.orders });
     });
 
-    const metrics = new Metrics();
     metrics.attach(engine.events);
     let lastBatch: { size: number; latencyMs: number; at: string } | null = null;
     engine.events.on('batch:end', (b) => {
@@ -84,19 +108,27 @@ export async function startRun(config: Readonly<Config>, logger: Logger, opts: {
       lastBatch = { size: b.messages, latencyMs: Math.round(total * 1000), at: new Date().toISOString() };
     });
     const lagByPartition = async () => {
-      const ends = await source.endOffsets();
+      const ends = await withTimeout(source.endOffsets(), 2_000);
       const committed = engine.committedOffsets();
+      const watermarks = engine.effectiveWatermarks();
       return [...committed].map(([partition, next]) => {
         const end = ends.get(partition) ?? next;
-        return { partition, committedOffset: next.toString(), endOffset: end.toString(), lag: Number(end - next) };
+        const wm = watermarks.get(partition);
+        return { partition, committedOffset: next.toString(), endOffset: end.toString(), lag: Number(end - next), watermark: wm === undefined ? null : formatMicros(wm) };
       });
     };
     const http = buildServer(metrics, {
       ready: async () => {
-        const checks = { postgres: await sink.ping(), kafka: source.assigned().length > 0 };
-        return { ready: checks.postgres && checks.kafka, checks };
+        const [postgres, kafka] = await Promise.all([
+          withTimeout(sink.ping(), 2_000).catch(() => false),
+          withTimeout(source.endOffsets(), 2_000).then(() => true, () => false),
+        ]);
+        const checks = { postgres, kafka, partitionsAssigned: source.assigned().length > 0 };
+        return { ready: checks.postgres && checks.kafka && checks.partitionsAssigned, checks };
       },
       status: async () => ({
+        topic: config.topic,
+        group: config.groupId,
         partitions: await lagByPartition().catch(() => []),
         lastBatch,
         rules: rules.prepared().map((p) => ({ name: p.rule.name, file: p.rule.file, version: p.rule.version, target: p.rule.target, state: 'active' })),

@@ -27,6 +27,12 @@ export interface Config {
   httpPort: number;
   console: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  kafkaSsl: boolean;
+  kafkaSaslMechanism: 'none' | 'plain' | 'scram-sha-256' | 'scram-sha-512';
+  kafkaSaslUsername: string;
+  kafkaSaslPassword: string;
+  pgSslMode: 'disable' | 'require' | 'verify-full';
+  pgSslCa: string;
 }
 
 type Kind = 'string' | 'int' | 'bool' | 'list';
@@ -42,6 +48,8 @@ interface Setting {
   choices?: readonly string[];
   /** Only from the environment: it may carry a password. */
   secret?: boolean;
+  /** May be empty. */
+  optional?: boolean;
 }
 
 /** The package root, so the built-in queries/ are found wherever fraud-sql is started from. */
@@ -69,6 +77,18 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'httpPort', env: 'FRAUD_SQL_HTTP_PORT', kind: 'int', default: 8787, min: 0, max: 65_535, describe: 'port of the metrics/health server (0: any free port)' },
   { key: 'console', env: 'FRAUD_SQL_CONSOLE', kind: 'bool', default: false, describe: 'print detections to the terminal as they happen' },
   { key: 'logLevel', env: 'FRAUD_SQL_LOG_LEVEL', kind: 'string', default: 'info', choices: ['debug', 'info', 'warn', 'error'], describe: 'log level' },
+  { key: 'kafkaSsl', env: 'FRAUD_SQL_KAFKA_SSL', kind: 'bool', default: false, describe: 'connect to Kafka over TLS' },
+  {
+    key: 'kafkaSaslMechanism', env: 'FRAUD_SQL_KAFKA_SASL_MECHANISM', kind: 'string', default: 'none',
+    choices: ['none', 'plain', 'scram-sha-256', 'scram-sha-512'], describe: 'Kafka SASL mechanism',
+  },
+  { key: 'kafkaSaslUsername', env: 'FRAUD_SQL_KAFKA_SASL_USERNAME', kind: 'string', default: '', optional: true, describe: 'Kafka SASL user name' },
+  { key: 'kafkaSaslPassword', env: 'FRAUD_SQL_KAFKA_SASL_PASSWORD', kind: 'string', default: '', optional: true, secret: true, describe: 'Kafka SASL password (environment only)' },
+  {
+    key: 'pgSslMode', env: 'FRAUD_SQL_PG_SSL_MODE', kind: 'string', default: 'disable', choices: ['disable', 'require', 'verify-full'],
+    describe: 'PostgreSQL TLS: disable, require (encrypt), verify-full (encrypt and verify the server certificate)',
+  },
+  { key: 'pgSslCa', env: 'FRAUD_SQL_PG_SSL_CA', kind: 'string', default: '', optional: true, describe: 'CA certificate file for verify-full' },
 ];
 
 /** Flag name for a setting: batchMaxSize -> batch-max-size. */
@@ -81,7 +101,7 @@ function parseValue(s: Setting, raw: unknown, origin: string, problems: string[]
   switch (s.kind) {
     case 'string': {
       const v = String(raw).trim();
-      if (v === '') problems.push(`${where}: must not be empty`);
+      if (v === '' && !s.optional) problems.push(`${where}: must not be empty`);
       else if (s.choices && !s.choices.includes(v)) problems.push(`${where}: "${v}" is not one of ${s.choices.join(', ')}`);
       return v;
     }
@@ -130,6 +150,10 @@ export function loadConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEn
   for (const b of c.brokers) {
     if (!/^[^\s:]+:\d{1,5}$/.test(b)) problems.push(`brokers: "${b}" is not host:port`);
   }
+  if (c.kafkaSaslMechanism !== 'none' && (!c.kafkaSaslUsername || !c.kafkaSaslPassword)) {
+    problems.push(`kafka SASL ${c.kafkaSaslMechanism}: set FRAUD_SQL_KAFKA_SASL_USERNAME and FRAUD_SQL_KAFKA_SASL_PASSWORD`);
+  }
+  if (c.pgSslCa && c.pgSslMode !== 'verify-full') problems.push('FRAUD_SQL_PG_SSL_CA is used only with FRAUD_SQL_PG_SSL_MODE=verify-full');
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(c.pgSchema)) problems.push(`pg schema: "${c.pgSchema}" is not a plain SQL identifier`);
   try {
     assertTimeZone(c.timeZone);
@@ -151,4 +175,19 @@ export function redactUrl(url: string): string {
   } catch {
     return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
   }
+}
+
+/** Kafka TLS/SASL settings in the adapter's terms. */
+export function kafkaSecurity(c: Readonly<Config>) {
+  return {
+    ssl: c.kafkaSsl,
+    sasl: c.kafkaSaslMechanism === 'none' ? null : { mechanism: c.kafkaSaslMechanism, username: c.kafkaSaslUsername, password: c.kafkaSaslPassword },
+  };
+}
+
+/** PostgreSQL TLS in node-postgres' terms: require encrypts, verify-full also checks the certificate. */
+export function pgSsl(c: Readonly<Config>, readCa: (path: string) => string): false | { rejectUnauthorized: boolean; ca?: string } {
+  if (c.pgSslMode === 'disable') return false;
+  if (c.pgSslMode === 'require') return { rejectUnauthorized: false };
+  return c.pgSslCa ? { rejectUnauthorized: true, ca: readCa(c.pgSslCa) } : { rejectUnauthorized: true };
 }

@@ -176,10 +176,12 @@ export class Engine {
     const t2 = performance.now();
 
     const results: RuleResult[] = [];
+    const ruleSeconds: BatchStats['ruleSeconds'] = [];
     const resultSets: CommitInput['results'][number][] = [];
     if (ingested.inserted > 0) {
       await state.setBatch(batchId);
       for (const run of await rules.run()) {
+        ruleSeconds.push({ rule: run.rule.name, seconds: run.durationMs / 1000 });
         if (run.error) {
           this.events.safeEmit('rule:error', { rule: run.rule.name, diagnostic: run.error });
           continue;
@@ -227,6 +229,7 @@ export class Engine {
       stages: { decode: (t1 - t0) / 1000, ingest: (t2 - t1) / 1000, rules: (t3 - t2) / 1000, retention: (t4 - t3) / 1000, sink: (t5 - t4) / 1000 },
       latenciesMs: sentAt.map((s) => committedAt - s),
       results,
+      ruleSeconds,
       partitions: progress.map((a) => ({ partition: a.partition, nextOffset: a.next, watermarkUs: a.watermarkUs })),
     };
     this.events.safeEmit('batch:end', stats);

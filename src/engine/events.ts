@@ -16,6 +16,8 @@ export interface BatchStats {
   /** Milliseconds from each new message's broker timestamp to the commit. */
   latenciesMs: number[];
   results: RuleResult[];
+  /** Seconds each rule took (failed rules included). */
+  ruleSeconds: { rule: string; seconds: number }[];
   /** Per partition: next offset committed, and the effective watermark (µs). */
   partitions: { partition: number; nextOffset: bigint; watermarkUs: number | null }[];
 }

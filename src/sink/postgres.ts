@@ -58,11 +58,15 @@ export interface CommitInput {
 
 export interface SinkOptions {
   databaseUrl: string;
+  /** TLS to PostgreSQL: node-postgres' `ssl` option (false, or tls.connect options). */
+  ssl?: pg.PoolConfig['ssl'];
   schema: string;
   consumerGroup: string;
   topic: string;
   logger: Logger;
   signal?: AbortSignal;
+  /** Told of every retry (for metrics). */
+  onRetry?: () => void;
 }
 
 const DEAD_LETTER_PAYLOAD_MAX = 65_536;
@@ -79,6 +83,7 @@ export class PgSink {
       connectionString: opts.databaseUrl,
       max: 4,
       connectionTimeoutMillis: 5_000,
+      ...(opts.ssl !== undefined ? { ssl: opts.ssl } : {}),
       options: `-c search_path="${opts.schema}",public -c TimeZone=UTC`,
     });
     // An idle client whose server went away must not crash the process; the next
@@ -109,6 +114,7 @@ export class PgSink {
         signal: this.opts.signal,
         onRetry: (err, attempt, waitMs) => {
           announced = true;
+          this.opts.onRetry?.();
           this.opts.logger.warn(`${(err as Error).message}; retrying ${what} in ${(waitMs / 1000).toFixed(1)} s`, { attempt });
         },
       },

@@ -8,14 +8,20 @@
  * After each PostgreSQL commit the same offsets are committed to Kafka too, for
  * the lag tools operators already use.
  */
-import { Kafka, Partitioners, logLevel, type Consumer, type Producer, type Admin, type EachBatchPayload, type LogEntry } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type SASLOptions, type Consumer, type Producer, type Admin, type EachBatchPayload, type LogEntry } from 'kafkajs';
 import { FraudSqlError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { retrying } from '../retry.js';
 import type { DeadLetter, SourceMessage } from '../types.js';
 
+export interface KafkaSecurity {
+  ssl: boolean;
+  sasl: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string } | null;
+}
+
 export interface KafkaOptions {
   brokers: string[];
+  security?: KafkaSecurity;
   clientId: string;
   groupId: string;
   topic: string;
@@ -24,6 +30,8 @@ export interface KafkaOptions {
   /** Messages buffered ahead of the engine before fetching pauses (backpressure). */
   bufferMessages: number;
   signal?: AbortSignal;
+  /** Told of every retry (for metrics). */
+  onRetry?: () => void;
 }
 
 type AssignHandler = (partitions: number[], startOffsets: Map<number, bigint>) => Promise<Map<number, bigint>>;
@@ -77,6 +85,8 @@ export class KafkaSource {
       // Few quick retries inside kafkajs: longer outages are retried (and reported) by this adapter.
       retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 3 },
       connectionTimeout: 3_000,
+      ssl: opts.security?.ssl ?? false,
+      ...(opts.security?.sasl ? { sasl: opts.security.sasl as SASLOptions } : {}),
     });
     this.consumer = this.kafka.consumer({
       groupId: opts.groupId,
@@ -109,7 +119,10 @@ export class KafkaSource {
       {
         shouldRetry: (err) => err instanceof FraudSqlError && err.retriable,
         signal,
-        onRetry: (err, attempt, wait) => logger.warn(`${(err as Error).message}; retrying in ${(wait / 1000).toFixed(1)} s`, { attempt }),
+        onRetry: (err, attempt, wait) => {
+          this.opts.onRetry?.();
+          logger.warn(`${(err as Error).message}; retrying in ${(wait / 1000).toFixed(1)} s`, { attempt });
+        },
       },
     );
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {

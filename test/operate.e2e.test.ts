@@ -1,0 +1,85 @@
+/**
+ * Operating fraud-sql: /metrics checked by Prometheus' own promtool and matched
+ * against a scripted run; /status; /readyz following PostgreSQL down and up.
+ */
+import t from 'tap';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { drained, kafkaTopic, pgSchema, produce, producer, runApp, testConfig, type TestMessage } from './helpers.js';
+import { generateOrders } from '../src/generator/orders.js';
+
+const metricValue = (text: string, name: string, labels = '') => {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
+  return line === undefined ? undefined : Number(line.split(' ')[1]);
+};
+
+t.test('/metrics passes promtool and counts exactly what was produced', async (t) => {
+  const topic = await kafkaTopic(t.teardown, 2);
+  const { schema } = await pgSchema(t.teardown);
+  const p = await producer(t.teardown);
+  const gen = generateOrders({ seed: 9, rate: 50, startMs: Date.now() - 120_000, mix: { malformed: 2 } });
+  const messages: TestMessage[] = [];
+  let valid = 0;
+  let malformed = 0;
+  for (let i = 0; i < 3_000; i++) {
+    const o = gen.next().value!;
+    messages.push({ key: o.key, value: o.value });
+    if (o.label === 'malformed') malformed++;
+    else valid++;
+  }
+  await produce(p, topic, messages);
+  const app = await runApp(t.teardown, testConfig(topic, schema));
+  await drained(app, topic);
+
+  const res = await fetch(`${app.url}/metrics`);
+  t.equal(res.status, 200);
+  t.match(res.headers.get('content-type'), /text\/plain/);
+  const text = await res.text();
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  t.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
+
+  t.equal(metricValue(text, 'fraud_sql_records_consumed_total'), valid, 'records consumed = valid orders produced');
+  t.equal(metricValue(text, 'fraud_sql_dead_letters_total'), malformed, 'dead letters = malformed messages injected');
+  t.equal(metricValue(text, 'fraud_sql_messages_total'), valid + malformed);
+  t.equal(metricValue(text, 'fraud_sql_consumer_lag', '{partition="0"}'), 0, 'no lag once drained');
+  t.ok((metricValue(text, 'fraud_sql_end_to_end_latency_seconds_count') ?? 0) >= valid, 'end-to-end latency observed per message');
+  for (const stage of ['decode', 'ingest', 'rules', 'sink']) t.ok(text.includes(`fraud_sql_batch_stage_seconds_count{stage="${stage}"}`), `stage ${stage} timed`);
+  for (const rule of ['suspicious_ips', 'high_value_orders', 'popular_products', 'realtime_stats']) t.ok(text.includes(`fraud_sql_rule_duration_seconds_count{rule="${rule}"}`), `rule ${rule} timed`);
+  t.ok(text.includes('fraud_sql_watermark_seconds{partition="0"}'), 'watermark per partition');
+
+  const status = await (await fetch(`${app.url}/status`)).json();
+  t.equal(status.partitions.length, 2);
+  t.same(status.partitions.map((s: { lag: number }) => s.lag), [0, 0]);
+  t.equal(status.rules.length, 4);
+  t.ok(status.lastBatch.size > 0);
+  t.same(await (await fetch(`${app.url}/healthz`)).json(), { status: 'ok' });
+});
+
+t.test('/readyz turns 503 while PostgreSQL is stopped and 200 when it is back', async (t) => {
+  const version = readdirSync('/etc/postgresql')[0]!;
+  const pgctl = (action: 'start' | 'stop') =>
+    execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', action, ...(action === 'stop' ? ['-m', 'fast'] : [])], { stdio: 'ignore' });
+  const topic = await kafkaTopic(t.teardown, 1);
+  const { schema } = await pgSchema(t.teardown);
+  const app = await runApp(t.teardown, testConfig(topic, schema));
+  const ready = async () => (await fetch(`${app.url}/readyz`)).status;
+  const waitFor = async (status: number, ms: number) => {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      if ((await ready()) === status) return true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return false;
+  };
+  t.ok(await waitFor(200, 30_000), 'ready once partitions are assigned');
+  pgctl('stop');
+  // Registered after the stop, so it runs before the schema is dropped.
+  t.teardown(() => {
+    spawnSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'start'], { stdio: 'ignore' });
+  });
+  t.ok(await waitFor(503, 15_000), '503 while PostgreSQL is down');
+  const body = await (await fetch(`${app.url}/readyz`)).json();
+  t.same(body.checks, { postgres: false, kafka: true, partitionsAssigned: true });
+  pgctl('start');
+  t.ok(await waitFor(200, 30_000), '200 again when it is back');
+});
