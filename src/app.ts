@@ -17,6 +17,7 @@ import { PgSink } from './sink/postgres.js';
 import { KafkaSource } from './source/kafka.js';
 import { DuckState } from './state/duckdb.js';
 import { Lifecycle, engineOptions, wireEngine } from './lifecycle.js';
+import { failpoint } from './failpoint.js';
 
 export interface RunningApp {
   engine: Engine;
@@ -60,6 +61,7 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 export async function startRun(config: Readonly<Config>, logger: Logger, opts: { paramOverrides?: ReadonlyMap<string, string> } = {}): Promise<RunningApp> {
   const life = new Lifecycle(logger);
   const signal = life.signal;
+  const fail = failpoint(config.failpoint);
   try {
     const state = await DuckState.open(':memory:');
     life.defer(() => state.close());
@@ -74,7 +76,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger, opts: {
     life.defer(() => sink.close());
 
     const source = new KafkaSource({
-      brokers: config.brokers, security: kafkaSecurity(config), clientId: config.clientId, groupId: config.groupId, topic: config.topic, dlqTopic: config.dlqTopic,
+      brokers: config.brokers, sessionTimeoutMs: config.kafkaSessionTimeoutMs, security: kafkaSecurity(config), clientId: config.clientId, groupId: config.groupId, topic: config.topic, dlqTopic: config.dlqTopic,
       logger, bufferMessages: config.batchMaxSize * 4, signal, onRetry: () => metrics.retries.inc({ dependency: 'kafka' }),
     });
 
@@ -94,10 +96,10 @@ export async function startRun(config: Readonly<Config>, logger: Logger, opts: {
           }),
         },
       },
-      engineOptions(config, config.topic),
+      engineOptions(config, config.topic, fail),
     );
     engine.events.on('batch:end', (b) => {
-      void source.commit(new Map(b.partitions.map((p) => [p.partition, p.nextOffset])));
+      void source.commit(new Map(b.partitions.map((p) => [p.partition, p.nextOffset]))).then(() => fail('after-kafka-commit'));
       logger.debug('batch committed', { batch: b.batchId, messages: b.messages, orders: b.orders });
     });
 

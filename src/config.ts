@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { FraudSqlError } from './errors.js';
 import { assertTimeZone } from './source/time.js';
+import { parseFailpoint } from './failpoint.js';
 
 export interface Config {
   brokers: string[];
@@ -33,6 +34,8 @@ export interface Config {
   kafkaSaslPassword: string;
   pgSslMode: 'disable' | 'require' | 'verify-full';
   pgSslCa: string;
+  failpoint: string;
+  kafkaSessionTimeoutMs: number;
 }
 
 type Kind = 'string' | 'int' | 'bool' | 'list';
@@ -77,6 +80,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'httpPort', env: 'FRAUD_SQL_HTTP_PORT', kind: 'int', default: 8787, min: 0, max: 65_535, describe: 'port of the metrics/health server (0: any free port)' },
   { key: 'console', env: 'FRAUD_SQL_CONSOLE', kind: 'bool', default: false, describe: 'print detections to the terminal as they happen' },
   { key: 'logLevel', env: 'FRAUD_SQL_LOG_LEVEL', kind: 'string', default: 'info', choices: ['debug', 'info', 'warn', 'error'], describe: 'log level' },
+  {
+    key: 'kafkaSessionTimeoutMs', env: 'FRAUD_SQL_KAFKA_SESSION_TIMEOUT_MS', kind: 'int', default: 10_000, min: 6_000, max: 300_000,
+    describe: 'how long a crashed instance keeps its partitions before the group moves them',
+  },
   { key: 'kafkaSsl', env: 'FRAUD_SQL_KAFKA_SSL', kind: 'bool', default: false, describe: 'connect to Kafka over TLS' },
   {
     key: 'kafkaSaslMechanism', env: 'FRAUD_SQL_KAFKA_SASL_MECHANISM', kind: 'string', default: 'none',
@@ -89,6 +96,10 @@ export const SETTINGS: readonly Setting[] = [
     describe: 'PostgreSQL TLS: disable, require (encrypt), verify-full (encrypt and verify the server certificate)',
   },
   { key: 'pgSslCa', env: 'FRAUD_SQL_PG_SSL_CA', kind: 'string', default: '', optional: true, describe: 'CA certificate file for verify-full' },
+  {
+    key: 'failpoint', env: 'FRAUD_SQL_FAILPOINT', kind: 'string', default: '', optional: true, secret: true,
+    describe: 'testing aid: kill the process at a point of the batch cycle, e.g. before-commit:3',
+  },
 ];
 
 /** Flag name for a setting: batchMaxSize -> batch-max-size. */
@@ -152,6 +163,10 @@ export function loadConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEn
   }
   if (c.kafkaSaslMechanism !== 'none' && (!c.kafkaSaslUsername || !c.kafkaSaslPassword)) {
     problems.push(`kafka SASL ${c.kafkaSaslMechanism}: set FRAUD_SQL_KAFKA_SASL_USERNAME and FRAUD_SQL_KAFKA_SASL_PASSWORD`);
+  }
+  if (c.failpoint) {
+    const f = parseFailpoint(c.failpoint);
+    if (typeof f === 'string') problems.push(`FRAUD_SQL_FAILPOINT: ${f}`);
   }
   if (c.pgSslCa && c.pgSslMode !== 'verify-full') problems.push('FRAUD_SQL_PG_SSL_CA is used only with FRAUD_SQL_PG_SSL_MODE=verify-full');
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(c.pgSchema)) problems.push(`pg schema: "${c.pgSchema}" is not a plain SQL identifier`);

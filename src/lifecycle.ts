@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import { printDetections } from './console.js';
 import type { Engine } from './engine/engine.js';
 import type { Logger } from './log.js';
+import type { Failpoint } from './failpoint.js';
 
 export class Lifecycle {
   private readonly releasers: (() => Promise<void> | void)[] = [];
@@ -60,8 +61,9 @@ export function wireEngine(engine: Engine, config: Readonly<Config>, logger: Log
 }
 
 /** Engine options from the configuration. */
-export function engineOptions(config: Readonly<Config>, topic: string) {
+export function engineOptions(config: Readonly<Config>, topic: string, fail: (name: Failpoint) => void = () => {}) {
   return {
+    failpoint: fail,
     topic,
     timeZone: config.timeZone,
     maxMessageBytes: config.maxMessageBytes,

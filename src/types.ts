@@ -65,6 +65,11 @@ export interface PartitionProgress {
   nextOffset: bigint;
   /** Smallest offset whose order is still part of open window state (restart replays from here). */
   restoreFrom: bigint;
+  /**
+   * Offsets in [restoreFrom, nextOffset) that were recorded as late: a replay skips
+   * them, so the rebuilt state is exactly the state before the restart.
+   */
+  lateOffsets: ReadonlySet<bigint>;
 }
 
 /** One row a rule produced, column name to value (bigint, number, string, Date, boolean or null). */

@@ -28,6 +28,8 @@ export interface SinkPort {
 
 export interface RulesPort {
   run(): Promise<RuleRun[]>;
+  /** Recomputes the results other rules read (result_<rule>) from the current batch, without output. */
+  rebuildMirrors(): Promise<void>;
   trim(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<void>;
   prepared(): readonly PreparedRule[];
 }
@@ -46,6 +48,8 @@ export interface EngineOptions {
   retentionIntervalMs: number;
   /** Wall clock in ms; injected so tests move time. */
   now: () => number;
+  /** Called at each named point of the batch cycle. */
+  failpoint?: (name: FailpointName) => void;
 }
 
 interface PartitionState {
@@ -56,7 +60,12 @@ interface PartitionState {
   maxEventUs: number | null;
   /** Wall time of the last message that was not a replay. */
   lastArrivalMs: number;
+  /** Replayed offsets that were late the first time: skipped again. */
+  lateOffsets: ReadonlySet<bigint>;
 }
+
+/** Named points of the batch cycle where a test can make the process die (see failpoint.ts). */
+export type FailpointName = 'after-fetch' | 'after-ingest' | 'after-rules' | 'before-commit' | 'after-commit';
 
 export class Engine {
   readonly events = new EngineEmitter();
@@ -111,10 +120,10 @@ export class Engine {
         const starts = new Map(fresh.map((p) => [p, startOffsets.get(p) ?? 0n]));
         const progress = await this.ports.sink.progress(starts);
         for (const p of fresh) {
-          const pr = progress.get(p) ?? { partition: p, nextOffset: starts.get(p)!, restoreFrom: starts.get(p)! };
+          const pr = progress.get(p) ?? { partition: p, nextOffset: starts.get(p)!, restoreFrom: starts.get(p)!, lateOffsets: new Set<bigint>() };
           // A restore point Kafka has already deleted cannot be replayed; start at what is left.
           const from = pr.restoreFrom < starts.get(p)! ? starts.get(p)! : pr.restoreFrom;
-          this.partitions.set(p, { nextOffset: pr.nextOffset, position: from, maxEventUs: null, lastArrivalMs: this.opts.now() });
+          this.partitions.set(p, { nextOffset: pr.nextOffset, position: from, maxEventUs: null, lastArrivalMs: this.opts.now(), lateOffsets: pr.lateOffsets });
         }
       }
       for (const [p, s] of this.partitions) seek.set(p, s.position);
@@ -130,6 +139,8 @@ export class Engine {
 
   private async process(messages: readonly SourceMessage[]): Promise<BatchStats | null> {
     const { now, latenessMs } = this.opts;
+    const fail = this.opts.failpoint ?? (() => {});
+    fail('after-fetch');
     const latenessUs = latenessMs * 1000;
     const t0 = performance.now();
     const fresh: IngestRow[] = [];
@@ -152,6 +163,7 @@ export class Engine {
         p.lastArrivalMs = arrival;
         sentAt.push(m.timestampMs);
       }
+      if (isReplay && p.lateOffsets.has(m.offset)) continue;
       const d = decodeOrder(m.value, this.opts);
       if (!d.ok) {
         if (!isReplay) deadLetters.push({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value, reason: d.reason });
@@ -168,11 +180,19 @@ export class Engine {
     const t1 = performance.now();
 
     const { state, rules, sink } = this.ports;
-    if (replay.length > 0) await state.ingest(replay, 0);
+    if (replay.length > 0) {
+      // Rebuilding state after a restart: no output, but the results other rules
+      // read are recomputed from the replayed orders.
+      const replayBatch = ++this.batchSeq;
+      await state.ingest(replay, replayBatch);
+      await state.setBatch(replayBatch);
+      await rules.rebuildMirrors();
+    }
     if (advanced.size === 0) return null; // only replayed (or stale) messages: nothing new to commit
 
     const batchId = ++this.batchSeq;
     const ingested = await state.ingest(fresh, batchId);
+    fail('after-ingest');
     const t2 = performance.now();
 
     const results: RuleResult[] = [];
@@ -191,6 +211,7 @@ export class Engine {
         results.push({ rule: run.rule.name, target: run.rule.target, names: r.names, columns: r.columns, rowCount: r.rowCount });
       }
     }
+    fail('after-rules');
     const t3 = performance.now();
 
     const eventWatermarks = this.eventWatermarks();
@@ -212,7 +233,9 @@ export class Engine {
       restoreFrom: minBig(retainedFrom.get(partition) ?? a.next, a.next),
       watermarkUs: watermarks.get(partition) ?? null,
     }));
+    fail('before-commit');
     await sink.commit({ results: resultSets, deadLetters, late, progress, finalizers: this.finalizers(), watermarks });
+    fail('after-commit');
     for (const a of progress) this.partitions.get(a.partition)!.nextOffset = a.next;
     this.lastFinalized = watermarks;
     const t5 = performance.now();

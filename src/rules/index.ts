@@ -3,7 +3,7 @@ import { FraudSqlError } from '../errors.js';
 import type { DuckState } from '../state/duckdb.js';
 import type { RulesPort } from '../engine/engine.js';
 import { formatDiagnostic, loadRules, type Diagnostic, type ParamOverrides } from './loader.js';
-import { prepareRules, runRules, trimMirrors, type PreparedRule } from './runner.js';
+import { prepareRules, rebuildMirrors, runRules, trimMirrors, type PreparedRule } from './runner.js';
 
 export class RuleSet implements RulesPort {
   private constructor(
@@ -26,6 +26,10 @@ export class RuleSet implements RulesPort {
 
   run() {
     return runRules(this.state, this.current);
+  }
+
+  rebuildMirrors() {
+    return rebuildMirrors(this.state, this.current);
   }
 
   trim(watermarks: ReadonlyMap<number, number>, horizonUs: number) {

@@ -115,6 +115,16 @@ export async function runRules(state: DuckState, prepared: readonly PreparedRule
   return runs;
 }
 
+/** Recomputes result_<name> of every mirrored rule from the current batch, with no output. */
+export async function rebuildMirrors(state: DuckState, prepared: readonly PreparedRule[]): Promise<void> {
+  for (const p of prepared) {
+    if (!p.mirrored) continue;
+    const changed = `changed_${p.rule.name}`;
+    await state.run(`CREATE OR REPLACE TEMP TABLE ${changed} AS ${stripSemicolon(p.rule.sql)}`);
+    await updateMirror(state, p.rule, changed);
+  }
+}
+
 /** result_<name> follows the same upsert and replace semantics as the PostgreSQL table. */
 async function updateMirror(state: DuckState, rule: Rule, changed: string): Promise<void> {
   const mirror = `result_${rule.name}`;

@@ -40,7 +40,7 @@ export class DuckSink implements SinkPort {
       const r = await this.state.query(`SELECT next_offset FROM consumer_progress WHERE topic = '${this.topic}' AND kafka_partition = ${p}`);
       const next = BigInt(r.columns[0]![0] as string);
       // The demo's window state starts empty: there is nothing to replay.
-      out.set(p, { partition: p, nextOffset: next, restoreFrom: next });
+      out.set(p, { partition: p, nextOffset: next, restoreFrom: next, lateOffsets: new Set() });
     }
     return out;
   }

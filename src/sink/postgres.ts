@@ -178,7 +178,12 @@ export class PgSink {
       const r = await this.pool.query(READ_PROGRESS, [consumerGroup, topic, parts]);
       const out = new Map<number, PartitionProgress>();
       for (const row of r.rows) {
-        out.set(row.kafka_partition, { partition: row.kafka_partition, nextOffset: BigInt(row.next_offset), restoreFrom: BigInt(row.restore_from) });
+        out.set(row.kafka_partition, {
+          partition: row.kafka_partition,
+          nextOffset: BigInt(row.next_offset),
+          restoreFrom: BigInt(row.restore_from),
+          lateOffsets: new Set((row.late_offsets as string[]).map(BigInt)),
+        });
       }
       return out;
     });

@@ -88,8 +88,12 @@ SELECT $1, $2, p, o, o FROM unnest($3::integer[], $4::bigint[]) AS u(p, o)
 ON CONFLICT DO NOTHING`;
 
 export const READ_PROGRESS = `
-SELECT kafka_partition, next_offset::text, restore_from::text FROM consumer_progress
-WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = ANY($3::integer[])`;
+SELECT p.kafka_partition, p.next_offset::text, p.restore_from::text,
+       coalesce((SELECT array_agg(l.kafka_offset::text) FROM late_events l
+                 WHERE l.topic = p.topic AND l.kafka_partition = p.kafka_partition
+                   AND l.kafka_offset >= p.restore_from AND l.kafka_offset < p.next_offset), '{}') AS late_offsets
+FROM consumer_progress p
+WHERE p.consumer_group = $1 AND p.topic = $2 AND p.kafka_partition = ANY($3::integer[])`;
 
 export const UPDATE_WATERMARKS = `
 UPDATE consumer_progress p SET watermark = u.wm

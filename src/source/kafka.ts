@@ -21,6 +21,7 @@ export interface KafkaSecurity {
 
 export interface KafkaOptions {
   brokers: string[];
+  sessionTimeoutMs?: number;
   security?: KafkaSecurity;
   clientId: string;
   groupId: string;
@@ -90,7 +91,10 @@ export class KafkaSource {
     });
     this.consumer = this.kafka.consumer({
       groupId: opts.groupId,
-      sessionTimeout: 30_000,
+      // A member that died without leaving holds its partitions until this expires.
+      // Heartbeats continue while the engine works (fetching is decoupled from batch
+      // processing), so a short timeout is safe with long batches.
+      sessionTimeout: opts.sessionTimeoutMs ?? 10_000,
       heartbeatInterval: 3_000,
       maxWaitTimeInMs: 100,
       maxBytesPerPartition: 4 * 1024 * 1024,

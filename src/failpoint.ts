@@ -1,0 +1,25 @@
+/**
+ * Failpoints: `FRAUD_SQL_FAILPOINT=before-commit:3` makes the process kill itself
+ * (SIGKILL, like a power cut) the 3rd time it reaches that point of the batch cycle.
+ * The fault tests use it to prove that no order is lost or counted twice wherever
+ * a crash lands. Unset, it costs one comparison per point.
+ */
+export const FAILPOINTS = ['after-fetch', 'after-ingest', 'after-rules', 'before-commit', 'after-commit', 'after-kafka-commit'] as const;
+export type Failpoint = (typeof FAILPOINTS)[number];
+
+/** Parses `name:count`; returns a problem description for a bad spec. */
+export function parseFailpoint(spec: string): { name: Failpoint; hit: number } | string {
+  const m = /^([a-z-]+)(?::(\d+))?$/.exec(spec.trim());
+  if (!m || !(FAILPOINTS as readonly string[]).includes(m[1]!)) return `"${spec}" is not one of ${FAILPOINTS.join(', ')} (optionally :N)`;
+  return { name: m[1] as Failpoint, hit: Number(m[2] ?? 1) };
+}
+
+export function failpoint(spec: string, onHit: () => void = () => process.kill(process.pid, 'SIGKILL')): (name: Failpoint) => void {
+  if (!spec) return () => {};
+  const parsed = parseFailpoint(spec);
+  if (typeof parsed === 'string') throw new Error(parsed);
+  let seen = 0;
+  return (name) => {
+    if (name === parsed.name && ++seen === parsed.hit) onHit();
+  };
+}
