@@ -5,23 +5,24 @@
 -- key: source_partition, stat_time
 -- grows: total_orders, suspicious_ip_count
 -- final_after: stat_time
--- state: $window + 2 * $burst_window
+-- state: $window + $burst_window
 -- param window = 30s
 -- param burst_window = 60s
 --
 -- stat_time is the window's end. suspicious_ip_count counts the distinct IPs with at
 -- least one order of a burst (see suspicious_ips.sql) inside the window; it reads
--- that rule's current rows from result_suspicious_ips, so it runs after it.
--- An order at t can change burst membership within (t - burst_window, t + burst_window),
--- so those windows are recomputed too.
-WITH batch_windows AS (
+-- that rule's current rows (result_suspicious_ips) and the ones this batch changed
+-- (changed_suspicious_ips), so it runs after it.
+-- An order at t of an IP with a burst can change burst membership within
+-- (t - burst_window, t + burst_window): those windows are recomputed too.
+WITH touched AS (
   SELECT DISTINCT kafka_partition, time_bucket($window, event_time) AS window_start
   FROM batch_orders
-),
-touched AS (
-  SELECT DISTINCT kafka_partition,
-         unnest(range(window_start - $burst_window, window_start + $window + $burst_window, $window)) AS window_start
-  FROM batch_windows
+  UNION
+  SELECT DISTINCT o.kafka_partition,
+         unnest(range(time_bucket($window, o.event_time - $burst_window), o.event_time + $burst_window, $window))
+  FROM batch_orders o
+  SEMI JOIN changed_suspicious_ips c ON c.source_partition = o.kafka_partition AND c.ip_address = o.ip_address
 ),
 windowed AS (
   SELECT t.kafka_partition, t.window_start, o.ip_address, o.event_time, o.price * o.quantity AS amount

@@ -150,10 +150,17 @@ export async function startRun(config: Readonly<Config>, logger: Logger, opts: {
     wireEngine(engine, config, logger, life);
 
     const done = (async () => {
+      // Two batches in flight at most: the next one is fetched and decoded (JavaScript)
+      // while the current one is in DuckDB and PostgreSQL. Engine batches stay in order.
+      let inFlight: Promise<unknown> = Promise.resolve();
       while (!signal.aborted) {
         const batch = await source.next(config.batchMaxSize, config.batchMaxWaitMs, signal);
-        if (batch.length > 0) await engine.handle(batch);
+        if (batch.length === 0) continue;
+        const decoded = engine.decode(batch);
+        await inFlight;
+        inFlight = engine.handle(batch, decoded);
       }
+      await inFlight;
     })();
     logger.info(`consuming ${config.topic} from ${config.brokers.join(',')} as group ${config.groupId}`);
 

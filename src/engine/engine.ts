@@ -5,7 +5,7 @@
  * transaction with results and offsets. Batches, assignments and idle ticks run
  * one at a time.
  */
-import { decodeOrder } from '../source/decode.js';
+import { decodeOrder, type Decoded } from '../source/decode.js';
 import type { DeadLetter, LateEvent, PartitionProgress, RuleResult, SourceMessage } from '../types.js';
 import type { IngestRow } from '../state/duckdb.js';
 import type { PreparedRule, RuleRun } from '../rules/runner.js';
@@ -133,11 +133,20 @@ export class Engine {
   }
 
   /** Handles one micro-batch. Resolves once its results and offsets are committed. */
-  handle(messages: readonly SourceMessage[]): Promise<BatchStats | null> {
-    return this.serial(() => this.process(messages));
+  handle(messages: readonly SourceMessage[], decoded?: readonly Decoded[]): Promise<BatchStats | null> {
+    return this.serial(() => this.process(messages, decoded));
   }
 
-  private async process(messages: readonly SourceMessage[]): Promise<BatchStats | null> {
+  /**
+   * Decodes a batch ahead of handling it. Decoding is pure and the costliest
+   * JavaScript step, so the batch loop runs it for the next batch while DuckDB and
+   * PostgreSQL work on the current one.
+   */
+  decode(messages: readonly SourceMessage[]): Decoded[] {
+    return messages.map((m) => decodeOrder(m.value, this.opts));
+  }
+
+  private async process(messages: readonly SourceMessage[], decoded?: readonly Decoded[]): Promise<BatchStats | null> {
     const { now, latenessMs } = this.opts;
     const fail = this.opts.failpoint ?? (() => {});
     fail('after-fetch');
@@ -151,7 +160,8 @@ export class Engine {
     const sentAt: number[] = [];
     const arrival = now();
 
-    for (const m of messages) {
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i]!;
       const p = this.partitions.get(m.partition);
       if (!p || m.offset < p.position) continue; // revoked, or delivered twice by the source
       p.position = m.offset + 1n;
@@ -164,7 +174,7 @@ export class Engine {
         sentAt.push(m.timestampMs);
       }
       if (isReplay && p.lateOffsets.has(m.offset)) continue;
-      const d = decodeOrder(m.value, this.opts);
+      const d = decoded?.[i] ?? decodeOrder(m.value, this.opts);
       if (!d.ok) {
         if (!isReplay) deadLetters.push({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value, reason: d.reason });
         continue;

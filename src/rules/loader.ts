@@ -46,7 +46,7 @@ export interface Rule {
   substitutions: Substitution[];
   /** Content hash of the file and its parameter values: the rule version on every row. */
   version: string;
-  /** Other rules whose results (`result_<name>`) this one reads: it runs after them. */
+  /** Other rules whose results (`result_<name>`, `changed_<name>`) this one reads: it runs after them. */
   after: string[];
 }
 
@@ -161,7 +161,9 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   for (const u of body.unknown) {
     if (u.line > bodyStart) report(u.line, u.column, `unknown parameter $${u.name} (declare it with "-- param ${u.name} = ...")`);
   }
-  const after = [...new Set([...body.text.matchAll(/\bresult_([a-z_][a-z0-9_]*)\b/g)].map((m) => m[1]!))];
+  // Comments are documentation: only references in the SQL itself order the rules.
+  const code = body.text.split('\n').map((l) => l.replace(/--.*$/, '')).join('\n');
+  const after = [...new Set([...code.matchAll(/\b(?:result|changed)_([a-z_][a-z0-9_]*)\b/g)].map((m) => m[1]!))];
 
   const version = createHash('sha256')
     .update(text)

@@ -82,6 +82,7 @@ export async function prepareRules(state: DuckState, rules: readonly Rule[]): Pr
     const mirrored = read.has(rule.name);
     if (mirrored) {
       await state.run(`CREATE OR REPLACE TABLE result_${rule.name} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
+      await state.run(`CREATE OR REPLACE TEMP TABLE changed_${rule.name} AS SELECT * FROM result_${rule.name}`);
     }
     prepared.push({ rule, columns, mirrored });
   }

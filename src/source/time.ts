@@ -47,13 +47,20 @@ function zoneOffsetMs(zone: string, utcMs: number): number {
 export function parseEventTime(text: string, zone: string): number | string {
   const m = ISO.exec(text);
   if (!m) return `timestamp "${truncate(text)}" is not ISO-8601 (YYYY-MM-DDTHH:MM:SS[.ffffff][Z|±HH:MM])`;
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-  const fraction = (m[7] ?? '').padEnd(6, '0').slice(0, 6);
+  // Field by field, without intermediate arrays or Date objects: this runs once per order.
+  const year = +m[1]!;
+  const month = +m[2]!;
+  const day = +m[3]!;
+  const hour = +m[4]!;
+  const minute = +m[5]!;
+  const second = +m[6]!;
+  const f = m[7];
+  const fraction = f === undefined ? 0 : f.length >= 6 ? +f.slice(0, 6) : +f * 10 ** (6 - f.length);
   if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59) {
     return `timestamp "${truncate(text)}" has a field out of range`;
   }
+  if (day < 1 || day > daysInMonth(year, month)) return `timestamp "${truncate(text)}" names a day that does not exist`;
   const wallMs = Date.UTC(year, month - 1, day, hour, minute, second);
-  if (new Date(wallMs).getUTCDate() !== day) return `timestamp "${truncate(text)}" names a day that does not exist`;
   let utcMs: number;
   const zoneText = m[8];
   if (zoneText === undefined) {
@@ -73,7 +80,12 @@ export function parseEventTime(text: string, zone: string): number | string {
     utcMs = wallMs - sign * (offH * 60 + offM) * 60_000;
   }
   if (year < 1970 || year > 2200) return `timestamp "${truncate(text)}" is outside 1970..2200`;
-  return utcMs * 1000 + Number(fraction);
+  return utcMs * 1000 + fraction;
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 }
 
 /** Microseconds since the epoch as an ISO-8601 UTC string with microseconds. */

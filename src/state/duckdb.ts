@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS orders (
 )`;
 
 export class DuckState {
+  /** Rows deleted by retention since the orders table was last rewritten. */
+  private deletedSinceCompaction = 0;
+
   private constructor(
     private readonly instance: DuckDBInstance,
     readonly conn: DuckDBConnection,
@@ -84,8 +87,9 @@ export class DuckState {
   }
 
   /**
-   * Appends orders and keeps the first of any order_id already retained or repeated
-   * in the batch (a redelivered order is counted once). Returns how many were new.
+   * Appends orders and keeps the first delivery of each order: an order_id with the
+   * same event time already retained, or repeated in the batch, is a redelivery and
+   * is counted once. Returns how many were new.
    */
   async ingest(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }> {
     if (rows.length === 0) return { inserted: 0, duplicates: 0 };
@@ -111,10 +115,23 @@ export class DuckState {
     }
     app.flushSync();
     app.closeSync();
+    // A redelivered order carries its original timestamp, so only retained orders in
+    // the batch's event-time range can be its first delivery. The range as literals
+    // lets DuckDB skip row groups by their min/max (orders arrive roughly in time
+    // order), so the check does not scan the whole retained history.
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const r of rows) {
+      if (r.order.eventUs < lo) lo = r.order.eventUs;
+      if (r.order.eventUs > hi) hi = r.order.eventUs;
+    }
     const res = await this.conn.run(`
       INSERT INTO orders
       SELECT i.* FROM incoming i
-      WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = i.order_id)
+      WHERE NOT EXISTS (
+        SELECT 1 FROM orders o
+        WHERE o.event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)
+          AND o.order_id = i.order_id AND o.event_time = i.event_time)
       QUALIFY row_number() OVER (PARTITION BY i.order_id ORDER BY i.kafka_partition, i.kafka_offset) = 1`);
     const inserted = Number(res.rowsChanged);
     await this.conn.run('DELETE FROM incoming');
@@ -147,6 +164,19 @@ export class DuckState {
    * whole bursts of a key (suspicious_ips) so always see them whole.
    */
   async retain(watermarks: ReadonlyMap<number, number>, horizonUs: number, chain: { key: string; gapUs: number } | null): Promise<number> {
+    const deleted = await this.deleteExpired(watermarks, horizonUs, chain);
+    this.deletedSinceCompaction += deleted;
+    // DuckDB frees a row group only once every row in it is deleted; orders kept for
+    // an active IP are spread over all of them, so memory would grow with history.
+    // Rewriting the table once as much has been deleted as is kept bounds it.
+    if (this.deletedSinceCompaction > 100_000 && this.deletedSinceCompaction > (await this.count())) {
+      await this.conn.run('CREATE OR REPLACE TABLE orders AS SELECT * FROM orders');
+      this.deletedSinceCompaction = 0;
+    }
+    return deleted;
+  }
+
+  private async deleteExpired(watermarks: ReadonlyMap<number, number>, horizonUs: number, chain: { key: string; gapUs: number } | null): Promise<number> {
     if (watermarks.size === 0) return 0;
     const wm = [...watermarks].map(([p, us]) => `(${p}, make_timestamp(${Math.floor(us)}::BIGINT))`).join(', ');
     const wmCte = `wm(kafka_partition, watermark) AS (VALUES ${wm})`;
