@@ -152,15 +152,24 @@ export async function startRun(config: Readonly<Config>, logger: Logger, opts: {
     const done = (async () => {
       // Two batches in flight at most: the next one is fetched and decoded (JavaScript)
       // while the current one is in DuckDB and PostgreSQL. Engine batches stay in order.
+      // A failed batch must stop the loop at once, not when the next message arrives.
+      const failed = new AbortController();
+      const fetching = AbortSignal.any([signal, failed.signal]);
+      let failure: unknown = null;
       let inFlight: Promise<unknown> = Promise.resolve();
-      while (!signal.aborted) {
-        const batch = await source.next(config.batchMaxSize, config.batchMaxWaitMs, signal);
+      while (!fetching.aborted) {
+        const batch = await source.next(config.batchMaxSize, config.batchMaxWaitMs, fetching);
         if (batch.length === 0) continue;
         const decoded = engine.decode(batch);
         await inFlight;
-        inFlight = engine.handle(batch, decoded);
+        if (failure) break;
+        inFlight = engine.handle(batch, decoded).catch((err) => {
+          failure = err;
+          failed.abort();
+        });
       }
       await inFlight;
+      if (failure) throw failure;
     })();
     logger.info(`consuming ${config.topic} from ${config.brokers.join(',')} as group ${config.groupId}`);
 

@@ -55,3 +55,34 @@ t.test('the demo page shows non-empty panels within a few seconds', { skip: exis
   await page.screenshot({ path: `${ARTIFACTS}/demo-page.png`, fullPage: true });
   t.ok(existsSync(`${ARTIFACTS}/demo-page.png`), 'screenshot saved as a test artifact');
 });
+
+t.test('a busy port or a DuckDB file held by another process gets one clear message', async (t) => {
+  const dir = t.testdir();
+  const env = { ...process.env };
+  delete env.FRAUD_SQL_DATABASE_URL;
+  const first = spawn('node', [CLI, 'demo', '--file', `${dir}/a.duckdb`, '--http-port', '0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => {
+    first.kill('SIGKILL');
+  });
+  let log = '';
+  const port = await new Promise<string>((resolve) => first.stderr.on('data', (d) => {
+    log += d;
+    const m = /open http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
+    if (m) resolve(m[1]!);
+  }));
+  const second = (args: string[]) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const c = spawn('node', [CLI, 'demo', ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      c.stderr.on('data', (d) => (err += d));
+      c.on('exit', (code) => resolve({ code, stderr: err }));
+    });
+  const locked = await second(['--file', `${dir}/a.duckdb`, '--http-port', '0']);
+  t.equal(locked.code, 1);
+  t.match(locked.stderr, new RegExp(`the DuckDB file ${dir}/a.duckdb is in use by another process`));
+  t.notMatch(locked.stderr, /\n\s+at /, 'no stack trace');
+  const busy = await second(['--file', `${dir}/b.duckdb`, '--http-port', port]);
+  t.equal(busy.code, 1);
+  t.match(busy.stderr, new RegExp(`port ${port} on 127.0.0.1 is already in use; choose another with --http-port`));
+  t.notMatch(busy.stderr, /\n\s+at /, 'no stack trace');
+});

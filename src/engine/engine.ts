@@ -73,6 +73,12 @@ export class Engine {
   private batchSeq = 0;
   private lock: Promise<unknown> = Promise.resolve();
   private lastRetentionMs = -Infinity;
+  /**
+   * Per partition, the smallest offset in the state. Exact after each retention
+   * pass; between passes only ingests happen, which never lower it below the first
+   * offset ingested into an empty partition.
+   */
+  private retainedFrom = new Map<number, bigint>();
   private lastFinalized = new Map<number, number>();
 
   constructor(
@@ -111,6 +117,7 @@ export class Engine {
       const gone = [...this.partitions.keys()].filter((p) => !wanted.has(p));
       const fresh = partitions.filter((p) => !this.partitions.has(p));
       await this.ports.state.dropPartitions([...gone, ...fresh]);
+      for (const p of [...gone, ...fresh]) this.retainedFrom.delete(p);
       for (const p of gone) {
         this.partitions.delete(p);
         this.lastFinalized.delete(p);
@@ -195,6 +202,7 @@ export class Engine {
       // read are recomputed from the replayed orders.
       const replayBatch = ++this.batchSeq;
       await state.ingest(replay, replayBatch);
+      this.noteRetained(replay);
       await state.setBatch(replayBatch);
       await rules.rebuildMirrors();
     }
@@ -202,6 +210,7 @@ export class Engine {
 
     const batchId = ++this.batchSeq;
     const ingested = await state.ingest(fresh, batchId);
+    this.noteRetained(fresh);
     fail('after-ingest');
     const t2 = performance.now();
 
@@ -230,8 +239,9 @@ export class Engine {
       this.lastRetentionMs = now();
       await state.retain(eventWatermarks, horizonUs, this.chain());
       await rules.trim(eventWatermarks, horizonUs);
+      this.retainedFrom = await state.retainedFrom();
     }
-    const retainedFrom = await state.retainedFrom();
+    const retainedFrom = this.retainedFrom;
     const t4 = performance.now();
 
     await this.ports.deadLetters.send(deadLetters);
@@ -282,6 +292,13 @@ export class Engine {
       this.lastFinalized = wms;
       this.events.safeEmit('finalized', { watermarks: wms });
     });
+  }
+
+  private noteRetained(rows: readonly IngestRow[]): void {
+    for (const r of rows) {
+      const known = this.retainedFrom.get(r.partition);
+      if (known === undefined || r.offset < known) this.retainedFrom.set(r.partition, r.offset);
+    }
   }
 
   private eventWatermarks(): Map<number, number> {
