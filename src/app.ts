@@ -3,7 +3,7 @@
  * start/stop. Resources are released in reverse order of creation.
  */
 import type { FastifyInstance } from 'fastify';
-import { kafkaSecurity, pgSsl, type Config } from './config.js';
+import { kafkaSecurity, paramOverrides, pgSsl, type Config } from './config.js';
 import { readFileSync } from 'node:fs';
 import { formatMicros } from './source/time.js';
 import { Engine } from './engine/engine.js';
@@ -58,14 +58,14 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 /** `fraud-sql run`: Kafka in, PostgreSQL out, HTTP server on. */
-export async function startRun(config: Readonly<Config>, logger: Logger, opts: { paramOverrides?: ReadonlyMap<string, string> } = {}): Promise<RunningApp> {
+export async function startRun(config: Readonly<Config>, logger: Logger): Promise<RunningApp> {
   const life = new Lifecycle(logger);
   const signal = life.signal;
   const fail = failpoint(config.failpoint);
   try {
     const state = await DuckState.open(':memory:');
     life.defer(() => state.close());
-    const rules = await RuleSet.load(state, config.queriesDir, opts.paramOverrides);
+    const rules = await RuleSet.load(state, config.queriesDir, paramOverrides(config));
     logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir}`, { rules: rules.prepared().map((p) => p.rule.name).join(',') });
 
     const metrics = new Metrics();

@@ -5,7 +5,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { loadConfig, SETTINGS, flagName, redactUrl, type Config } from './config.js';
+import { loadConfig, SETTINGS, flagName, paramOverrides, redactUrl, type Config } from './config.js';
 import { describe as describeError, FraudSqlError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { startRun } from './app.js';
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
       'demo',
       'the embedded default: generated orders, the same rules, results in a DuckDB file and on a web page (no Kafka or PostgreSQL needed)',
       (y) =>
-        withSettings(y, ['queriesDir', 'httpHost', 'httpPort', 'latenessMs', 'console', 'logLevel'])
+        withSettings(y, ['queriesDir', 'params', 'httpHost', 'httpPort', 'latenessMs', 'console', 'logLevel'])
           .option('rate', { type: 'number', default: 20, describe: 'orders per second' })
           .option('seed', { type: 'number', describe: 'seed of the order generator (default: random)' })
           .option('mix', { type: 'string', describe: `scenario shares in percent, e.g. bot=10,burst=1 (${SCENARIOS.join(', ')})` })
@@ -193,12 +193,12 @@ async function main(): Promise<void> {
       y.command(
         'check',
         'validate every rule against the order schema (no Kafka or PostgreSQL needed)',
-        (yy) => withSettings(yy, ['queriesDir']),
+        (yy) => withSettings(yy, ['queriesDir', 'params']),
         async (argv) => {
           const config = configFrom(argv);
           const state = await DuckState.open(':memory:');
           try {
-            const r = await checkRules(state, config.queriesDir);
+            const r = await checkRules(state, config.queriesDir, paramOverrides(config));
             for (const p of r.prepared) process.stdout.write(`ok   ${p.rule.name} -> ${p.rule.target} (${p.rule.file}, version ${p.rule.version})\n`);
             for (const d of r.problems) process.stdout.write(`FAIL ${formatDiagnostic(d)}\n`);
             if (r.problems.length > 0) process.exitCode = 1;

@@ -36,6 +36,8 @@ export interface Config {
   pgSslCa: string;
   failpoint: string;
   kafkaSessionTimeoutMs: number;
+  /** Rule parameter overrides, `rule.param=value`, applied without editing the SQL. */
+  params: string[];
 }
 
 type Kind = 'string' | 'int' | 'bool' | 'list';
@@ -69,6 +71,10 @@ export const SETTINGS: readonly Setting[] = [
     describe: 'PostgreSQL connection URL (a password belongs in the environment, or in PGPASSWORD)',
   },
   { key: 'pgSchema', env: 'FRAUD_SQL_PG_SCHEMA', kind: 'string', default: 'public', describe: 'PostgreSQL schema for the result tables' },
+  {
+    key: 'params', env: 'FRAUD_SQL_PARAMS', kind: 'list', default: [], optional: true,
+    describe: 'rule parameter overrides, comma-separated rule.param=value (e.g. suspicious_ips.min_orders=12)',
+  },
   { key: 'queriesDir', env: 'FRAUD_SQL_QUERIES', kind: 'string', default: path.join(PACKAGE_ROOT, 'queries'), describe: 'directory of rule files (*.sql)' },
   { key: 'batchMaxSize', env: 'FRAUD_SQL_BATCH_MAX_SIZE', kind: 'int', default: 20_000, min: 1, max: 1_000_000, describe: 'a micro-batch closes at this many messages' },
   { key: 'batchMaxWaitMs', env: 'FRAUD_SQL_BATCH_MAX_WAIT_MS', kind: 'int', default: 50, min: 1, max: 60_000, describe: 'a micro-batch closes this long after its first message' },
@@ -133,7 +139,7 @@ function parseValue(s: Setting, raw: unknown, origin: string, problems: string[]
     }
     case 'list': {
       const v = (Array.isArray(raw) ? raw.map(String) : String(raw).split(',')).map((x) => x.trim()).filter(Boolean);
-      if (v.length === 0) problems.push(`${where}: must name at least one entry`);
+      if (v.length === 0 && !s.optional) problems.push(`${where}: must name at least one entry`);
       return v;
     }
   }
@@ -164,6 +170,9 @@ export function loadConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEn
   if (c.kafkaSaslMechanism !== 'none' && (!c.kafkaSaslUsername || !c.kafkaSaslPassword)) {
     problems.push(`kafka SASL ${c.kafkaSaslMechanism}: set FRAUD_SQL_KAFKA_SASL_USERNAME and FRAUD_SQL_KAFKA_SASL_PASSWORD`);
   }
+  for (const p of c.params) {
+    if (!/^[a-z_][a-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*=.+$/.test(p)) problems.push(`params: "${p}" is not rule.param=value`);
+  }
   if (c.failpoint) {
     const f = parseFailpoint(c.failpoint);
     if (typeof f === 'string') problems.push(`FRAUD_SQL_FAILPOINT: ${f}`);
@@ -190,6 +199,11 @@ export function redactUrl(url: string): string {
   } catch {
     return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
   }
+}
+
+/** The parameter overrides as the rule loader takes them. */
+export function paramOverrides(c: Readonly<Config>): Map<string, string> {
+  return new Map(c.params.map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]));
 }
 
 /** Kafka TLS/SASL settings in the adapter's terms. */

@@ -3,7 +3,7 @@
  * the same engine and the same queries/; results live in a DuckDB file and show on
  * the built-in page. With a database URL, results go to PostgreSQL too.
  */
-import type { Config } from './config.js';
+import { paramOverrides, type Config } from './config.js';
 import { Engine, type SinkPort } from './engine/engine.js';
 import { buildServer } from './http/server.js';
 import { Metrics } from './http/metrics.js';
@@ -47,7 +47,7 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
     life.defer(() => state.close());
     // Window state does not outlive a demo run; the results do.
     await state.run('DELETE FROM orders');
-    const rules = await RuleSet.load(state, config.queriesDir);
+    const rules = await RuleSet.load(state, config.queriesDir, paramOverrides(config));
     const duckSink = await DuckSink.open(state, TOPIC);
     let sink: SinkPort = duckSink;
     if (opts.databaseUrl) {

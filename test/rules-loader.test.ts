@@ -56,3 +56,14 @@ t.test('a missing directory is one clear diagnostic', async (t) => {
   const { diagnostics } = loadRules('/nonexistent/queries');
   t.match(diagnostics[0]!.message, /cannot read the rules directory/);
 });
+
+t.test('parameter overrides reach the SQL and the version; a bad one blocks the rules that read it', async (t) => {
+  const dir = new URL('../queries', import.meta.url).pathname;
+  const base = loadRules(dir).rules.find((r) => r.name === 'suspicious_ips')!;
+  const tuned = loadRules(dir, new Map([['suspicious_ips.min_orders', '12']])).rules.find((r) => r.name === 'suspicious_ips')!;
+  t.match(tuned.sql, /recent_orders >= 12/);
+  t.not(tuned.version, base.version, 'another parameter value is another rule version');
+  const bad = loadRules(dir, new Map([['suspicious_ips.nope', '3']]));
+  t.same(bad.rules.map((r) => r.name).sort(), ['high_value_orders', 'popular_products']);
+  t.match(bad.diagnostics.map((d) => d.message), [/has no parameter "nope"/, /not loaded: it reads the results of "suspicious_ips", whose rule is invalid/]);
+});

@@ -207,6 +207,7 @@ export function loadRules(dir: string, overrides: ParamOverrides = new Map()): {
   }
   if (files.length === 0) diagnostics.push({ file: dir, line: 0, column: 0, message: 'no rule files (*.sql) in the rules directory' });
   const rules: Rule[] = [];
+  const invalid = new Set<string>();
   for (const f of files) {
     const file = path.join(dir, f);
     const text = readFileSync(file, 'utf8');
@@ -216,17 +217,21 @@ export function loadRules(dir: string, overrides: ParamOverrides = new Map()): {
     }
     const r = parseRule(file, text, overrides);
     diagnostics.push(...r.diagnostics);
+    if (!r.rule) invalid.add(/^--\s*name:\s*(\S+)/m.exec(text)?.[1] ?? path.basename(f, '.sql'));
     if (r.rule) {
       const dup = rules.find((x) => x.name === r.rule!.name);
       if (dup) diagnostics.push({ file, line: 1, column: 1, message: `rule name "${r.rule.name}" is also used by ${dup.file}` });
       else rules.push(r.rule);
     }
   }
-  return { rules: orderRules(rules, diagnostics), diagnostics };
+  return { rules: orderRules(rules, diagnostics, invalid), diagnostics };
 }
 
-/** Topological order by `after`, stable in file order; a cycle or a missing rule is a diagnostic. */
-function orderRules(rules: Rule[], diagnostics: Diagnostic[]): Rule[] {
+/**
+ * Topological order by `after`, stable in file order. A cycle or a missing rule is
+ * a diagnostic, and a rule that reads an invalid or missing one is left out.
+ */
+function orderRules(rules: Rule[], diagnostics: Diagnostic[], invalid: ReadonlySet<string>): Rule[] {
   const byName = new Map(rules.map((r) => [r.name, r]));
   const ordered: Rule[] = [];
   const state = new Map<string, 'visiting' | 'done'>();
@@ -237,13 +242,22 @@ function orderRules(rules: Rule[], diagnostics: Diagnostic[]): Rule[] {
       return;
     }
     state.set(r.name, 'visiting');
+    let ok = true;
     for (const dep of r.after) {
       const d = byName.get(dep);
-      if (!d) diagnostics.push({ file: r.file, line: 1, column: 1, message: `reads result_${dep}, but no rule is named "${dep}"` });
-      else visit(d, [...trail, r.name]);
+      if (!d) {
+        ok = false;
+        diagnostics.push({
+          file: r.file, line: 1, column: 1,
+          message: invalid.has(dep) ? `not loaded: it reads the results of "${dep}", whose rule is invalid` : `reads the results of "${dep}", but no rule is named so`,
+        });
+      } else {
+        visit(d, [...trail, r.name]);
+        if (!ordered.includes(d)) ok = false;
+      }
     }
     state.set(r.name, 'done');
-    ordered.push(r);
+    if (ok) ordered.push(r);
   };
   for (const r of rules) visit(r, []);
   return ordered;
