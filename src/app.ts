@@ -18,6 +18,8 @@ import { KafkaSource } from './source/kafka.js';
 import { DuckState } from './state/duckdb.js';
 import { Lifecycle, engineOptions, wireEngine } from './lifecycle.js';
 import { failpoint } from './failpoint.js';
+import { formatDiagnostic, type Diagnostic } from './rules/loader.js';
+import { watchDirectory } from './watch.js';
 
 export interface RunningApp {
   engine: Engine;
@@ -104,6 +106,22 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     });
 
     metrics.attach(engine.events);
+    // Hot reload: an edit under queries/ takes effect at the next batch; a broken
+    // one leaves the running rules alone and is reported with file:line:column.
+    let ruleProblems: Diagnostic[] = [];
+    const reload = async () => {
+      const r = await engine.exclusive(() => rules.reload(config.queriesDir, paramOverrides(config)));
+      metrics.ruleReloads.inc({ result: r.ok ? 'applied' : 'rejected' });
+      metrics.rulesInvalid.set(r.problems.length);
+      ruleProblems = r.problems;
+      if (r.ok) {
+        logger.info('rules reloaded', { changed: r.changed.join(',') || undefined, added: r.added.join(',') || undefined, removed: r.removed.join(',') || undefined });
+      } else {
+        for (const d of r.problems) logger.error(`rule edit rejected, the previous rules keep running: ${formatDiagnostic(d)}`);
+      }
+      engine.events.safeEmit('rules:reloaded', { ok: r.ok, problems: r.problems });
+    };
+    life.defer(watchDirectory(config.queriesDir, () => void reload().catch((err) => logger.error(`rule reload failed: ${(err as Error).message}`))));
     let lastBatch: { size: number; latencyMs: number; at: string } | null = null;
     engine.events.on('batch:end', (b) => {
       const total = Object.values(b.stages).reduce((a, s) => a + s, 0);
@@ -134,6 +152,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         partitions: await lagByPartition().catch(() => []),
         lastBatch,
         rules: rules.prepared().map((p) => ({ name: p.rule.name, file: p.rule.file, version: p.rule.version, target: p.rule.target, state: 'active' })),
+        ruleProblems: ruleProblems.map(formatDiagnostic),
       }),
       beforeScrape: async () => {
         for (const l of await lagByPartition()) metrics.lag.set({ partition: String(l.partition) }, l.lag);

@@ -93,6 +93,11 @@ export class Engine {
     return next;
   }
 
+  /** Runs `fn` between batches (a rule reload), never during one. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.serial(fn);
+  }
+
   /** Continue batch numbering after what a persistent state file already holds. */
   startBatchesAfter(batchId: number): void {
     this.batchSeq = Math.max(this.batchSeq, batchId);

@@ -27,6 +27,7 @@ export interface EngineEvents {
   'rule:error': [{ rule: string; diagnostic: Diagnostic }];
   'assigned': [{ partitions: number[]; seek: Map<number, bigint> }];
   'finalized': [{ watermarks: Map<number, number> }];
+  'rules:reloaded': [{ ok: boolean; problems: Diagnostic[] }];
 }
 
 export class EngineEmitter extends EventEmitter<EngineEvents> {

@@ -39,6 +39,8 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly retries = new Counter({ name: 'fraud_sql_retries_total', help: 'Retried operations against an unreachable dependency', labelNames: ['dependency'], registers: [this.registry] });
+  readonly ruleReloads = new Counter({ name: 'fraud_sql_rule_reloads_total', help: 'Reloads of queries/ after an edit', labelNames: ['result'], registers: [this.registry] });
+  readonly rulesInvalid = new Gauge({ name: 'fraud_sql_rules_invalid', help: 'Problems in the rule files on disk (the last valid rules keep running)', registers: [this.registry] });
   readonly lag = new Gauge({ name: 'fraud_sql_consumer_lag', help: 'Messages in Kafka not yet committed, per partition', labelNames: ['partition'], registers: [this.registry] });
   readonly watermark = new Gauge({ name: 'fraud_sql_watermark_seconds', help: 'Event-time watermark per partition (Unix seconds)', labelNames: ['partition'], registers: [this.registry] });
   readonly lastBatchSize = new Gauge({ name: 'fraud_sql_last_batch_messages', help: 'Messages in the last micro-batch', registers: [this.registry] });

@@ -35,7 +35,12 @@ export interface PreparedRule {
  * Checks every rule in dependency order, creating result_<name> tables for rules
  * others read. Returns the rules that passed and diagnostics for those that did not.
  */
-export async function prepareRules(state: DuckState, rules: readonly Rule[]): Promise<{ prepared: PreparedRule[]; diagnostics: Diagnostic[] }> {
+export async function prepareRules(
+  state: DuckState,
+  rules: readonly Rule[],
+  /** Mirrored rules whose result_<name> already holds this version's rows: left as they are. */
+  keepMirrors: ReadonlySet<string> = new Set(),
+): Promise<{ prepared: PreparedRule[]; diagnostics: Diagnostic[] }> {
   const diagnostics: Diagnostic[] = [];
   const prepared: PreparedRule[] = [];
   const read = new Set(rules.flatMap((r) => r.after));
@@ -80,7 +85,7 @@ export async function prepareRules(state: DuckState, rules: readonly Rule[]): Pr
       continue;
     }
     const mirrored = read.has(rule.name);
-    if (mirrored) {
+    if (mirrored && !keepMirrors.has(rule.name)) {
       await state.run(`CREATE OR REPLACE TABLE result_${rule.name} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
       await state.run(`CREATE OR REPLACE TEMP TABLE changed_${rule.name} AS SELECT * FROM result_${rule.name}`);
     }
@@ -116,10 +121,10 @@ export async function runRules(state: DuckState, prepared: readonly PreparedRule
   return runs;
 }
 
-/** Recomputes result_<name> of every mirrored rule from the current batch, with no output. */
-export async function rebuildMirrors(state: DuckState, prepared: readonly PreparedRule[]): Promise<void> {
+/** Recomputes result_<name> of the mirrored rules (all, or those named) from the current batch, with no output. */
+export async function rebuildMirrors(state: DuckState, prepared: readonly PreparedRule[], only?: ReadonlySet<string>): Promise<void> {
   for (const p of prepared) {
-    if (!p.mirrored) continue;
+    if (!p.mirrored || (only && !only.has(p.rule.name))) continue;
     const changed = `changed_${p.rule.name}`;
     await state.run(`CREATE OR REPLACE TEMP TABLE ${changed} AS ${stripSemicolon(p.rule.sql)}`);
     await updateMirror(state, p.rule, changed);

@@ -82,7 +82,8 @@ export class DuckState {
     await conn.run(ORDERS_DDL);
     await conn.run('CREATE TABLE IF NOT EXISTS incoming AS SELECT * FROM orders WHERE false');
     await conn.run('SET VARIABLE batch_id = 0');
-    await conn.run("CREATE OR REPLACE VIEW batch_orders AS SELECT * FROM orders WHERE batch_id = getvariable('batch_id')");
+    // Batch -1 stands for every retained order: a changed rule rebuilds its results from all of them.
+    await conn.run("CREATE OR REPLACE VIEW batch_orders AS SELECT * FROM orders WHERE batch_id = getvariable('batch_id') OR getvariable('batch_id') = -1");
     return s;
   }
 
@@ -138,6 +139,7 @@ export class DuckState {
     return { inserted, duplicates: rows.length - inserted };
   }
 
+  /** The batch that batch_orders shows; -1 shows every retained order. */
   async setBatch(batchId: number): Promise<void> {
     await this.conn.run(`SET VARIABLE batch_id = ${batchId}`);
   }

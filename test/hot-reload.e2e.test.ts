@@ -1,0 +1,64 @@
+/**
+ * Rules as code under a running `fraud-sql run` (real broker and PostgreSQL): an
+ * edit takes effect at the next batch with window state intact; a broken edit
+ * keeps the previous rules running and is reported with file:line:column.
+ */
+import t from 'tap';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { dataset, drained, kafkaTopic, pgSchema, produce, producer, runApp, testConfig } from './helpers.js';
+import { entries, readTables, recompute } from './oracle.js';
+
+t.test('an edited rule applies at the next batch; a broken edit keeps the old one', async (t) => {
+  const dir = t.testdir();
+  cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true });
+  const topic = await kafkaTopic(t.teardown, 2);
+  const { schema, pool } = await pgSchema(t.teardown);
+  const p = await producer(t.teardown);
+  const data = dataset({ seed: 21, count: 9_000, rate: 100, startMs: Date.now() - 95_000 });
+  const app = await runApp(t.teardown, testConfig(topic, schema, { queriesDir: dir }));
+  const reloaded = () => new Promise<{ ok: boolean; problems: { file: string; line: number; column: number; message: string }[] }>((r) => app.engine.events.once('rules:reloaded', r));
+
+  await produce(p, topic, data.messages.slice(0, 3_000));
+  await drained(app, topic);
+  const v1 = (await pool.query('SELECT DISTINCT rule_version FROM high_value_orders')).rows.map((r) => r.rule_version);
+  t.equal(v1.length, 1);
+
+  // Raise the high-value threshold to 1,000,000 KRW.
+  const hvFile = `${dir}/high_value_orders.sql`;
+  const reload1 = reloaded();
+  writeFileSync(hvFile, readFileSync(hvFile, 'utf8').replace('-- param threshold = 500000', '-- param threshold = 1000000'));
+  t.equal((await reload1).ok, true, 'the edit is applied');
+  await produce(p, topic, data.messages.slice(3_000, 6_000));
+  await drained(app, topic);
+  const newRows = (await pool.query('SELECT total_price::int AS total, rule_version FROM high_value_orders WHERE rule_version <> $1', [v1[0]])).rows;
+  t.ok(newRows.length > 0, `${newRows.length} high-value rows from the edited rule`);
+  t.ok(newRows.every((r) => r.total >= 1_000_000), 'every new row meets the new threshold');
+  const inBetween = data.orders.slice(3_000, 6_000).filter((o) => o.price * o.quantity >= 500_000 && o.price * o.quantity < 1_000_000).map((o) => o.order_id);
+  t.ok(inBetween.length > 0, `${inBetween.length} later orders between 500,000 and 1,000,000 KRW`);
+  const flagged = (await pool.query('SELECT order_id FROM high_value_orders WHERE order_id = ANY($1)', [inBetween])).rows;
+  t.same(flagged, [], 'none of them is high value under the edited rule');
+
+  // A broken edit: a typo in the SELECT of popular_products.
+  const ppFile = `${dir}/popular_products.sql`;
+  const good = readFileSync(ppFile, 'utf8');
+  const reload2 = reloaded();
+  writeFileSync(ppFile, good.replace('sum(o.price * o.quantity)      AS total_sales', 'sum(o.prize * o.quantity)      AS total_sales'));
+  const r2 = await reload2;
+  t.equal(r2.ok, false, 'the broken edit is rejected');
+  const line = good.split('\n').findIndex((l) => l.includes('sum(o.price * o.quantity)      AS total_sales')) + 1;
+  t.match(r2.problems[0], { file: ppFile, line, message: /prize/ }, `reported at ${ppFile}:${line}`);
+  t.ok(r2.problems[0]!.column > 1, `with a column (${r2.problems[0]!.column})`);
+  const status = await (await fetch(`${app.url}/status`)).json();
+  t.match(status.ruleProblems[0], new RegExp(`popular_products.sql:${line}:\\d+: .*prize`), '/status shows it');
+  t.match(await (await fetch(`${app.url}/metrics`)).text(), /^fraud_sql_rules_invalid 1$/m, 'and the metric');
+
+  await produce(p, topic, data.messages.slice(6_000));
+  await drained(app, topic);
+  // Window state survived both reloads, and the old popular_products kept running:
+  // everything but high-value (whose threshold changed) equals the recomputation.
+  const expected = recompute(data.orders);
+  const actual = await readTables(pool);
+  t.same(entries(actual.popular), entries(expected.popular), 'popular_products exact across both reloads');
+  t.same(entries(actual.stats), entries(expected.stats), 'realtime_stats exact across both reloads');
+  t.same(entries(actual.suspicious), entries(expected.suspicious), 'suspicious_ips exact across both reloads');
+});
