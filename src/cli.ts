@@ -14,6 +14,8 @@ import { DuckState } from './state/duckdb.js';
 import { checkRules } from './rules/index.js';
 import { formatDiagnostic } from './rules/loader.js';
 import { startDemo } from './demo.js';
+import path from 'node:path';
+import { runFixtures } from './rules/fixtures.js';
 import { generateOrders, SCENARIOS, type Scenario } from './generator/orders.js';
 import { pace, parseMix } from './generator/pace.js';
 import { kafkaOutput, lineOutput, type OrderOutput } from './generator/output.js';
@@ -206,7 +208,23 @@ async function main(): Promise<void> {
             state.close();
           }
         },
-      ).demandCommand(1, 'name an action: check'),
+      ).command(
+        'test [rule]',
+        'run the rules\' fixtures (queries/fixtures/<rule>/*.json) in memory: no Kafka or PostgreSQL needed',
+        (yy) => withSettings(yy, ['queriesDir', 'params']).positional('rule', { type: 'string', describe: 'only this rule\'s fixtures' }),
+        async (argv) => {
+          const config = configFrom(argv);
+          const outcomes = await runFixtures(config.queriesDir, paramOverrides(config), argv.rule as string | undefined);
+          for (const o of outcomes) {
+            process.stdout.write(`${o.ok ? 'ok  ' : 'FAIL'} ${o.rule}: ${path.basename(o.file, '.json')} (${Math.round(o.ms)} ms)${o.description ? ` - ${o.description}` : ''}\n`);
+            if (o.problem) process.stdout.write(`${o.problem.split('\n').map((l) => `       ${l.trim()}`).join('\n')}\n`);
+          }
+          const failed = outcomes.filter((o) => !o.ok).length;
+          process.stdout.write(`${outcomes.length - failed} passed, ${failed} failed\n`);
+          if (failed > 0 || outcomes.length === 0) process.exitCode = 1;
+          if (outcomes.length === 0) process.stderr.write(`no fixtures under ${path.join(config.queriesDir, 'fixtures')}\n`);
+        },
+      ).demandCommand(1, 'name an action: check or test'),
     )
     .demandCommand(1, 'name a command; see --help')
     .strict()
