@@ -16,6 +16,7 @@ import { formatDiagnostic } from './rules/loader.js';
 import { startDemo } from './demo.js';
 import path from 'node:path';
 import { runFixtures } from './rules/fixtures.js';
+import { backtest } from './backtest.js';
 import { generateOrders, SCENARIOS, type Scenario } from './generator/orders.js';
 import { pace, parseMix } from './generator/pace.js';
 import { kafkaOutput, lineOutput, type OrderOutput } from './generator/output.js';
@@ -189,6 +190,27 @@ async function main(): Promise<void> {
           process.stderr.write(`\n${interrupted ? 'stopped' : 'done'}: ${r.sent} orders in ${(r.elapsedMs / 1000).toFixed(1)} s, ${out.errors} errors (${mixText})\n`);
         }
         if (out.errors > 0) process.exitCode = 1;
+      },
+    )
+    .command(
+      'backtest',
+      'run the rules over recorded orders (JSON lines) with event-time semantics; with labels, recall and precision',
+      (y) =>
+        withSettings(y, ['queriesDir', 'params'])
+          .option('input', { type: 'string', demandOption: true, describe: 'orders as JSON lines (e.g. from fraud-sql generate --output file)' })
+          .option('compare', { type: 'string', describe: 'another rules directory: show the rows each set writes that the other does not' }),
+      async (argv) => {
+        const config = configFrom(argv);
+        const tty = process.stderr.isTTY;
+        const report = await backtest({
+          input: argv.input,
+          dir: config.queriesDir,
+          overrides: paramOverrides(config),
+          compare: argv.compare,
+          progress: tty ? (s) => process.stderr.write(`\r${s}   `) : undefined,
+        });
+        if (tty) process.stderr.write('\n');
+        process.stdout.write(report.lines.join('\n') + '\n');
       },
     )
     .command('rules <action>', 'work with the rule files', (y) =>

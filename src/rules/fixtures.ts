@@ -82,31 +82,17 @@ export async function runFixtures(dir: string, overrides?: ParamOverrides, only?
       done(false, '"expect" must be a list of rows');
       continue;
     }
-    const state = await DuckState.open(':memory:', { threads: 1 });
+    const batches = (fx.batches as Record<string, unknown>[][]).map((batch) =>
+      batch.map(({ partition = 0, ...order }) => ({ partition: Number(partition), value: Buffer.from(JSON.stringify(order)) })),
+    );
+    let state: DuckState | null = null;
     try {
-      const rules = await RuleSet.load(state, dir, overrides);
-      const target = rules.prepared().find((p) => p.rule.name === rule)?.rule;
+      const run = await runInMemory(dir, overrides, batches);
+      state = run.state;
+      const target = run.rules.prepared().find((p) => p.rule.name === rule)?.rule;
       if (!target) {
         done(false, `no rule named "${rule}" in ${dir}`);
         continue;
-      }
-      const sink = await DuckSink.open(state, 'fixture');
-      const engine = new Engine(
-        { state, sink, rules, deadLetters: { send: async () => {} } },
-        { topic: 'fixture', timeZone: 'Asia/Seoul', maxMessageBytes: 65_536, latenessMs: 5_000, idleTimeoutMs: 3_600_000, retentionIntervalMs: 0, now: () => 0 },
-      );
-      const batches = fx.batches as Record<string, unknown>[][];
-      const partitions = [...new Set(batches.flat().map((o) => Number(o.partition ?? 0)))];
-      await engine.assign(partitions, new Map(partitions.map((p) => [p, 0n])));
-      const next = new Map(partitions.map((p) => [p, 0n]));
-      for (const batch of batches) {
-        const messages: SourceMessage[] = batch.map(({ partition = 0, ...order }) => {
-          const p = Number(partition);
-          const offset = next.get(p)!;
-          next.set(p, offset + 1n);
-          return { topic: 'fixture', partition: p, offset, key: null, value: Buffer.from(JSON.stringify(order)), timestampMs: 0 };
-        });
-        await engine.handle(messages);
       }
       const expected = fx.expect as Record<string, unknown>[];
       const columns = [...new Set(expected.flatMap((r) => Object.keys(r)))];
@@ -125,8 +111,51 @@ export async function runFixtures(dir: string, overrides?: ParamOverrides, only?
     } catch (err) {
       done(false, (err as Error).message);
     } finally {
-      state.close();
+      state?.close();
     }
   }
   return outcomes;
+}
+
+/**
+ * Runs the rules of `dir` over messages with the real engine on an in-memory
+ * DuckDB, results kept in its result tables. Offsets are numbered per partition
+ * in the order given. The caller closes the returned state.
+ */
+export async function runInMemory(
+  dir: string,
+  overrides: ParamOverrides | undefined,
+  batches: Iterable<{ partition: number; value: Buffer }[]>,
+  onBatch?: (messages: number) => void,
+): Promise<{ state: DuckState; rules: RuleSet }> {
+  const state = await DuckState.open(':memory:', { threads: 1 });
+  try {
+    const rules = await RuleSet.load(state, dir, overrides);
+    const sink = await DuckSink.open(state, 'input');
+    const engine = new Engine(
+      { state, sink, rules, deadLetters: { send: async () => {} } },
+      // Event time only: no wall clock, so the same input gives the same result.
+      { topic: 'input', timeZone: 'Asia/Seoul', maxMessageBytes: 65_536, latenessMs: 5_000, idleTimeoutMs: 3_600_000, retentionIntervalMs: 0, now: () => 0 },
+    );
+    const next = new Map<number, bigint>();
+    for (const batch of batches) {
+      for (const p of new Set(batch.map((m) => m.partition))) {
+        if (!next.has(p)) {
+          next.set(p, 0n);
+          await engine.assign([...next.keys()], new Map([...next.keys()].map((k) => [k, 0n])));
+        }
+      }
+      const messages: SourceMessage[] = batch.map((m) => {
+        const offset = next.get(m.partition)!;
+        next.set(m.partition, offset + 1n);
+        return { topic: 'input', partition: m.partition, offset, key: null, value: m.value, timestampMs: 0 };
+      });
+      await engine.handle(messages);
+      onBatch?.(messages.length);
+    }
+    return { state, rules };
+  } catch (err) {
+    state.close();
+    throw err;
+  }
 }
