@@ -4,11 +4,11 @@
  * keeps the previous rules running and is reported with file:line:column.
  */
 import t from 'tap';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dataset, drained, kafkaTopic, pgSchema, produce, producer, runApp, testConfig } from './helpers.js';
 import { entries, readTables, recompute } from './oracle.js';
 
-t.test('an edited rule applies at the next batch; a broken edit keeps the old one', async (t) => {
+t.test('an edited or removed rule applies at the next batch; a broken edit keeps the old one', async (t) => {
   const dir = t.testdir();
   cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true });
   const topic = await kafkaTopic(t.teardown, 2);
@@ -52,13 +52,24 @@ t.test('an edited rule applies at the next batch; a broken edit keeps the old on
   t.match(status.ruleProblems[0], new RegExp(`popular_products.sql:${line}:\\d+: .*prize`), '/status shows it');
   t.match(await (await fetch(`${app.url}/metrics`)).text(), /^fraud_sql_rules_invalid 1$/m, 'and the metric');
 
-  await produce(p, topic, data.messages.slice(6_000));
+  await produce(p, topic, data.messages.slice(6_000, 7_500));
   await drained(app, topic);
+
+  // A removed rule stops at the next batch; the others go on.
+  const reload3 = reloaded();
+  writeFileSync(ppFile, good);
+  unlinkSync(hvFile);
+  const r3 = await reload3;
+  t.equal(r3.ok, true, 'fixing the typo and removing a rule is applied');
+  await produce(p, topic, data.messages.slice(7_500));
+  await drained(app, topic);
+  const lastIds = data.orders.slice(7_500).map((o) => o.order_id);
+  t.same((await pool.query('SELECT order_id FROM high_value_orders WHERE order_id = ANY($1)', [lastIds])).rows, [], 'no high-value rows once the rule is removed');
   // Window state survived both reloads, and the old popular_products kept running:
   // everything but high-value (whose threshold changed) equals the recomputation.
   const expected = recompute(data.orders);
   const actual = await readTables(pool);
-  t.same(entries(actual.popular), entries(expected.popular), 'popular_products exact across both reloads');
-  t.same(entries(actual.stats), entries(expected.stats), 'realtime_stats exact across both reloads');
-  t.same(entries(actual.suspicious), entries(expected.suspicious), 'suspicious_ips exact across both reloads');
+  t.same(entries(actual.popular), entries(expected.popular), 'popular_products exact across every reload');
+  t.same(entries(actual.stats), entries(expected.stats), 'realtime_stats exact across every reload');
+  t.same(entries(actual.suspicious), entries(expected.suspicious), 'suspicious_ips exact across every reload');
 });
