@@ -13,6 +13,7 @@ import { runInMemory } from './rules/fixtures.js';
 import type { ParamOverrides } from './rules/loader.js';
 import type { DuckState } from './state/duckdb.js';
 import { rowsOf } from './types.js';
+import { ipActivity, maxWithin } from './generator/truth.js';
 
 const BATCH = 5_000;
 
@@ -134,22 +135,9 @@ async function score(state: DuckState, input: Recorded): Promise<NonNullable<Bac
       return [];
     }
   });
-  const byIp = new Map<string, { label: string; times: number[] }>();
-  for (const o of orders) {
-    const e = byIp.get(o.ip_address) ?? { label: o.label, times: [] as number[] };
-    e.times.push(Date.parse(o.timestamp));
-    byIp.set(o.ip_address, e);
-  }
-  const reaches10 = (times: number[]) => {
-    times.sort((a, b) => a - b);
-    for (let i = 0, lo = 0; i < times.length; i++) {
-      while (times[lo]! <= times[i]! - 60_000) lo++;
-      if (i - lo + 1 >= 10) return true;
-    }
-    return false;
-  };
+  const byIp = ipActivity(orders);
   const flagged = new Set((await tableRows(state, 'suspicious_ips')).map((r) => String(r.ip_address)));
-  const truthIps = new Set([...byIp].filter(([, e]) => (e.label === 'bot' || e.label === 'burst') && reaches10(e.times)).map(([ip]) => ip));
+  const truthIps = new Set([...byIp].filter(([, e]) => (e.label === 'bot' || e.label === 'burst') && maxWithin(e.times) >= 10).map(([ip]) => ip));
   const hvFound = new Set((await tableRows(state, 'high_value_orders')).map((r) => String(r.order_id)));
   const hvTruth = new Set(orders.filter((o) => o.price * o.quantity >= 500_000 && input.labels.get(o.order_id) !== 'late').map((o) => o.order_id as string));
   const ratio = (a: number, b: number) => (b === 0 ? 1 : a / b);

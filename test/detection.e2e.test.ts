@@ -8,6 +8,7 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { ipActivity, maxWithin } from '../src/generator/truth.js';
 import { BROKERS, drained, kafkaTopic, pgSchema, runApp, testConfig } from './helpers.js';
 
 const run = promisify(execFile);
@@ -30,20 +31,8 @@ t.test('labelled scenarios: recall and precision per scenario', async (t) => {
   const hvFound = new Set((await pool.query('SELECT order_id FROM high_value_orders')).rows.map((r) => r.order_id as string));
 
   // Ground truth per IP: its scenario, and whether it ever had 10 orders within 60 s.
-  const ipTimes = new Map<string, { label: string; times: number[] }>();
-  for (const o of orders) {
-    const e = ipTimes.get(o.ip_address) ?? { label: o.label as string, times: [] as number[] };
-    e.times.push(Date.parse(o.timestamp));
-    ipTimes.set(o.ip_address, e);
-  }
-  const reaches10 = (times: number[]) => {
-    times.sort((a, b) => a - b);
-    for (let i = 0, lo = 0; i < times.length; i++) {
-      while (times[lo]! <= times[i]! - 60_000) lo++;
-      if (i - lo + 1 >= 10) return true;
-    }
-    return false;
-  };
+  const ipTimes = ipActivity(orders);
+  const reaches10 = (times: number[]) => maxWithin(times) >= 10;
   const rows: string[] = [];
   const score = (label: string, shouldFlag: (times: number[]) => boolean) => {
     const ips = [...ipTimes].filter(([, e]) => e.label === label);

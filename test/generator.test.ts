@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { generateOrders, BOT_IP } from '../src/generator/orders.js';
 import { decodeOrder } from '../src/source/decode.js';
+import { maxWithin } from '../src/generator/truth.js';
 
 const run = promisify(execFile);
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
@@ -60,19 +61,10 @@ t.test('orders are valid, labelled, and scenarios hold their ground truth', asyn
   t.same(botElsewhere, [], 'the bot buys from one IP');
   for (const l of ['normal', 'bot', 'burst', 'near_miss', 'high_value', 'card_testing', 'late', 'malformed']) t.ok((labels.get(l) ?? 0) > 0, `scenario ${l} occurs`);
   // Sliding-window ground truth: near-miss IPs never reach 10 orders in 60 s; bursts do.
-  const maxIn60s = (times: number[]) => {
-    times.sort((a, b) => a - b);
-    let best = 0;
-    for (let i = 0, lo = 0; i < times.length; i++) {
-      while (times[lo]! <= times[i]! - 60_000) lo++;
-      best = Math.max(best, i - lo + 1);
-    }
-    return best;
-  };
   const nearMiss = [...byIp].filter(([k]) => k.startsWith('near_miss'));
   // Episodes still running when the sample ends are incomplete: a burst has 12 orders.
   const bursts = [...byIp].filter(([k, times]) => k.startsWith('burst') && times.length === 12);
   t.ok(nearMiss.length > 5 && bursts.length > 5, `episodes to check: ${nearMiss.length} near-miss IPs, ${bursts.length} bursts`);
-  t.same(nearMiss.filter(([, times]) => maxIn60s(times) > 9).map(([k]) => k), [], 'near-miss IPs never have 10 orders in 60 s');
-  t.same(bursts.filter(([, times]) => maxIn60s(times) < 10).map(([k]) => k), [], 'every burst has 10 orders within 60 s');
+  t.same(nearMiss.filter(([, times]) => maxWithin(times) > 9).map(([k]) => k), [], 'near-miss IPs never have 10 orders in 60 s');
+  t.same(bursts.filter(([, times]) => maxWithin(times) < 10).map(([k]) => k), [], 'every burst has 10 orders within 60 s');
 });
