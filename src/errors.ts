@@ -29,10 +29,6 @@ export class FraudSqlError extends Error {
   }
 }
 
-export function isRetriable(err: unknown): boolean {
-  return err instanceof FraudSqlError && err.retriable;
-}
-
 /** The one line an operator reads: our message, or the driver's for an unmapped error. */
 export function describe(err: unknown): string {
   if (err instanceof Error) return err.message;

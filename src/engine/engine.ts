@@ -98,15 +98,6 @@ export class Engine {
     return this.serial(fn);
   }
 
-  /** Continue batch numbering after what a persistent state file already holds. */
-  startBatchesAfter(batchId: number): void {
-    this.batchSeq = Math.max(this.batchSeq, batchId);
-  }
-
-  assignedPartitions(): number[] {
-    return [...this.partitions.keys()].sort((a, b) => a - b);
-  }
-
   committedOffsets(): Map<number, bigint> {
     return new Map([...this.partitions].map(([p, s]) => [p, s.nextOffset]));
   }

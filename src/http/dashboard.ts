@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { DuckState } from '../state/duckdb.js';
 import { PAGE } from './page.js';
+import { rowsOf } from '../types.js';
 
 export interface Dashboard {
   generatedAt: string;
@@ -31,14 +32,7 @@ export class DuckDashboard implements DashboardSource {
   ) {}
 
   private async rows(sql: string): Promise<Record<string, unknown>[]> {
-    const r = await this.state.query(sql);
-    const out: Record<string, unknown>[] = [];
-    for (let i = 0; i < r.rowCount; i++) {
-      const row: Record<string, unknown> = {};
-      r.names.forEach((n, j) => (row[n] = r.columns[j]![i]));
-      out.push(row);
-    }
-    return out;
+    return rowsOf(await this.state.query(sql));
   }
 
   async snapshot(): Promise<Dashboard> {

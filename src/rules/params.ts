@@ -35,17 +35,6 @@ export function sqlLiteral(v: ParamValue): string {
   }
 }
 
-export function formatParamValue(v: ParamValue): string {
-  switch (v.kind) {
-    case 'duration':
-      return v.micros % 1_000_000 === 0 ? `${v.micros / 1_000_000}s` : `${v.micros}us`;
-    case 'integer':
-      return v.value.toString();
-    case 'string':
-      return `'${v.value}'`;
-  }
-}
-
 export interface Substitution {
   line: number; // 1-based
   column: number; // 1-based column in the original text where `$name` started
