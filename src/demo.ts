@@ -67,6 +67,8 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
           await pgSink.finalize(f, w);
           await duckSink.finalize(f, w);
         },
+        // The demo's own file is where its results carry over from.
+        openResults: (q, partitions, horizonUs) => duckSink.openResults(q, partitions, horizonUs),
       };
       logger.info('writing results to PostgreSQL too');
     }

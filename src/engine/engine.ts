@@ -7,15 +7,15 @@
  */
 import { decodeOrder, type Decoded } from '../source/decode.js';
 import type { DeadLetter, LateEvent, PartitionProgress, RuleResult, SourceMessage } from '../types.js';
-import type { IngestRow } from '../state/duckdb.js';
+import type { Columns, IngestRow } from '../state/duckdb.js';
 import type { PreparedRule, RuleRun } from '../rules/runner.js';
-import type { CommitInput } from '../sink/postgres.js';
+import type { CommitInput, ResultQuery } from '../sink/postgres.js';
 import { EngineEmitter, type BatchStats } from './events.js';
 
 export interface StatePort {
   ingest(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }>;
   setBatch(batchId: number): Promise<void>;
-  retain(watermarks: ReadonlyMap<number, number>, horizonUs: number, chain: { key: string; gapUs: number } | null): Promise<number>;
+  retain(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<number>;
   retainedFrom(): Promise<Map<number, bigint>>;
   dropPartitions(partitions: readonly number[]): Promise<void>;
 }
@@ -24,12 +24,14 @@ export interface SinkPort {
   progress(startOffsets: ReadonlyMap<number, bigint>): Promise<Map<number, PartitionProgress>>;
   commit(input: CommitInput): Promise<void>;
   finalize(finalizers: CommitInput['finalizers'], watermarks: ReadonlyMap<number, number>): Promise<void>;
+  /** A rule's committed rows for these partitions, to carry its results across a restart. */
+  openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns>;
 }
 
 export interface RulesPort {
   run(): Promise<RuleRun[]>;
-  /** Recomputes the results other rules read (result_<rule>) from the current batch, without output. */
-  rebuildMirrors(): Promise<void>;
+  /** Sets the rows of result_<rule> for these partitions (none: forgets them). */
+  restoreMirror(rule: string, partitions: readonly number[], rows: Columns | null): Promise<void>;
   trim(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<void>;
   prepared(): readonly PreparedRule[];
 }
@@ -129,6 +131,7 @@ export class Engine {
           this.partitions.set(p, { nextOffset: pr.nextOffset, position: from, maxEventUs: null, lastArrivalMs: this.opts.now(), lateOffsets: pr.lateOffsets });
         }
       }
+      await this.restoreResults(gone, fresh);
       for (const [p, s] of this.partitions) seek.set(p, s.position);
       this.events.safeEmit('assigned', { partitions: [...partitions], seek });
       return seek;
@@ -194,13 +197,10 @@ export class Engine {
 
     const { state, rules, sink } = this.ports;
     if (replay.length > 0) {
-      // Rebuilding state after a restart: no output, but the results other rules
-      // read are recomputed from the replayed orders.
-      const replayBatch = ++this.batchSeq;
-      await state.ingest(replay, replayBatch);
+      // Rebuilding the retained orders after a restart: no rules, no output. The
+      // rules' results were restored as committed (restoreResults).
+      await state.ingest(replay, ++this.batchSeq);
       this.noteRetained(replay);
-      await state.setBatch(replayBatch);
-      await rules.rebuildMirrors();
     }
     if (advanced.size === 0) return null; // only replayed (or stale) messages: nothing new to commit
 
@@ -233,7 +233,7 @@ export class Engine {
     const horizonUs = this.horizonUs();
     if (now() - this.lastRetentionMs >= this.opts.retentionIntervalMs) {
       this.lastRetentionMs = now();
-      await state.retain(eventWatermarks, horizonUs, this.chain());
+      await state.retain(eventWatermarks, horizonUs);
       await rules.trim(eventWatermarks, horizonUs);
       this.retainedFrom = await state.retainedFrom();
     }
@@ -319,10 +319,19 @@ export class Engine {
     return Math.max(0, ...rules.map((r) => r.rule.stateMicros)) + this.opts.latenessMs * 1000;
   }
 
-  private chain(): { key: string; gapUs: number } | null {
-    const keyed = this.ports.rules.prepared().filter((r) => r.rule.stateKey !== null);
-    if (keyed.length === 0) return null;
-    return { key: keyed[0]!.rule.stateKey!, gapUs: Math.max(...keyed.map((r) => r.rule.stateMicros)) };
+  /**
+   * The results rules read (result_<rule>) are state too: for new partitions they
+   * are read back from the sink as last committed, so they match the offsets the
+   * partition resumes from; for partitions that went they are forgotten.
+   */
+  private async restoreResults(gone: readonly number[], fresh: readonly number[]): Promise<void> {
+    for (const p of this.ports.rules.prepared()) {
+      if (!p.mirrored) continue;
+      if (gone.length > 0) await this.ports.rules.restoreMirror(p.rule.name, gone, null);
+      if (fresh.length === 0) continue;
+      const rows = await this.ports.sink.openResults({ target: p.rule.target, columns: p.columns, finalAfter: p.rule.finalAfter }, fresh, this.horizonUs());
+      await this.ports.rules.restoreMirror(p.rule.name, fresh, rows);
+    }
   }
 
   private finalizers(): CommitInput['finalizers'] {

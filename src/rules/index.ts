@@ -3,7 +3,8 @@ import { FraudSqlError } from '../errors.js';
 import { DuckState } from '../state/duckdb.js';
 import type { RulesPort } from '../engine/engine.js';
 import { formatDiagnostic, loadRules, type Diagnostic, type ParamOverrides } from './loader.js';
-import { prepareRules, rebuildMirrors, runRules, trimMirrors, type PreparedRule } from './runner.js';
+import { prepareRules, rebuildMirrors, restoreMirror, runRules, trimMirrors, type PreparedRule } from './runner.js';
+import type { Columns } from '../state/duckdb.js';
 
 export class RuleSet implements RulesPort {
   private constructor(
@@ -25,7 +26,8 @@ export class RuleSet implements RulesPort {
    * first; if anything is wrong the current rules stay and the problems are
    * returned. Otherwise it replaces the current set: window state is untouched,
    * and the results other rules read are rebuilt from the retained orders for
-   * every such rule whose version changed.
+   * every such rule whose version changed (a rule that reads its own results
+   * keeps them, unless its output columns changed).
    */
   async reload(dir: string, overrides?: ParamOverrides): Promise<{ ok: boolean; problems: Diagnostic[]; changed: string[]; added: string[]; removed: string[] }> {
     const scratch = await DuckState.open(':memory:', { threads: 1 });
@@ -38,10 +40,13 @@ export class RuleSet implements RulesPort {
     if (check.problems.length > 0) return { ok: false, problems: check.problems, changed: [], added: [], removed: [] };
     const before = new Map(this.current.map((p) => [p.rule.name, p.rule.version]));
     const rules = check.prepared.map((p) => p.rule);
-    const keep = new Set(this.current.filter((p) => p.mirrored && before.get(p.rule.name) === rules.find((r) => r.name === p.rule.name)?.version).map((p) => p.rule.name));
+    // Results are kept when the rule is unchanged, and for a rule that reads its own
+    // rows: they are its state, which the new version carries on from.
+    const wasMirrored = new Set(this.current.filter((p) => p.mirrored).map((p) => p.rule.name));
+    const keep = new Set(rules.filter((r) => wasMirrored.has(r.name) && (r.readsOwnResults || before.get(r.name) === r.version)).map((r) => r.name));
     const { prepared, diagnostics } = await prepareRules(this.state, rules, keep);
     if (diagnostics.length > 0) return { ok: false, problems: diagnostics, changed: [], added: [], removed: [] };
-    const rebuild = new Set(prepared.filter((p) => p.mirrored && !keep.has(p.rule.name)).map((p) => p.rule.name));
+    const rebuild = new Set(prepared.filter((p) => p.emptyMirror).map((p) => p.rule.name));
     if (rebuild.size > 0) {
       await this.state.setBatch(-1);
       await rebuildMirrors(this.state, prepared, rebuild);
@@ -65,8 +70,9 @@ export class RuleSet implements RulesPort {
     return runRules(this.state, this.current);
   }
 
-  rebuildMirrors() {
-    return rebuildMirrors(this.state, this.current);
+  async restoreMirror(rule: string, partitions: readonly number[], rows: Columns | null): Promise<void> {
+    const p = this.current.find((x) => x.rule.name === rule);
+    if (p) await restoreMirror(this.state, p, partitions, rows);
   }
 
   trim(watermarks: ReadonlyMap<number, number>, horizonUs: number) {

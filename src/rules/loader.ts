@@ -38,8 +38,6 @@ export interface Rule {
   finalAfter: string | null;
   /** How far back in event time the rule reads, in µs. */
   stateMicros: number;
-  /** When set, the rule reads whole activity chains of this column (see state/duckdb.ts). */
-  stateKey: string | null;
   params: Map<string, ParamValue>;
   /** The file's text with parameters substituted; line numbers are the file's. */
   sql: string;
@@ -48,6 +46,11 @@ export interface Rule {
   version: string;
   /** Other rules whose results (`result_<name>`, `changed_<name>`) this one reads: it runs after them. */
   after: string[];
+  /**
+   * Whether the rule reads its own current rows (`result_<own name>`): incremental
+   * state, carried from batch to batch and restored from the sink on start.
+   */
+  readsOwnResults: boolean;
 }
 
 export interface Diagnostic {
@@ -138,15 +141,12 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   if (!SEVERITIES.includes(severity)) report(severityField!.line, 1, `severity "${severity}" is not one of ${SEVERITIES.join(', ')}`);
 
   let stateMicros = 0;
-  let stateKey: string | null = null;
   const stateField = fields.get('state');
   if (!stateField) report(1, 1, 'missing "-- state: <duration>" (how far back in event time the rule reads; 0s for none)');
   else {
-    const m = /^(.*?)(?:\s+per\s+([a-z_][a-z0-9_]*))?$/.exec(stateField.value)!;
-    const v = evalDuration(m[1]!, params);
+    const v = evalDuration(stateField.value, params);
     if (typeof v === 'string') report(stateField.line, 1, `state: ${v}`);
     else stateMicros = v;
-    stateKey = m[2] ?? null;
   }
 
   let finalAfter: string | null = null;
@@ -163,7 +163,8 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   }
   // Comments are documentation: only references in the SQL itself order the rules.
   const code = body.text.split('\n').map((l) => l.replace(/--.*$/, '')).join('\n');
-  const after = [...new Set([...code.matchAll(/\b(?:result|changed)_([a-z_][a-z0-9_]*)\b/g)].map((m) => m[1]!))];
+  const read = new Set([...code.matchAll(/\b(?:result|changed)_([a-z_][a-z0-9_]*)\b/g)].map((m) => m[1]!));
+  const readsOwnResults = read.delete(name);
 
   const version = createHash('sha256')
     .update(text)
@@ -185,12 +186,12 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
       grows: list(fields.get('grows')?.value),
       finalAfter,
       stateMicros,
-      stateKey,
       params,
       sql: body.text,
       substitutions: body.substitutions,
       version,
-      after,
+      after: [...read],
+      readsOwnResults,
     },
   };
 }

@@ -4,7 +4,7 @@
  * rule that fails is reported with file:line:column and skipped; the others go on.
  */
 import type { DuckState, Columns } from '../state/duckdb.js';
-import { MANAGED_COLUMNS, TARGETS, FINALIZABLE, compatible } from '../sink/schema.js';
+import { DUCK_TYPES, MANAGED_COLUMNS, TARGETS, FINALIZABLE, compatible } from '../sink/schema.js';
 import type { Diagnostic, Rule } from './loader.js';
 import { originalColumn } from './params.js';
 
@@ -27,8 +27,10 @@ function stripSemicolon(sql: string): string {
 export interface PreparedRule {
   rule: Rule;
   columns: string[];
-  /** Whether another rule reads this one's results (kept in result_<name>). */
+  /** Whether this rule's results are read, by another rule or itself (kept in result_<name>). */
   mirrored: boolean;
+  /** Whether result_<name> was created empty by this preparation (not kept from before). */
+  emptyMirror: boolean;
 }
 
 /**
@@ -53,6 +55,13 @@ export async function prepareRules(
       continue;
     }
     const problems: Diagnostic[] = [];
+    const mirror = `result_${rule.name}`;
+    // A rule that reads its own rows needs them to exist before it can be checked:
+    // until its first check they take the shape of its target table.
+    if (rule.readsOwnResults && TARGETS[rule.target] && !(await tableExists(state, mirror))) {
+      const defs = Object.entries(TARGETS[rule.target]!).map(([c, t]) => `${c} ${DUCK_TYPES[t]}`);
+      await state.run(`CREATE TABLE ${mirror} (${defs.join(', ')})`);
+    }
     let desc: Columns;
     try {
       desc = await state.query('DESCRIBE ' + stripSemicolon(rule.sql));
@@ -84,14 +93,26 @@ export async function prepareRules(
       failed.add(rule.name);
       continue;
     }
-    const mirrored = read.has(rule.name);
-    if (mirrored && !keepMirrors.has(rule.name)) {
-      await state.run(`CREATE OR REPLACE TABLE result_${rule.name} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
-      await state.run(`CREATE OR REPLACE TEMP TABLE changed_${rule.name} AS SELECT * FROM result_${rule.name}`);
+    const mirrored = read.has(rule.name) || rule.readsOwnResults;
+    const kept = mirrored && keepMirrors.has(rule.name) && sameColumns(await state.query(`DESCRIBE ${mirror}`), desc);
+    if (mirrored && !kept) {
+      await state.run(`CREATE OR REPLACE TABLE ${mirror} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
+      await state.run(`CREATE OR REPLACE TEMP TABLE changed_${rule.name} AS SELECT * FROM ${mirror}`);
     }
-    prepared.push({ rule, columns, mirrored });
+    prepared.push({ rule, columns, mirrored, emptyMirror: mirrored && !kept });
   }
   return { prepared, diagnostics };
+}
+
+async function tableExists(state: DuckState, table: string): Promise<boolean> {
+  const r = await state.query(`SELECT count(*) FROM duckdb_tables() WHERE table_name = '${table}'`);
+  return Number(r.columns[0]![0]) > 0;
+}
+
+/** Whether two DESCRIBE results list the same columns with the same types. */
+function sameColumns(a: Columns, b: Columns): boolean {
+  const shape = (d: Columns) => JSON.stringify([d.columns[0], d.columns[1]]);
+  return shape(a) === shape(b);
 }
 
 export interface RuleRun {
@@ -148,5 +169,31 @@ export async function trimMirrors(state: DuckState, prepared: readonly PreparedR
     await state.run(`WITH wm(kafka_partition, watermark) AS (VALUES ${wm})
       DELETE FROM result_${p.rule.name} r USING wm
       WHERE r.source_partition = wm.kafka_partition AND (${p.rule.finalAfter}) < wm.watermark - to_microseconds(${horizonUs}::BIGINT)`);
+  }
+}
+
+/**
+ * Replaces the rows of the given partitions in result_<name> with `rows` (read
+ * back from the sink after a restart or a rebalance; none when partitions go).
+ */
+export async function restoreMirror(state: DuckState, p: PreparedRule, partitions: readonly number[], rows: Columns | null): Promise<void> {
+  if (!p.mirrored || partitions.length === 0) return;
+  const mirror = `result_${p.rule.name}`;
+  await state.run(`DELETE FROM ${mirror} WHERE source_partition IN (${partitions.map(Number).join(', ')})`);
+  if (!rows || rows.rowCount === 0) return;
+  const types = TARGETS[p.rule.target]!;
+  const literal = (name: string, v: unknown): string => {
+    if (v === null) return 'NULL';
+    const s = String(v);
+    if (types[name] === 'text') return `'${s.replace(/'/g, "''")}'`;
+    if (!/^-?\d+$/.test(s)) throw new Error(`restoring ${mirror}: ${name} = ${s} is not an integer`);
+    return types[name] === 'timestamptz' ? `make_timestamp(${s}::BIGINT)` : `${s}::BIGINT`;
+  };
+  for (let from = 0; from < rows.rowCount; from += 1000) {
+    const values: string[] = [];
+    for (let i = from; i < Math.min(rows.rowCount, from + 1000); i++) {
+      values.push(`(${rows.names.map((n, c) => literal(n, rows.columns[c]![i])).join(', ')})`);
+    }
+    await state.run(`INSERT INTO ${mirror} (${rows.names.join(', ')}) VALUES ${values.join(', ')}`);
   }
 }

@@ -5,13 +5,12 @@
  * semantics as the PostgreSQL sink.
  */
 import type { SinkPort } from '../engine/engine.js';
-import type { DuckState } from '../state/duckdb.js';
+import type { Columns, DuckState } from '../state/duckdb.js';
 import type { PartitionProgress } from '../types.js';
 import { formatMicros } from '../source/time.js';
-import type { CommitInput } from './postgres.js';
-import { FINALIZABLE, TARGETS, TARGET_KEYS } from './schema.js';
+import type { CommitInput, ResultQuery } from './postgres.js';
+import { DUCK_TYPES, FINALIZABLE, TARGETS, TARGET_KEYS } from './schema.js';
 
-const DUCK_TYPES: Record<string, string> = { timestamptz: 'TIMESTAMP', integer: 'INTEGER', bigint: 'BIGINT', text: 'VARCHAR' };
 
 export class DuckSink implements SinkPort {
   private constructor(
@@ -43,6 +42,18 @@ export class DuckSink implements SinkPort {
       out.set(p, { partition: p, nextOffset: next, restoreFrom: next, lateOffsets: new Set() });
     }
     return out;
+  }
+
+  /** As PgSink.openResults, from the demo's own tables. */
+  async openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns> {
+    const types = TARGETS[q.target]!;
+    const select = q.columns.map((c) => (types[c] === 'timestamptz' ? `epoch_us(${c})` : c));
+    const recent = q.finalAfter
+      ? `AND (${q.finalAfter}) >= coalesce((SELECT cp.watermark FROM consumer_progress cp
+           WHERE cp.topic = '${this.topic}' AND cp.kafka_partition = source_partition), TIMESTAMP '-infinity') - to_microseconds(${Math.floor(horizonUs)}::BIGINT)`
+      : '';
+    const r = await this.state.query(`SELECT ${select.join(', ')} FROM ${q.target} WHERE source_partition IN (${partitions.map(Number).join(', ')}) ${recent}`);
+    return { ...r, names: [...q.columns] };
   }
 
   async commit(input: CommitInput): Promise<void> {
@@ -80,7 +91,8 @@ export class DuckSink implements SinkPort {
         ]);
       }
       for (const p of input.progress) {
-        await s.run(`UPDATE consumer_progress SET next_offset = ${p.next} WHERE topic = '${this.topic}' AND kafka_partition = ${p.partition}`);
+        const wm = p.watermarkUs === null ? 'NULL' : `make_timestamp(${Math.floor(p.watermarkUs)}::BIGINT)`;
+        await s.run(`UPDATE consumer_progress SET next_offset = ${p.next}, watermark = ${wm} WHERE topic = '${this.topic}' AND kafka_partition = ${p.partition}`);
       }
       await this.finalizeRows(input.finalizers, input.watermarks);
       await s.run('COMMIT');

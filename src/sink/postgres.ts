@@ -11,6 +11,7 @@ import type { DeadLetter, LateEvent, PartitionProgress } from '../types.js';
 import { formatMicros } from '../source/time.js';
 import { mapPgError } from './pg-errors.js';
 import { MIGRATIONS, TARGETS, FINALIZABLE } from './schema.js';
+import type { Columns } from '../state/duckdb.js';
 import {
   ADVANCE_PROGRESS,
   INIT_PROGRESS,
@@ -35,6 +36,13 @@ export interface ResultSet {
   names: readonly string[];
   columns: readonly (readonly unknown[])[];
   rowCount: number;
+}
+
+/** Which rows of a rule's results to read back (see PgSink.openResults). */
+export interface ResultQuery {
+  target: string;
+  columns: readonly string[];
+  finalAfter: string | null;
 }
 
 export interface PartitionAdvance {
@@ -186,6 +194,30 @@ export class PgSink {
         });
       }
       return out;
+    });
+  }
+
+  /**
+   * The committed rows of a rule's target for the given partitions, as the rule
+   * wrote them: what result_<rule> held when the batch was committed. Rows that were
+   * final and behind the state horizon at the partition's last watermark are left
+   * out, as the running engine trims them. Timestamps come as epoch microseconds.
+   */
+  async openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns> {
+    const { consumerGroup, topic } = this.opts;
+    const types = TARGETS[q.target]!;
+    const select = q.columns.map((c) => (types[c] === 'timestamptz' ? `(extract(epoch FROM "${c}") * 1000000)::bigint::text` : `"${c}"::text`));
+    const recent = q.finalAfter
+      ? `AND (${q.finalAfter}) >= coalesce((SELECT cp.watermark FROM consumer_progress cp
+           WHERE cp.consumer_group = $2 AND cp.topic = $3 AND cp.kafka_partition = source_partition), '-infinity') - $4 * interval '1 microsecond'`
+      : '';
+    return this.withRetry('read results', async () => {
+      const r = await this.pool.query({
+        text: `SELECT ${select.join(', ')} FROM "${q.target}" WHERE source_partition = ANY($1::integer[]) ${recent}`,
+        values: q.finalAfter ? [partitions, consumerGroup, topic, horizonUs] : [partitions],
+        rowMode: 'array',
+      });
+      return { names: [...q.columns], types: [], columns: q.columns.map((_, i) => r.rows.map((row: unknown[]) => row[i])), rowCount: r.rows.length };
     });
   }
 

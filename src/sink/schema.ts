@@ -178,6 +178,9 @@ export const TARGET_KEYS: Readonly<Record<string, readonly string[]>> = {
 /** Targets with an is_final column (their rules must say when a row is final). */
 export const FINALIZABLE = new Set(['popular_products_partial', 'suspicious_ips', 'realtime_stats_partial']);
 
+/** The DuckDB type that holds each PostgreSQL column type of TARGETS. */
+export const DUCK_TYPES: Readonly<Record<string, string>> = { timestamptz: 'TIMESTAMP', integer: 'INTEGER', bigint: 'BIGINT', text: 'VARCHAR' };
+
 /** Which DuckDB result types may go into a PostgreSQL column type. */
 export function compatible(pgType: string, duckType: string): boolean {
   const d = duckType.toUpperCase();

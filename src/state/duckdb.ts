@@ -49,9 +49,6 @@ CREATE TABLE IF NOT EXISTS orders (
 )`;
 
 export class DuckState {
-  /** Rows deleted by retention since the orders table was last rewritten. */
-  private deletedSinceCompaction = 0;
-
   private constructor(
     private readonly instance: DuckDBInstance,
     readonly conn: DuckDBConnection,
@@ -159,54 +156,16 @@ export class DuckState {
   }
 
   /**
-   * Drops orders no open window needs. An order is kept while it is within
-   * `horizonUs` of its partition's watermark; with a chain key (ip_address), an
-   * order is also kept while its key stays active: the key's orders since its last
-   * pause of at least `chain.gapUs` that ended before the watermark. Rules that read
-   * whole bursts of a key (suspicious_ips) so always see them whole.
+   * Drops orders no open window needs: those more than `horizonUs` behind their
+   * partition's watermark. Orders arrive roughly in event-time order, so whole row
+   * groups empty out and DuckDB frees them.
    */
-  async retain(watermarks: ReadonlyMap<number, number>, horizonUs: number, chain: { key: string; gapUs: number } | null): Promise<number> {
-    const deleted = await this.deleteExpired(watermarks, horizonUs, chain);
-    this.deletedSinceCompaction += deleted;
-    // DuckDB frees a row group only once every row in it is deleted; orders kept for
-    // an active IP are spread over all of them, so memory would grow with history.
-    // Rewriting the table once as much has been deleted as is kept bounds it.
-    if (this.deletedSinceCompaction > 100_000 && this.deletedSinceCompaction > (await this.count())) {
-      await this.conn.run('CREATE OR REPLACE TABLE orders AS SELECT * FROM orders');
-      this.deletedSinceCompaction = 0;
-    }
-    return deleted;
-  }
-
-  private async deleteExpired(watermarks: ReadonlyMap<number, number>, horizonUs: number, chain: { key: string; gapUs: number } | null): Promise<number> {
+  async retain(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<number> {
     if (watermarks.size === 0) return 0;
     const wm = [...watermarks].map(([p, us]) => `(${p}, make_timestamp(${Math.floor(us)}::BIGINT))`).join(', ');
-    const wmCte = `wm(kafka_partition, watermark) AS (VALUES ${wm})`;
-    if (!chain) {
-      return this.run(`WITH ${wmCte}
-        DELETE FROM orders o USING wm
-        WHERE o.kafka_partition = wm.kafka_partition AND o.event_time < wm.watermark - to_microseconds(${horizonUs}::BIGINT)`);
-    }
-    const k = chain.key;
-    const gap = `to_microseconds(${chain.gapUs}::BIGINT)`;
-    return this.run(`WITH ${wmCte},
-      gaps AS (
-        SELECT o.kafka_partition, o.${k}, o.event_time, wm.watermark,
-               lag(o.event_time) OVER (PARTITION BY o.kafka_partition, o.${k} ORDER BY o.event_time) AS previous
-        FROM orders o JOIN wm USING (kafka_partition)
-      ),
-      chains AS (
-        SELECT kafka_partition, ${k},
-               CASE WHEN max(event_time) < any_value(watermark) - ${gap} THEN TIMESTAMP 'infinity'
-                    ELSE max(event_time) FILTER (WHERE (previous IS NULL OR event_time - previous >= ${gap}) AND event_time <= watermark)
-               END AS chain_start
-        FROM gaps GROUP BY ALL
-      )
-      DELETE FROM orders o USING wm, chains c
-      WHERE o.kafka_partition = wm.kafka_partition
-        AND o.kafka_partition = c.kafka_partition AND o.${k} = c.${k}
-        AND o.event_time < wm.watermark - to_microseconds(${horizonUs}::BIGINT)
-        AND o.event_time < coalesce(c.chain_start, TIMESTAMP '-infinity')`);
+    return this.run(`WITH wm(kafka_partition, watermark) AS (VALUES ${wm})
+      DELETE FROM orders o USING wm
+      WHERE o.kafka_partition = wm.kafka_partition AND o.event_time < wm.watermark - to_microseconds(${horizonUs}::BIGINT)`);
   }
 
   /** Per partition, the smallest offset still retained: where a restart replays from. */
