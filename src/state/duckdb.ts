@@ -48,10 +48,16 @@ CREATE TABLE IF NOT EXISTS orders (
   batch_id        BIGINT NOT NULL
 )`;
 
+/** Deleted rows after which an in-memory state is checkpointed (see retain). */
+const CHECKPOINT_AFTER_DELETED = 250_000;
+
 export class DuckState {
+  private deletedSinceCheckpoint = 0;
+
   private constructor(
     private readonly instance: DuckDBInstance,
     readonly conn: DuckDBConnection,
+    private readonly inMemory: boolean,
   ) {}
 
   /**
@@ -75,7 +81,7 @@ export class DuckState {
       throw err;
     }
     const conn = await instance.connect();
-    const s = new DuckState(instance, conn);
+    const s = new DuckState(instance, conn, file === ':memory:');
     await conn.run(ORDERS_DDL);
     await conn.run('CREATE TABLE IF NOT EXISTS incoming AS SELECT * FROM orders WHERE false');
     await conn.run('SET VARIABLE batch_id = 0');
@@ -158,14 +164,26 @@ export class DuckState {
   /**
    * Drops orders no open window needs: those more than `horizonUs` behind their
    * partition's watermark. Orders arrive roughly in event-time order, so whole row
-   * groups empty out and DuckDB frees them.
+   * groups empty out.
    */
   async retain(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<number> {
     if (watermarks.size === 0) return 0;
     const wm = [...watermarks].map(([p, us]) => `(${p}, make_timestamp(${Math.floor(us)}::BIGINT))`).join(', ');
-    return this.run(`WITH wm(kafka_partition, watermark) AS (VALUES ${wm})
+    const deleted = await this.run(`WITH wm(kafka_partition, watermark) AS (VALUES ${wm})
       DELETE FROM orders o USING wm
       WHERE o.kafka_partition = wm.kafka_partition AND o.event_time < wm.watermark - to_microseconds(${horizonUs}::BIGINT)`);
+    // An in-memory database only hands the memory of deleted rows back (row groups
+    // of orders, the rules' result tables rewritten every batch) at a checkpoint;
+    // without one, memory grows with everything ever ingested. A checkpoint takes
+    // about as long as a batch, so it runs once this much has been deleted, which
+    // bounds the memory held by deleted rows. For a file, the automatic checkpoint
+    // does it.
+    this.deletedSinceCheckpoint += deleted;
+    if (this.inMemory && this.deletedSinceCheckpoint >= CHECKPOINT_AFTER_DELETED) {
+      await this.conn.run('CHECKPOINT');
+      this.deletedSinceCheckpoint = 0;
+    }
+    return deleted;
   }
 
   /** Per partition, the smallest offset still retained: where a restart replays from. */
