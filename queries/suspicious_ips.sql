@@ -43,21 +43,38 @@ carried AS (
   WHERE window_start < first_new - $window AND window_end >= first_new - $window
 ),
 recent AS (
-  -- The last two windows of the IP's orders: every order from one window before its
-  -- first new order on has its whole last window here, so its count is exact.
-  SELECT o.*, t.first_new, o.kafka_offset >= t.first_offset AS is_new,
-         count(*) OVER (
-           PARTITION BY o.kafka_partition, o.ip_address ORDER BY o.event_time
-           RANGE BETWEEN $window - INTERVAL 1 MICROSECOND PRECEDING AND CURRENT ROW
-         ) AS recent_orders
+  -- The IP's orders that the new counts need: from two windows before its first new
+  -- order (every order from one window before it on then has its whole last window
+  -- here, so its count is exact); with a carried burst, from one window before the
+  -- burst's end (only orders after it are counted anew), and every new order.
+  SELECT o.kafka_partition, o.ip_address, o.event_time, o.price, o.quantity,
+         t.first_new, o.kafka_offset >= t.first_offset AS is_new
   FROM orders o
   JOIN touched t ON t.kafka_partition = o.kafka_partition AND t.ip_address = o.ip_address
-  WHERE o.event_time > t.first_new - 2 * $window
+  LEFT JOIN carried c ON c.source_partition = o.kafka_partition AND c.ip_address = o.ip_address
+  WHERE o.event_time > CASE WHEN c.window_end IS NULL THEN t.first_new - 2 * $window
+                            ELSE least(c.window_end - $window, t.first_new - INTERVAL 1 MICROSECOND) END
+),
+busy AS (
+  -- Most IPs have too few recent orders for any of them to be hot: only the others
+  -- (and those with a carried burst to update) are counted order by order.
+  SELECT kafka_partition, ip_address FROM recent GROUP BY ALL HAVING count(*) >= $min_orders
+  UNION
+  SELECT source_partition, ip_address FROM carried
+),
+heat AS (
+  SELECT r.*,
+         count(*) OVER (
+           PARTITION BY r.kafka_partition, r.ip_address ORDER BY r.event_time
+           RANGE BETWEEN $window - INTERVAL 1 MICROSECOND PRECEDING AND CURRENT ROW
+         ) AS recent_orders
+  FROM recent r
+  SEMI JOIN busy b ON b.kafka_partition = r.kafka_partition AND b.ip_address = r.ip_address
 ),
 hot AS (
   SELECT r.kafka_partition, r.ip_address, r.event_time,
          NULL::TIMESTAMP AS carried_start, NULL::TIMESTAMP AS carried_end, NULL::BIGINT AS carried_count, NULL::HUGEINT AS carried_spent
-  FROM recent r
+  FROM heat r
   LEFT JOIN carried c ON c.source_partition = r.kafka_partition AND c.ip_address = r.ip_address
   WHERE r.recent_orders >= $min_orders
     AND r.event_time >= r.first_new - $window
@@ -91,7 +108,7 @@ SELECT
   coalesce(b.carried_count, 0) + count(o.event_time)     AS order_count,
   coalesce(b.carried_spent, 0) + coalesce(sum(o.price * o.quantity), 0) AS total_spent
 FROM bursts b
-LEFT JOIN recent o
+LEFT JOIN heat o
   ON o.kafka_partition = b.kafka_partition
  AND o.ip_address = b.ip_address
  AND o.event_time <= b.last_hot
