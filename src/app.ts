@@ -169,25 +169,31 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     wireEngine(engine, config, logger, life);
 
     const done = (async () => {
-      // Two batches in flight at most: the next one is fetched and decoded (JavaScript)
-      // while the current one is in DuckDB and PostgreSQL. Engine batches stay in order.
-      // A failed batch must stop the loop at once, not when the next message arrives.
+      // Batches overlap: while one is committed to PostgreSQL, the next one is in
+      // DuckDB and the one after that is fetched and decoded (JavaScript). The
+      // engine keeps their DuckDB work and their commits in order. At most two
+      // commits wait, so a slow PostgreSQL slows fetching down instead of piling up
+      // batches. A failed batch must stop the loop at once, not when the next
+      // message arrives.
       const failed = new AbortController();
       const fetching = AbortSignal.any([signal, failed.signal]);
       let failure: unknown = null;
-      let inFlight: Promise<unknown> = Promise.resolve();
+      const pending: Promise<unknown>[] = [];
       while (!fetching.aborted) {
         const batch = await source.next(config.batchMaxSize, config.batchMaxWaitMs, fetching);
         if (batch.length === 0) continue;
         const decoded = engine.decode(batch);
-        await inFlight;
+        await engine.ready();
+        if (pending.length >= 2) await pending.shift();
         if (failure) break;
-        inFlight = engine.handle(batch, decoded).catch((err) => {
-          failure = err;
-          failed.abort();
-        });
+        pending.push(
+          engine.handle(batch, decoded).catch((err) => {
+            failure = err;
+            failed.abort();
+          }),
+        );
       }
-      await inFlight;
+      await Promise.all(pending);
       if (failure) throw failure;
     })();
     logger.info(`consuming ${config.topic} from ${config.brokers.join(',')} as group ${config.groupId}`);

@@ -57,6 +57,8 @@ export interface EngineOptions {
 interface PartitionState {
   /** First offset whose results are not yet in PostgreSQL. */
   nextOffset: bigint;
+  /** First offset not yet through the rules (ahead of nextOffset while a commit is pending). */
+  computedOffset: bigint;
   /** Next offset expected from the source. */
   position: bigint;
   maxEventUs: number | null;
@@ -74,6 +76,8 @@ export class Engine {
   private readonly partitions = new Map<number, PartitionState>();
   private batchSeq = 0;
   private lock: Promise<unknown> = Promise.resolve();
+  /** The last batch's PostgreSQL commit: commits run one at a time, in batch order. */
+  private commits: Promise<unknown> = Promise.resolve();
   private lastRetentionMs = -Infinity;
   /**
    * Per partition, the smallest offset in the state. Exact after each retention
@@ -100,6 +104,14 @@ export class Engine {
     return this.serial(fn);
   }
 
+  /**
+   * Resolves once the engine can start on another batch: the DuckDB work of the
+   * batches handed to it is done (their commits may still be running).
+   */
+  ready(): Promise<void> {
+    return this.lock.then(() => {});
+  }
+
   committedOffsets(): Map<number, bigint> {
     return new Map([...this.partitions].map(([p, s]) => [p, s.nextOffset]));
   }
@@ -111,6 +123,8 @@ export class Engine {
    */
   assign(partitions: readonly number[], startOffsets: ReadonlyMap<number, bigint>): Promise<Map<number, bigint>> {
     return this.serial(async () => {
+      // Progress and results are read back from PostgreSQL: our own pending commits first.
+      await this.commits.catch(() => {});
       const wanted = new Set(partitions);
       const gone = [...this.partitions.keys()].filter((p) => !wanted.has(p));
       const fresh = partitions.filter((p) => !this.partitions.has(p));
@@ -128,7 +142,7 @@ export class Engine {
           const pr = progress.get(p) ?? { partition: p, nextOffset: starts.get(p)!, restoreFrom: starts.get(p)!, lateOffsets: new Set<bigint>() };
           // A restore point Kafka has already deleted cannot be replayed; start at what is left.
           const from = pr.restoreFrom < starts.get(p)! ? starts.get(p)! : pr.restoreFrom;
-          this.partitions.set(p, { nextOffset: pr.nextOffset, position: from, maxEventUs: null, lastArrivalMs: this.opts.now(), lateOffsets: pr.lateOffsets });
+          this.partitions.set(p, { nextOffset: pr.nextOffset, computedOffset: pr.nextOffset, position: from, maxEventUs: null, lastArrivalMs: this.opts.now(), lateOffsets: pr.lateOffsets });
         }
       }
       await this.restoreResults(gone, fresh);
@@ -138,9 +152,14 @@ export class Engine {
     });
   }
 
-  /** Handles one micro-batch. Resolves once its results and offsets are committed. */
-  handle(messages: readonly SourceMessage[], decoded?: readonly Decoded[]): Promise<BatchStats | null> {
-    return this.serial(() => this.process(messages, decoded));
+  /**
+   * Handles one micro-batch. Resolves once its results and offsets are committed.
+   * Its DuckDB work starts after the previous batch's; its PostgreSQL commit after
+   * the previous commit, so the commit of one batch overlaps the next one's rules.
+   */
+  async handle(messages: readonly SourceMessage[], decoded?: readonly Decoded[]): Promise<BatchStats | null> {
+    const commit = await this.serial(() => this.compute(messages, decoded));
+    return commit ? commit() : null;
   }
 
   /**
@@ -152,7 +171,8 @@ export class Engine {
     return messages.map((m) => decodeOrder(m.value, this.opts));
   }
 
-  private async process(messages: readonly SourceMessage[], decoded?: readonly Decoded[]): Promise<BatchStats | null> {
+  /** The DuckDB part of a batch; returns its commit, already chained after the previous one. */
+  private async compute(messages: readonly SourceMessage[], decoded?: readonly Decoded[]): Promise<(() => Promise<BatchStats>) | null> {
     const { now, latenessMs } = this.opts;
     const fail = this.opts.failpoint ?? (() => {});
     fail('after-fetch');
@@ -175,7 +195,7 @@ export class Engine {
       if (!isReplay) {
         const a = advanced.get(m.partition);
         if (a) a.next = m.offset + 1n;
-        else advanced.set(m.partition, { expected: p.nextOffset, next: m.offset + 1n });
+        else advanced.set(m.partition, { expected: p.computedOffset, next: m.offset + 1n });
         p.lastArrivalMs = arrival;
         sentAt.push(m.timestampMs);
       }
@@ -240,7 +260,6 @@ export class Engine {
     const retainedFrom = this.retainedFrom;
     const t4 = performance.now();
 
-    await this.ports.deadLetters.send(deadLetters);
     const watermarks = this.effectiveWatermarks();
     const progress = [...advanced].map(([partition, a]) => ({
       partition,
@@ -249,30 +268,43 @@ export class Engine {
       restoreFrom: minBig(retainedFrom.get(partition) ?? a.next, a.next),
       watermarkUs: watermarks.get(partition) ?? null,
     }));
-    fail('before-commit');
-    await sink.commit({ results: resultSets, deadLetters, late, progress, finalizers: this.finalizers(), watermarks });
-    fail('after-commit');
-    for (const a of progress) this.partitions.get(a.partition)!.nextOffset = a.next;
-    this.lastFinalized = watermarks;
-    const t5 = performance.now();
-    const committedAt = now();
+    for (const a of progress) this.partitions.get(a.partition)!.computedOffset = a.next;
+    const finalizers = this.finalizers();
 
-    const stats: BatchStats = {
-      batchId,
-      messages: messages.length,
-      orders: ingested.inserted,
-      replayed: replay.length,
-      duplicates: ingested.duplicates,
-      deadLetters: deadLetters.length,
-      late: late.length,
-      stages: { decode: (t1 - t0) / 1000, ingest: (t2 - t1) / 1000, rules: (t3 - t2) / 1000, retention: (t4 - t3) / 1000, sink: (t5 - t4) / 1000 },
-      latenciesMs: sentAt.map((s) => committedAt - s),
-      results,
-      ruleSeconds,
-      partitions: progress.map((a) => ({ partition: a.partition, nextOffset: a.next, watermarkUs: a.watermarkUs })),
+    const commitStage = async (): Promise<BatchStats> => {
+      const t5 = performance.now();
+      await this.ports.deadLetters.send(deadLetters);
+      fail('before-commit');
+      await sink.commit({ results: resultSets, deadLetters, late, progress, finalizers, watermarks });
+      fail('after-commit');
+      for (const a of progress) {
+        const p = this.partitions.get(a.partition);
+        if (p) p.nextOffset = a.next;
+      }
+      this.lastFinalized = watermarks;
+      const t6 = performance.now();
+      const committedAt = now();
+      const stats: BatchStats = {
+        batchId,
+        messages: messages.length,
+        orders: ingested.inserted,
+        replayed: replay.length,
+        duplicates: ingested.duplicates,
+        deadLetters: deadLetters.length,
+        late: late.length,
+        stages: { decode: (t1 - t0) / 1000, ingest: (t2 - t1) / 1000, rules: (t3 - t2) / 1000, retention: (t4 - t3) / 1000, sink: (t6 - t5) / 1000 },
+        latenciesMs: sentAt.map((s) => committedAt - s),
+        results,
+        ruleSeconds,
+        partitions: progress.map((a) => ({ partition: a.partition, nextOffset: a.next, watermarkUs: a.watermarkUs })),
+      };
+      this.events.safeEmit('batch:end', stats);
+      return stats;
     };
-    this.events.safeEmit('batch:end', stats);
-    return stats;
+    // Chained: a commit only runs once every earlier one succeeded.
+    const committed = this.commits.then(commitStage);
+    this.commits = committed;
+    return () => committed;
   }
 
   /**
@@ -281,6 +313,7 @@ export class Engine {
    */
   tick(): Promise<void> {
     return this.serial(async () => {
+      await this.commits.catch(() => {});
       const wms = this.effectiveWatermarks();
       const changed = [...wms].some(([p, w]) => this.lastFinalized.get(p) !== w);
       if (!changed) return;
