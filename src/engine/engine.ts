@@ -15,6 +15,7 @@ import { EngineEmitter, type BatchStats } from './events.js';
 export interface StatePort {
   ingest(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }>;
   setBatch(batchId: number): Promise<void>;
+  /** Drops what no open window needs; returns how many orders are left. */
   retain(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<number>;
   retainedFrom(): Promise<Map<number, bigint>>;
   dropPartitions(partitions: readonly number[]): Promise<void>;
@@ -85,6 +86,8 @@ export class Engine {
    * offset ingested into an empty partition.
    */
   private retainedFrom = new Map<number, bigint>();
+  /** Orders in the state after the last retention pass. */
+  private stateOrders = 0;
   private lastFinalized = new Map<number, number>();
 
   constructor(
@@ -253,7 +256,7 @@ export class Engine {
     const horizonUs = this.horizonUs();
     if (now() - this.lastRetentionMs >= this.opts.retentionIntervalMs) {
       this.lastRetentionMs = now();
-      await state.retain(eventWatermarks, horizonUs);
+      this.stateOrders = await state.retain(eventWatermarks, horizonUs);
       await rules.trim(eventWatermarks, horizonUs);
       this.retainedFrom = await state.retainedFrom();
     }
@@ -292,6 +295,7 @@ export class Engine {
         duplicates: ingested.duplicates,
         deadLetters: deadLetters.length,
         late: late.length,
+        stateOrders: this.stateOrders,
         stages: { decode: (t1 - t0) / 1000, ingest: (t2 - t1) / 1000, rules: (t3 - t2) / 1000, retention: (t4 - t3) / 1000, sink: (t6 - t5) / 1000 },
         latenciesMs: sentAt.map((s) => committedAt - s),
         results,

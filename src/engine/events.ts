@@ -11,6 +11,8 @@ export interface BatchStats {
   duplicates: number;
   deadLetters: number;
   late: number;
+  /** Orders retained in the window state (as of the last retention pass). */
+  stateOrders: number;
   /** Seconds per stage. */
   stages: { decode: number; ingest: number; rules: number; sink: number; retention: number };
   /** Milliseconds from each new message's broker timestamp to the commit. */

@@ -44,6 +44,7 @@ export class Metrics {
   readonly lag = new Gauge({ name: 'fraud_sql_consumer_lag', help: 'Messages in Kafka not yet committed, per partition', labelNames: ['partition'], registers: [this.registry] });
   readonly watermark = new Gauge({ name: 'fraud_sql_watermark_seconds', help: 'Event-time watermark per partition (Unix seconds)', labelNames: ['partition'], registers: [this.registry] });
   readonly lastBatchSize = new Gauge({ name: 'fraud_sql_last_batch_messages', help: 'Messages in the last micro-batch', registers: [this.registry] });
+  readonly stateOrders = new Gauge({ name: 'fraud_sql_state_orders', help: 'Orders retained in the window state', registers: [this.registry] });
 
   // prom-client's default process metrics include gauges named *_total, which
   // Prometheus' linter rejects: these few are what an operator needs.
@@ -83,6 +84,7 @@ export class Metrics {
       this.deadLetters.inc(b.deadLetters);
       this.late.inc(b.late);
       this.lastBatchSize.set(b.messages);
+      this.stateOrders.set(b.stateOrders);
       let total = 0;
       for (const [stage, s] of Object.entries(b.stages)) {
         this.stage.observe({ stage }, s);

@@ -163,7 +163,7 @@ export class DuckState {
 
   /**
    * Drops orders no open window needs: those more than `horizonUs` behind their
-   * partition's watermark. Orders arrive roughly in event-time order, so whole row
+   * partition's watermark. Returns how many orders are left. Orders arrive roughly in event-time order, so whole row
    * groups empty out.
    */
   async retain(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<number> {
@@ -183,7 +183,7 @@ export class DuckState {
       await this.conn.run('CHECKPOINT');
       this.deletedSinceCheckpoint = 0;
     }
-    return deleted;
+    return this.count();
   }
 
   /** Per partition, the smallest offset still retained: where a restart replays from. */
