@@ -79,7 +79,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
 
     const source = new KafkaSource({
       brokers: config.brokers, sessionTimeoutMs: config.kafkaSessionTimeoutMs, security: kafkaSecurity(config), clientId: config.clientId, groupId: config.groupId, topic: config.topic, dlqTopic: config.dlqTopic,
-      logger, bufferMessages: config.batchMaxSize * 4, signal, onRetry: () => metrics.retries.inc({ dependency: 'kafka' }),
+      logger, bufferMessages: config.batchMaxSize * 2, signal, onRetry: () => metrics.retries.inc({ dependency: 'kafka' }),
     });
 
     const engine = new Engine(
