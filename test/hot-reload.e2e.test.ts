@@ -55,12 +55,16 @@ t.test('an edited or removed rule applies at the next batch; a broken edit keeps
   await produce(p, topic, data.messages.slice(6_000, 7_500));
   await drained(app, topic);
 
-  // A removed rule stops at the next batch; the others go on.
+  // A removed rule stops at the next batch; the others go on. An edited
+  // suspicious_ips (a new version) carries on from the open bursts of the old one.
+  const siFile = `${dir}/suspicious_ips.sql`;
+  const siVersion = (await pool.query(`SELECT rule_version FROM suspicious_ips WHERE ip_address = '192.168.99.99'`)).rows[0]?.rule_version;
   const reload3 = reloaded();
   writeFileSync(ppFile, good);
   unlinkSync(hvFile);
+  writeFileSync(siFile, readFileSync(siFile, 'utf8').replace('-- severity: high', '-- severity: medium'));
   const r3 = await reload3;
-  t.equal(r3.ok, true, 'fixing the typo and removing a rule is applied');
+  t.equal(r3.ok, true, 'fixing the typo, removing a rule and editing one is applied');
   await produce(p, topic, data.messages.slice(7_500));
   await drained(app, topic);
   const lastIds = data.orders.slice(7_500).map((o) => o.order_id);
@@ -72,4 +76,7 @@ t.test('an edited or removed rule applies at the next batch; a broken edit keeps
   t.same(entries(actual.popular), entries(expected.popular), 'popular_products exact across every reload');
   t.same(entries(actual.stats), entries(expected.stats), 'realtime_stats exact across every reload');
   t.same(entries(actual.suspicious), entries(expected.suspicious), 'suspicious_ips exact across every reload');
+  const bot = (await pool.query(`SELECT rule_version FROM suspicious_ips WHERE ip_address = '192.168.99.99'`)).rows;
+  t.equal(bot.length, 1, 'the bot is one burst from start to end');
+  t.not(bot[0].rule_version, siVersion, 'continued by the edited version of the rule');
 });
