@@ -48,11 +48,9 @@ export class DuckSink implements SinkPort {
   async openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns> {
     const types = TARGETS[q.target]!;
     const select = q.columns.map((c) => (types[c] === 'timestamptz' ? `epoch_us(${c})` : c));
-    const recent = q.finalAfter
-      ? `AND (${q.finalAfter}) >= coalesce((SELECT cp.watermark FROM consumer_progress cp
-           WHERE cp.topic = '${this.topic}' AND cp.kafka_partition = source_partition), TIMESTAMP '-infinity') - to_microseconds(${Math.floor(horizonUs)}::BIGINT)`
-      : '';
-    const r = await this.state.query(`SELECT ${select.join(', ')} FROM ${q.target} WHERE source_partition IN (${partitions.map(Number).join(', ')}) ${recent}`);
+    const watermark = `(SELECT cp.watermark FROM consumer_progress cp WHERE cp.topic = '${this.topic}' AND cp.kafka_partition = source_partition)`;
+    const recent = q.finalAfter ? `(${q.finalAfter}) >= ${watermark} - to_microseconds(${Math.floor(horizonUs)}::BIGINT)` : `${watermark} IS NOT NULL`;
+    const r = await this.state.query(`SELECT ${select.join(', ')} FROM ${q.target} WHERE source_partition IN (${partitions.map(Number).join(', ')}) AND ${recent}`);
     return { ...r, names: [...q.columns] };
   }
 

@@ -201,20 +201,22 @@ export class PgSink {
    * The committed rows of a rule's target for the given partitions, as the rule
    * wrote them: what result_<rule> held when the batch was committed. Rows that were
    * final and behind the state horizon at the partition's last watermark are left
-   * out, as the running engine trims them. Timestamps come as epoch microseconds.
+   * out, as the running engine trims them; without a watermark, nothing is read.
+   * Timestamps come as epoch microseconds.
    */
   async openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns> {
     const { consumerGroup, topic } = this.opts;
     const types = TARGETS[q.target]!;
     const select = q.columns.map((c) => (types[c] === 'timestamptz' ? `(extract(epoch FROM "${c}") * 1000000)::bigint::text` : `"${c}"::text`));
-    const recent = q.finalAfter
-      ? `AND (${q.finalAfter}) >= coalesce((SELECT cp.watermark FROM consumer_progress cp
-           WHERE cp.consumer_group = $2 AND cp.topic = $3 AND cp.kafka_partition = source_partition), '-infinity') - $4 * interval '1 microsecond'`
-      : '';
+    // With no watermark committed (a new partition, or progress reset to replay the
+    // topic), nothing is carried: the rules start from the orders alone.
+    const watermark = `(SELECT cp.watermark FROM consumer_progress cp
+      WHERE cp.consumer_group = $2 AND cp.topic = $3 AND cp.kafka_partition = source_partition)`;
+    const recent = q.finalAfter ? `(${q.finalAfter}) >= ${watermark} - $4 * interval '1 microsecond'` : `${watermark} IS NOT NULL`;
     return this.withRetry('read results', async () => {
       const r = await this.pool.query({
-        text: `SELECT ${select.join(', ')} FROM "${q.target}" WHERE source_partition = ANY($1::integer[]) ${recent}`,
-        values: q.finalAfter ? [partitions, consumerGroup, topic, horizonUs] : [partitions],
+        text: `SELECT ${select.join(', ')} FROM "${q.target}" WHERE source_partition = ANY($1::integer[]) AND ${recent}`,
+        values: q.finalAfter ? [partitions, consumerGroup, topic, horizonUs] : [partitions, consumerGroup, topic],
         rowMode: 'array',
       });
       return { names: [...q.columns], types: [], columns: q.columns.map((_, i) => r.rows.map((row: unknown[]) => row[i])), rowCount: r.rows.length };
