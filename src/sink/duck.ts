@@ -11,7 +11,6 @@ import { formatMicros } from '../source/time.js';
 import type { CommitInput, ResultQuery } from './postgres.js';
 import { DUCK_TYPES, FINALIZABLE, TARGETS, TARGET_KEYS } from './schema.js';
 
-
 export class DuckSink implements SinkPort {
   private constructor(
     private readonly state: DuckState,
