@@ -6,7 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { FraudSqlError } from './errors.js';
-import { assertTimeZone } from './source/time.js';
+import { assertTimeZone } from './time.js';
 import { parseFailpoint } from './failpoint.js';
 
 export interface Config {
@@ -38,6 +38,8 @@ export interface Config {
   kafkaSessionTimeoutMs: number;
   /** Rule parameter overrides, `rule.param=value`, applied without editing the SQL. */
   params: string[];
+  /** Whether a database URL was given (flag or environment) rather than defaulted: the demo writes to PostgreSQL only then. */
+  databaseConfigured: boolean;
 }
 
 type Kind = 'string' | 'int' | 'bool' | 'list';
@@ -161,6 +163,7 @@ export function loadConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEn
     else out[s.key] = s.default;
   }
   const c = out as unknown as Config;
+  c.databaseConfigured = overrides.databaseUrl !== undefined || flags.databaseUrl !== undefined || flags['database-url'] !== undefined || env.FRAUD_SQL_DATABASE_URL !== undefined;
   if (!c.databaseUrl.startsWith('postgres://') && !c.databaseUrl.startsWith('postgresql://')) {
     problems.push(`database URL: "${redactUrl(c.databaseUrl)}" must start with postgres:// or postgresql://`);
   }

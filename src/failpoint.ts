@@ -4,17 +4,16 @@
  * The fault tests use it to prove that no order is lost or counted twice wherever
  * a crash lands. Unset, it costs one comparison per point.
  */
-export const FAILPOINTS = ['after-fetch', 'after-ingest', 'after-rules', 'before-commit', 'after-commit', 'after-kafka-commit'] as const;
-export type Failpoint = (typeof FAILPOINTS)[number];
+import { FAILPOINTS, type FailpointName } from './engine/ports.js';
 
 /** Parses `name:count`; returns a problem description for a bad spec. */
-export function parseFailpoint(spec: string): { name: Failpoint; hit: number } | string {
+export function parseFailpoint(spec: string): { name: FailpointName; hit: number } | string {
   const m = /^([a-z-]+)(?::(\d+))?$/.exec(spec.trim());
   if (!m || !(FAILPOINTS as readonly string[]).includes(m[1]!)) return `"${spec}" is not one of ${FAILPOINTS.join(', ')} (optionally :N)`;
-  return { name: m[1] as Failpoint, hit: Number(m[2] ?? 1) };
+  return { name: m[1] as FailpointName, hit: Number(m[2] ?? 1) };
 }
 
-export function failpoint(spec: string, onHit: () => void = () => process.kill(process.pid, 'SIGKILL')): (name: Failpoint) => void {
+export function failpoint(spec: string, onHit: () => void = () => process.kill(process.pid, 'SIGKILL')): (name: FailpointName) => void {
   if (!spec) return () => {};
   const parsed = parseFailpoint(spec);
   if (typeof parsed === 'string') throw new Error(parsed);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { decodeOrder } from '../src/source/decode.js';
-import { parseEventTime, formatMicros } from '../src/source/time.js';
+import { parseEventTime, formatMicros } from '../src/time.js';
 
 const opts = { timeZone: 'Asia/Seoul', maxMessageBytes: 65_536 };
 const valid = {

@@ -7,7 +7,7 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
-import { FAILPOINTS } from '../src/failpoint.js';
+import { FAILPOINTS } from '../src/engine/ports.js';
 import { BROKERS, assertMatchesOracle, dataset, drainedInPg, kafkaTopic, pgSchema, produce, producer, spawnRun, type TestMessage } from './helpers.js';
 
 const BATCH = { FRAUD_SQL_BATCH_MAX_SIZE: '2000' };

@@ -11,7 +11,7 @@ import { entries, readTables, recompute, type OracleOrder } from './oracle.js';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import pg from 'pg';
 import { loadConfig, type Config } from '../src/config.js';
-import { startRun, type RunningApp } from '../src/app.js';
+import { startRun, type RunningApp } from '../src/commands/run.js';
 import { createLogger, silentLogger, type Logger } from '../src/log.js';
 
 export const BROKERS = (process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');

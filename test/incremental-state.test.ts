@@ -8,7 +8,8 @@
  */
 import t from 'tap';
 import { generateOrders } from '../src/generator/orders.js';
-import { runInMemory } from '../src/rules/fixtures.js';
+import { runInMemory } from '../src/compose.js';
+import { loadConfig } from '../src/config.js';
 import { rowsOf } from '../src/types.js';
 import { entries, recompute, type Expected, type OracleOrder } from './oracle.js';
 
@@ -58,7 +59,7 @@ for (const c of CASES) {
         i += n;
       }
     }
-    const { state } = await runInMemory(QUERIES, undefined, batches());
+    const { state } = await runInMemory(loadConfig({}, {}), QUERIES, batches());
     t.teardown(() => state.close());
 
     const expected = recompute(orders);

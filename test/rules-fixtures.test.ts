@@ -3,7 +3,8 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { cpSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { runFixtures } from '../src/rules/fixtures.js';
+import { runFixtures } from '../src/commands/fixtures.js';
+import { loadConfig } from '../src/config.js';
 
 const exec = promisify(execFile);
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
@@ -19,7 +20,7 @@ const cli = async (...args: string[]) => {
 };
 
 t.test('the built-in rules pass their fixtures', async (t) => {
-  const outcomes = await runFixtures(QUERIES);
+  const outcomes = await runFixtures(loadConfig({ queriesDir: QUERIES }, {}));
   t.ok(outcomes.length >= 7, `${outcomes.length} fixtures`);
   for (const rule of ['high_value_orders', 'popular_products', 'suspicious_ips', 'realtime_stats']) t.ok(outcomes.some((o) => o.rule === rule), `${rule} has fixtures`);
   for (const o of outcomes) t.ok(o.ok, `${o.rule}/${o.file.split('/').pop()}: ${o.description}${o.problem ? '\n' + o.problem : ''}`);

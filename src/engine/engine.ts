@@ -5,55 +5,9 @@
  * transaction with results and offsets. Batches, assignments and idle ticks run
  * one at a time.
  */
-import { decodeOrder, type Decoded } from '../source/decode.js';
-import type { DeadLetter, LateEvent, PartitionProgress, RuleResult, SourceMessage } from '../types.js';
-import type { Columns, IngestRow } from '../state/duckdb.js';
-import type { PreparedRule, RuleRun } from '../rules/runner.js';
-import type { CommitInput, ResultQuery } from '../sink/postgres.js';
+import type { DeadLetter, LateEvent, RuleResult, SourceMessage } from '../types.js';
+import type { CommitInput, Decoded, EngineOptions, EnginePorts, IngestRow, LoopOptions, SourcePort } from './ports.js';
 import { EngineEmitter, type BatchStats } from './events.js';
-
-export interface StatePort {
-  ingest(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }>;
-  setBatch(batchId: number): Promise<void>;
-  /** Drops what no open window needs; returns how many orders are left. */
-  retain(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<number>;
-  retainedFrom(): Promise<Map<number, bigint>>;
-  dropPartitions(partitions: readonly number[]): Promise<void>;
-}
-
-export interface SinkPort {
-  progress(startOffsets: ReadonlyMap<number, bigint>): Promise<Map<number, PartitionProgress>>;
-  commit(input: CommitInput): Promise<void>;
-  finalize(finalizers: CommitInput['finalizers'], watermarks: ReadonlyMap<number, number>): Promise<void>;
-  /** A rule's committed rows for these partitions, to carry its results across a restart. */
-  openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns>;
-}
-
-export interface RulesPort {
-  run(): Promise<RuleRun[]>;
-  /** Sets the rows of result_<rule> for these partitions (none: forgets them). */
-  restoreMirror(rule: string, partitions: readonly number[], rows: Columns | null): Promise<void>;
-  trim(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<void>;
-  prepared(): readonly PreparedRule[];
-}
-
-export interface DeadLetterPort {
-  send(deadLetters: readonly DeadLetter[]): Promise<void>;
-}
-
-export interface EngineOptions {
-  topic: string;
-  timeZone: string;
-  maxMessageBytes: number;
-  latenessMs: number;
-  idleTimeoutMs: number;
-  /** Retention runs at most this often (wall clock). */
-  retentionIntervalMs: number;
-  /** Wall clock in ms; injected so tests move time. */
-  now: () => number;
-  /** Called at each named point of the batch cycle. */
-  failpoint?: (name: FailpointName) => void;
-}
 
 interface PartitionState {
   /** First offset whose results are not yet in PostgreSQL. */
@@ -68,9 +22,6 @@ interface PartitionState {
   /** Replayed offsets that were late the first time: skipped again. */
   lateOffsets: ReadonlySet<bigint>;
 }
-
-/** Named points of the batch cycle where a test can make the process die (see failpoint.ts). */
-export type FailpointName = 'after-fetch' | 'after-ingest' | 'after-rules' | 'before-commit' | 'after-commit';
 
 export class Engine {
   readonly events = new EngineEmitter();
@@ -91,7 +42,7 @@ export class Engine {
   private lastFinalized = new Map<number, number>();
 
   constructor(
-    private readonly ports: { state: StatePort; sink: SinkPort; rules: RulesPort; deadLetters: DeadLetterPort },
+    private readonly ports: EnginePorts,
     private readonly opts: EngineOptions,
   ) {}
 
@@ -111,7 +62,7 @@ export class Engine {
    * Resolves once the engine can start on another batch: the DuckDB work of the
    * batches handed to it is done (their commits may still be running).
    */
-  ready(): Promise<void> {
+  private ready(): Promise<void> {
     return this.lock.then(() => {});
   }
 
@@ -156,11 +107,59 @@ export class Engine {
   }
 
   /**
+   * The batch loop: pulls micro-batches from `source` until the input ends or
+   * `signal` aborts, and resolves once every batch handed over is committed.
+   *
+   * Batches overlap: while one is committed to the sink, the next one is in
+   * DuckDB and the one after that is fetched and decoded (JavaScript). The engine
+   * keeps their DuckDB work and their commits in order. At most two commits wait,
+   * so a slow sink slows fetching down instead of piling up batches (none, for a
+   * sink that cannot commit concurrently). A failed
+   * batch stops the loop at once, not when the next message arrives, and the
+   * loop rejects with its error.
+   */
+  async run(source: SourcePort, opts: LoopOptions): Promise<void> {
+    const fail = this.opts.failpoint ?? (() => {});
+    const onCommitted = (b: BatchStats) =>
+      void source.committed(new Map(b.partitions.map((p) => [p.partition, p.nextOffset]))).then(() => fail('after-kafka-commit'));
+    this.events.on('batch:end', onCommitted);
+    const ticker = opts.tickMs > 0 ? setInterval(() => void this.tick().catch((err) => this.events.safeEmit('tick:error', err as Error)), opts.tickMs) : null;
+    const failed = new AbortController();
+    const fetching = AbortSignal.any([opts.signal, failed.signal]);
+    let failure: unknown = null;
+    const pending: Promise<unknown>[] = [];
+    const inFlight = this.ports.sink.concurrentCommit ? 2 : 0;
+    try {
+      await source.start((parts, low) => this.assign(parts, low));
+      while (!fetching.aborted) {
+        const batch = await source.next(opts.batchMaxSize, opts.batchMaxWaitMs, fetching);
+        if (batch === null) break;
+        if (batch.length === 0) continue;
+        const decoded = this.decode(batch);
+        await this.ready();
+        while (pending.length > 0 && pending.length >= inFlight) await pending.shift();
+        if (failure) break;
+        pending.push(
+          this.handle(batch, decoded).catch((err) => {
+            failure = err;
+            failed.abort();
+          }),
+        );
+      }
+      await Promise.all(pending);
+      if (failure) throw failure;
+    } finally {
+      if (ticker) clearInterval(ticker);
+      this.events.off('batch:end', onCommitted);
+    }
+  }
+
+  /**
    * Handles one micro-batch. Resolves once its results and offsets are committed.
    * Its DuckDB work starts after the previous batch's; its PostgreSQL commit after
    * the previous commit, so the commit of one batch overlaps the next one's rules.
    */
-  async handle(messages: readonly SourceMessage[], decoded?: readonly Decoded[]): Promise<BatchStats | null> {
+  private async handle(messages: readonly SourceMessage[], decoded: readonly Decoded[]): Promise<BatchStats | null> {
     const commit = await this.serial(() => this.compute(messages, decoded));
     return commit ? commit() : null;
   }
@@ -170,12 +169,12 @@ export class Engine {
    * JavaScript step, so the batch loop runs it for the next batch while DuckDB and
    * PostgreSQL work on the current one.
    */
-  decode(messages: readonly SourceMessage[]): Decoded[] {
-    return messages.map((m) => decodeOrder(m.value, this.opts));
+  private decode(messages: readonly SourceMessage[]): Decoded[] {
+    return messages.map((m) => this.ports.decode(m.value));
   }
 
   /** The DuckDB part of a batch; returns its commit, already chained after the previous one. */
-  private async compute(messages: readonly SourceMessage[], decoded?: readonly Decoded[]): Promise<(() => Promise<BatchStats>) | null> {
+  private async compute(messages: readonly SourceMessage[], decoded: readonly Decoded[]): Promise<(() => Promise<BatchStats>) | null> {
     const { now, latenessMs } = this.opts;
     const fail = this.opts.failpoint ?? (() => {});
     fail('after-fetch');
@@ -203,7 +202,7 @@ export class Engine {
         sentAt.push(m.timestampMs);
       }
       if (isReplay && p.lateOffsets.has(m.offset)) continue;
-      const d = decoded?.[i] ?? decodeOrder(m.value, this.opts);
+      const d = decoded[i]!;
       if (!d.ok) {
         if (!isReplay) deadLetters.push({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value, reason: d.reason });
         continue;

@@ -1,6 +1,6 @@
 /** Typed engine events: metrics, the console printer and tests subscribe to them. */
 import { EventEmitter } from 'node:events';
-import type { Diagnostic } from '../rules/loader.js';
+import type { Diagnostic } from './ports.js';
 import type { RuleResult } from '../types.js';
 
 export interface BatchStats {
@@ -30,6 +30,8 @@ export interface EngineEvents {
   'assigned': [{ partitions: number[]; seek: Map<number, bigint> }];
   'finalized': [{ watermarks: Map<number, number> }];
   'rules:reloaded': [{ ok: boolean; problems: Diagnostic[] }];
+  /** Closing idle windows failed; the next tick tries again. */
+  'tick:error': [Error];
 }
 
 export class EngineEmitter extends EventEmitter<EngineEvents> {

@@ -4,6 +4,7 @@
  * listening, so tests use inject().
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import { FraudSqlError } from '../errors.js';
 import type { Metrics } from './metrics.js';
 
 export interface StatusSource {
@@ -26,4 +27,16 @@ export function buildServer(metrics: Metrics, source: StatusSource): FastifyInst
     return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   return app;
+}
+
+/** Starts listening; a port in use is one clear line, not a stack trace. */
+export async function listen(http: FastifyInstance, host: string, port: number): Promise<string> {
+  try {
+    return await http.listen({ host, port });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new FraudSqlError('PORT_IN_USE', `port ${port} on ${host} is already in use; choose another with --http-port`, { cause: err });
+    }
+    throw err;
+  }
 }

@@ -1,10 +1,9 @@
 /** Loads, checks and runs the rule set as the engine's RulesPort. */
 import { FraudSqlError } from '../errors.js';
 import { DuckState } from '../state/duckdb.js';
-import type { RulesPort } from '../engine/engine.js';
-import { formatDiagnostic, loadRules, type Diagnostic, type ParamOverrides } from './loader.js';
+import type { Columns, Diagnostic, RulesPort } from '../engine/ports.js';
+import { formatDiagnostic, loadRules, type ParamOverrides } from './loader.js';
 import { prepareRules, rebuildMirrors, restoreMirror, runRules, trimMirrors, type PreparedRule } from './runner.js';
-import type { Columns } from '../state/duckdb.js';
 
 export class RuleSet implements RulesPort {
   private constructor(

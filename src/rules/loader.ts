@@ -13,37 +13,19 @@ import {
   type ParamValue,
   type Substitution,
 } from './params.js';
+import type { Diagnostic, RuleOutput } from '../engine/ports.js';
 
 export type Severity = 'info' | 'low' | 'medium' | 'high';
 const SEVERITIES: readonly Severity[] = ['info', 'low', 'medium', 'high'];
 
-export interface Rule {
-  name: string;
-  file: string;
+/** A rule file as loaded: its output (what the engine needs) and its definition. */
+export interface Rule extends RuleOutput {
   description: string;
   severity: Severity;
-  /** PostgreSQL table the rows are upserted into. */
-  target: string;
-  /** Columns that identify a row: the upsert's conflict target. */
-  key: string[];
-  /** For each value of these columns in a result, open rows not in the result are removed. */
-  replace: string[];
-  /**
-   * Columns that, for one key and one rule version, only ever grow (counts). The
-   * sink replaces a row only with one at least as large in all of them: a replay
-   * or a restart that has seen fewer orders so far cannot overwrite a correct row.
-   */
-  grows: string[];
-  /** SQL expression over a result row; the row is final once the watermark passes it. */
-  finalAfter: string | null;
-  /** How far back in event time the rule reads, in µs. */
-  stateMicros: number;
   params: Map<string, ParamValue>;
   /** The file's text with parameters substituted; line numbers are the file's. */
   sql: string;
   substitutions: Substitution[];
-  /** Content hash of the file and its parameter values: the rule version on every row. */
-  version: string;
   /** Other rules whose results (`result_<name>`, `changed_<name>`) this one reads: it runs after them. */
   after: string[];
   /**
@@ -51,13 +33,6 @@ export interface Rule {
    * state, carried from batch to batch and restored from the sink on start.
    */
   readsOwnResults: boolean;
-}
-
-export interface Diagnostic {
-  file: string;
-  line: number;
-  column: number;
-  message: string;
 }
 
 export function formatDiagnostic(d: Diagnostic): string {

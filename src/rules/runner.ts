@@ -3,9 +3,10 @@
  * schema without running it (DESCRIBE): output columns, key, target types. A
  * rule that fails is reported with file:line:column and skipped; the others go on.
  */
-import type { DuckState, Columns } from '../state/duckdb.js';
+import type { DuckState } from '../state/duckdb.js';
+import type { Columns, Diagnostic, RuleRun } from '../engine/ports.js';
 import { DUCK_TYPES, MANAGED_COLUMNS, TARGETS, FINALIZABLE, compatible } from '../sink/schema.js';
-import type { Diagnostic, Rule } from './loader.js';
+import type { Rule } from './loader.js';
 import { originalColumn } from './params.js';
 
 /** A DuckDB error's "LINE n:" and caret mapped back to the rule file. */
@@ -113,13 +114,6 @@ async function tableExists(state: DuckState, table: string): Promise<boolean> {
 function sameColumns(a: Columns, b: Columns): boolean {
   const shape = (d: Columns) => JSON.stringify([d.columns[0], d.columns[1]]);
   return shape(a) === shape(b);
-}
-
-export interface RuleRun {
-  rule: Rule;
-  result?: Columns;
-  error?: Diagnostic;
-  durationMs: number;
 }
 
 /** Runs every prepared rule over the current batch, in order. */

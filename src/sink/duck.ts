@@ -4,14 +4,14 @@
  * `changed_<rule>` tables inside DuckDB, with the same key, replace and finalize
  * semantics as the PostgreSQL sink.
  */
-import type { SinkPort } from '../engine/engine.js';
-import type { Columns, DuckState } from '../state/duckdb.js';
+import type { Columns, CommitInput, ResultQuery, SinkPort } from '../engine/ports.js';
+import type { DuckState } from '../state/duckdb.js';
 import type { PartitionProgress } from '../types.js';
-import { formatMicros } from '../source/time.js';
-import type { CommitInput, ResultQuery } from './postgres.js';
+import { formatMicros } from '../time.js';
 import { DUCK_TYPES, FINALIZABLE, TARGETS, TARGET_KEYS } from './schema.js';
 
 export class DuckSink implements SinkPort {
+  readonly concurrentCommit = false;
   private constructor(
     private readonly state: DuckState,
     private readonly topic: string,

@@ -7,11 +7,11 @@ import pg from 'pg';
 import { FraudSqlError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { retrying } from '../retry.js';
-import type { DeadLetter, LateEvent, PartitionProgress } from '../types.js';
-import { formatMicros } from '../source/time.js';
+import type { PartitionProgress } from '../types.js';
+import { formatMicros } from '../time.js';
 import { mapPgError } from './pg-errors.js';
 import { MIGRATIONS, TARGETS, FINALIZABLE } from './schema.js';
-import type { Columns } from '../state/duckdb.js';
+import type { Columns, CommitInput, ResultQuery, SinkPort } from '../engine/ports.js';
 import {
   ADVANCE_PROGRESS,
   INIT_PROGRESS,
@@ -24,45 +24,6 @@ import {
   upsertSql,
   type Column,
 } from './sql.js';
-
-/** One rule's output for one batch, column-major. */
-export interface ResultSet {
-  rule: string;
-  target: string;
-  key: readonly string[];
-  replace: readonly string[];
-  grows: readonly string[];
-  version: string;
-  names: readonly string[];
-  columns: readonly (readonly unknown[])[];
-  rowCount: number;
-}
-
-/** Which rows of a rule's results to read back (see PgSink.openResults). */
-export interface ResultQuery {
-  target: string;
-  columns: readonly string[];
-  finalAfter: string | null;
-}
-
-export interface PartitionAdvance {
-  partition: number;
-  expected: bigint;
-  next: bigint;
-  restoreFrom: bigint;
-  watermarkUs: number | null;
-}
-
-export interface CommitInput {
-  results: readonly ResultSet[];
-  deadLetters: readonly DeadLetter[];
-  late: readonly LateEvent[];
-  progress: readonly PartitionAdvance[];
-  /** Each finalizable target with the expression after which its rows are final. */
-  finalizers: readonly { target: string; finalAfter: string }[];
-  /** Effective watermark per partition (event time, or extrapolated when idle). */
-  watermarks: ReadonlyMap<number, number>;
-}
 
 export interface SinkOptions {
   databaseUrl: string;
@@ -79,7 +40,8 @@ export interface SinkOptions {
 
 const DEAD_LETTER_PAYLOAD_MAX = 65_536;
 
-export class PgSink {
+export class PgSink implements SinkPort {
+  readonly concurrentCommit = true;
   private constructor(
     private readonly pool: pg.Pool,
     private readonly opts: SinkOptions,

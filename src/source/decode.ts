@@ -3,8 +3,8 @@
  * Pure: no I/O, no clock. The rules are design.md section 1.
  */
 import { isIP } from 'node:net';
-import type { Order } from '../types.js';
-import { parseEventTime, truncate } from './time.js';
+import type { Decoded } from '../engine/ports.js';
+import { parseEventTime, truncate } from '../time.js';
 
 export interface DecodeOptions {
   /** IANA zone for timestamps without an offset. */
@@ -12,8 +12,6 @@ export interface DecodeOptions {
   /** Larger messages are dead letters without being parsed. */
   maxMessageBytes: number;
 }
-
-export type Decoded = { ok: true; order: Order } | { ok: false; reason: string };
 
 // Bounds that keep every money value exact: price * quantity stays far below 2^63
 // in DuckDB's BIGINT and in PostgreSQL, and each input is below 2^53 in JSON.

@@ -13,6 +13,8 @@ import { FraudSqlError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { retrying } from '../retry.js';
 import type { DeadLetter, SourceMessage } from '../types.js';
+import type { AssignHandler, SourcePort } from '../engine/ports.js';
+import { MessageBuffer } from './buffer.js';
 
 export interface KafkaSecurity {
   ssl: boolean;
@@ -34,8 +36,6 @@ export interface KafkaOptions {
   /** Told of every retry (for metrics). */
   onRetry?: () => void;
 }
-
-type AssignHandler = (partitions: number[], startOffsets: Map<number, bigint>) => Promise<Map<number, bigint>>;
 
 const DLQ_PAYLOAD_MAX = 262_144;
 
@@ -62,14 +62,12 @@ export function mapKafkaError(err: unknown, brokers: readonly string[]): FraudSq
   return new FraudSqlError('KAFKA_FAILED', `Kafka error: ${msg}`, { retriable: e.retriable ?? false, cause: err });
 }
 
-export class KafkaSource {
+export class KafkaSource implements SourcePort {
   private readonly kafka: Kafka;
   private readonly consumer: Consumer;
   private readonly producer: Producer;
   private readonly admin: Admin;
-  private buffer: SourceMessage[] = [];
-  private waiters: (() => void)[] = [];
-  private spaceWaiters: (() => void)[] = [];
+  private readonly buffer: MessageBuffer;
   /** Partitions whose position has been set for the current assignment. */
   private ready = new Set<number>();
   private assignment: number[] = [];
@@ -78,6 +76,7 @@ export class KafkaSource {
   private running = false;
 
   constructor(private readonly opts: KafkaOptions) {
+    this.buffer = new MessageBuffer(opts.bufferMessages);
     this.kafka = new Kafka({
       clientId: opts.clientId,
       brokers: opts.brokers,
@@ -153,8 +152,7 @@ export class KafkaSource {
     this.ready = new Set();
     this.assignment = [...partitions].sort((a, b) => a - b);
     // Buffered messages belong to the previous assignment; each partition is re-sought below.
-    this.buffer = [];
-    this.wakeSpace();
+    this.buffer.clear();
     const low = new Map<number, bigint>();
     for (const o of await this.admin.fetchTopicOffsets(this.opts.topic)) {
       if (partitions.includes(o.partition)) low.set(o.partition, BigInt(o.low));
@@ -182,56 +180,21 @@ export class KafkaSource {
       timestampMs: Number(m.timestamp),
     }));
     if (msgs.length === 0) return;
-    this.buffer.push(...msgs);
+    this.buffer.push(msgs);
     resolveOffset(batch.lastOffset());
-    for (const w of this.waiters.splice(0)) w();
     // Backpressure: hold this fetch until the engine has drained the buffer.
-    while (this.buffer.length >= this.opts.bufferMessages && isRunning() && this.running) {
-      await new Promise<void>((r) => {
-        this.spaceWaiters.push(r);
-        setTimeout(r, 1_000);
-      });
+    while (!this.buffer.hasSpace() && isRunning() && this.running) {
+      await this.buffer.waitForSpace(1_000);
       await heartbeat().catch(() => {});
     }
   }
 
-  private wakeSpace(): void {
-    for (const w of this.spaceWaiters.splice(0)) w();
-  }
-
-  /**
-   * The next micro-batch: returns as soon as `maxSize` messages are buffered, or
-   * `maxWaitMs` after the first message arrived; waits while nothing arrives.
-   */
-  async next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<SourceMessage[]> {
-    while (this.buffer.length === 0 && !signal.aborted) {
-      await new Promise<void>((r) => {
-        const wake = () => {
-          clearTimeout(t);
-          signal.removeEventListener('abort', wake);
-          r();
-        };
-        const t = setTimeout(wake, 250);
-        this.waiters.push(wake);
-        signal.addEventListener('abort', wake, { once: true });
-      });
-    }
-    const deadline = Date.now() + maxWaitMs;
-    while (this.buffer.length < maxSize && !signal.aborted) {
-      const left = deadline - Date.now();
-      if (left <= 0) break;
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, left);
-      });
-    }
-    const out = this.buffer.splice(0, maxSize);
-    this.wakeSpace();
-    return out;
+  next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<SourceMessage[] | null> {
+    return this.buffer.next(maxSize, maxWaitMs, signal);
   }
 
   /** Mirrors committed progress to Kafka for external lag tools. Best effort. */
-  async commit(offsets: ReadonlyMap<number, bigint>): Promise<void> {
+  async committed(offsets: ReadonlyMap<number, bigint>): Promise<void> {
     if (offsets.size === 0) return;
     try {
       await this.consumer.commitOffsets([...offsets].map(([partition, o]) => ({ topic: this.opts.topic, partition, offset: o.toString() })));
@@ -274,8 +237,7 @@ export class KafkaSource {
 
   async stop(): Promise<void> {
     this.running = false;
-    this.wakeSpace();
-    for (const w of this.waiters.splice(0)) w();
+    this.buffer.end();
     // Leaves the group, so the partitions move to another instance at once.
     await this.consumer.disconnect().catch(() => {});
     await this.producer.disconnect().catch(() => {});

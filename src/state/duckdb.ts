@@ -15,22 +15,8 @@ import {
   type DuckDBValue,
 } from '@duckdb/node-api';
 import { FraudSqlError } from '../errors.js';
-import type { Order } from '../types.js';
-import { formatMicros } from '../source/time.js';
-
-export interface IngestRow {
-  order: Order;
-  partition: number;
-  offset: bigint;
-}
-
-/** A result in column-major form, values converted for PostgreSQL (see toPlain). */
-export interface Columns {
-  names: string[];
-  types: string[];
-  columns: unknown[][];
-  rowCount: number;
-}
+import type { Columns, IngestRow } from '../engine/ports.js';
+import { formatMicros } from '../time.js';
 
 const ORDERS_DDL = `
 CREATE TABLE IF NOT EXISTS orders (

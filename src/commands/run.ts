@@ -1,25 +1,29 @@
 /**
- * Composition root: builds the adapters, wires them to the engine and owns
- * start/stop. Resources are released in reverse order of creation.
+ * `fraud-sql run`: Kafka in, PostgreSQL out, HTTP server on. Builds the adapters,
+ * wires them to the engine and owns start/stop; resources are released in
+ * reverse order of creation.
  */
 import type { FastifyInstance } from 'fastify';
-import { kafkaSecurity, paramOverrides, pgSsl, type Config } from './config.js';
-import { readFileSync } from 'node:fs';
-import { formatMicros } from './source/time.js';
-import { Engine } from './engine/engine.js';
-import { FraudSqlError } from './errors.js';
-import { Metrics } from './http/metrics.js';
-import { buildServer } from './http/server.js';
-import type { Logger } from './log.js';
-import { retrying } from './retry.js';
-import { RuleSet } from './rules/index.js';
-import { PgSink } from './sink/postgres.js';
-import { KafkaSource } from './source/kafka.js';
-import { DuckState } from './state/duckdb.js';
-import { Lifecycle, engineOptions, wireEngine } from './lifecycle.js';
-import { failpoint } from './failpoint.js';
-import { formatDiagnostic, type Diagnostic } from './rules/loader.js';
-import { watchDirectory } from './watch.js';
+import type { CommandModule } from 'yargs';
+import { kafkaSecurity, paramOverrides, redactUrl, type Config } from '../config.js';
+import { formatMicros } from '../time.js';
+import type { Engine } from '../engine/engine.js';
+import type { Diagnostic } from '../engine/ports.js';
+import { FraudSqlError } from '../errors.js';
+import { Metrics } from '../http/metrics.js';
+import { buildServer, listen } from '../http/server.js';
+import { createLogger, type Logger } from '../log.js';
+import { retrying } from '../retry.js';
+import { RuleSet } from '../rules/index.js';
+import type { PgSink } from '../sink/postgres.js';
+import { KafkaSource } from '../source/kafka.js';
+import { DuckState } from '../state/duckdb.js';
+import { Lifecycle } from '../lifecycle.js';
+import { failpoint } from '../failpoint.js';
+import { formatDiagnostic } from '../rules/loader.js';
+import { watchDirectory } from '../watch.js';
+import { loopOptions, newEngine, openSink, wireEngine } from '../compose.js';
+import { ALL_KEYS, configFrom, onSignals, withSettings } from './common.js';
 
 export interface RunningApp {
   engine: Engine;
@@ -30,17 +34,6 @@ export interface RunningApp {
   /** Resolves when the batch loop ends (after stop(), or on a fatal error). */
   done: Promise<void>;
   stop(): Promise<void>;
-}
-
-export async function listen(http: FastifyInstance, host: string, port: number): Promise<string> {
-  try {
-    return await http.listen({ host, port });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-      throw new FraudSqlError('PORT_IN_USE', `port ${port} on ${host} is already in use; choose another with --http-port`, { cause: err });
-    }
-    throw err;
-  }
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -71,10 +64,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir}`, { rules: rules.prepared().map((p) => p.rule.name).join(',') });
 
     const metrics = new Metrics();
-    const sink = await PgSink.open({
-      databaseUrl: config.databaseUrl, ssl: pgSsl(config, (f) => readFileSync(f, 'utf8')), schema: config.pgSchema,
-      consumerGroup: config.groupId, topic: config.topic, logger, signal, onRetry: () => metrics.retries.inc({ dependency: 'postgres' }),
-    });
+    const sink = await openSink(config, logger, { signal, onRetry: () => metrics.retries.inc({ dependency: 'postgres' }) });
     life.defer(() => sink.close());
 
     const source = new KafkaSource({
@@ -82,7 +72,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       logger, bufferMessages: config.batchMaxSize * 2, signal, onRetry: () => metrics.retries.inc({ dependency: 'kafka' }),
     });
 
-    const engine = new Engine(
+    const engine = newEngine(
+      config,
       {
         state,
         sink,
@@ -98,12 +89,10 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
           }),
         },
       },
-      engineOptions(config, config.topic, fail),
+      { failpoint: fail },
     );
-    engine.events.on('batch:end', (b) => {
-      void source.commit(new Map(b.partitions.map((p) => [p.partition, p.nextOffset]))).then(() => fail('after-kafka-commit'));
-      logger.debug('batch committed', { batch: b.batchId, messages: b.messages, orders: b.orders });
-    });
+    wireEngine(engine, config, logger);
+    engine.events.on('batch:end', (b) => logger.debug('batch committed', { batch: b.batchId, messages: b.messages, orders: b.orders }));
 
     metrics.attach(engine.events);
     // Hot reload: an edit under queries/ takes effect at the next batch; a broken
@@ -162,40 +151,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     life.defer(() => http.close());
     logger.info(`metrics and health on ${url}`);
 
-    // kafkajs' run() returns once fetching has started; the loop below pulls batches.
-    await source.start((parts, low) => engine.assign(parts, low));
     life.defer(() => source.stop());
-
-    wireEngine(engine, config, logger, life);
-
-    const done = (async () => {
-      // Batches overlap: while one is committed to PostgreSQL, the next one is in
-      // DuckDB and the one after that is fetched and decoded (JavaScript). The
-      // engine keeps their DuckDB work and their commits in order. At most two
-      // commits wait, so a slow PostgreSQL slows fetching down instead of piling up
-      // batches. A failed batch must stop the loop at once, not when the next
-      // message arrives.
-      const failed = new AbortController();
-      const fetching = AbortSignal.any([signal, failed.signal]);
-      let failure: unknown = null;
-      const pending: Promise<unknown>[] = [];
-      while (!fetching.aborted) {
-        const batch = await source.next(config.batchMaxSize, config.batchMaxWaitMs, fetching);
-        if (batch.length === 0) continue;
-        const decoded = engine.decode(batch);
-        await engine.ready();
-        if (pending.length >= 2) await pending.shift();
-        if (failure) break;
-        pending.push(
-          engine.handle(batch, decoded).catch((err) => {
-            failure = err;
-            failed.abort();
-          }),
-        );
-      }
-      await Promise.all(pending);
-      if (failure) throw failure;
-    })();
+    const done = engine.run(source, loopOptions(config, signal));
     logger.info(`consuming ${config.topic} from ${config.brokers.join(',')} as group ${config.groupId}`);
 
     return { engine, sink, http, url, done, stop: life.stopper(done) };
@@ -204,3 +161,19 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     throw err;
   }
 }
+
+export const runCommand: CommandModule<object, Record<string, unknown>> = {
+  command: 'run',
+  describe: 'consume orders from Kafka, run the rules in queries/, write results to PostgreSQL',
+  builder: (y) => withSettings(y, ALL_KEYS),
+  handler: async (argv) => {
+    const config = configFrom(argv);
+    const logger = createLogger(config.logLevel);
+    logger.info('starting fraud-sql run', { brokers: config.brokers.join(','), database: redactUrl(config.databaseUrl), topic: config.topic });
+    const app = await startRun(config, logger);
+    onSignals(app.stop, logger);
+    await app.done.catch(() => {
+      process.exitCode = 1;
+    });
+  },
+};

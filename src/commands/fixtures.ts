@@ -13,13 +13,10 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { Engine } from '../engine/engine.js';
-import { DuckSink } from '../sink/duck.js';
-import { DuckState } from '../state/duckdb.js';
-import { formatMicros, parseEventTime } from '../source/time.js';
-import type { SourceMessage } from '../types.js';
-import { RuleSet } from './index.js';
-import type { ParamOverrides } from './loader.js';
+import type { Config } from '../config.js';
+import type { DuckState } from '../state/duckdb.js';
+import { formatMicros, parseEventTime } from '../time.js';
+import { runInMemory } from '../compose.js';
 
 export interface FixtureOutcome {
   file: string;
@@ -58,7 +55,9 @@ function normalize(v: unknown): string {
   return JSON.stringify(v);
 }
 
-export async function runFixtures(dir: string, overrides?: ParamOverrides, only?: string): Promise<FixtureOutcome[]> {
+/** Runs the fixtures of the rules in `config.queriesDir` (all, or one rule's) with the configured lateness and time zone. */
+export async function runFixtures(config: Readonly<Config>, only?: string): Promise<FixtureOutcome[]> {
+  const dir = config.queriesDir;
   const outcomes: FixtureOutcome[] = [];
   for (const file of fixtureFiles(dir)) {
     const rule = path.basename(path.dirname(file));
@@ -87,7 +86,7 @@ export async function runFixtures(dir: string, overrides?: ParamOverrides, only?
     );
     let state: DuckState | null = null;
     try {
-      const run = await runInMemory(dir, overrides, batches);
+      const run = await runInMemory(config, dir, batches);
       state = run.state;
       const target = run.rules.prepared().find((p) => p.rule.name === rule)?.rule;
       if (!target) {
@@ -115,47 +114,4 @@ export async function runFixtures(dir: string, overrides?: ParamOverrides, only?
     }
   }
   return outcomes;
-}
-
-/**
- * Runs the rules of `dir` over messages with the real engine on an in-memory
- * DuckDB, results kept in its result tables. Offsets are numbered per partition
- * in the order given. The caller closes the returned state.
- */
-export async function runInMemory(
-  dir: string,
-  overrides: ParamOverrides | undefined,
-  batches: Iterable<{ partition: number; value: Buffer }[]>,
-  onBatch?: (messages: number) => void,
-): Promise<{ state: DuckState; rules: RuleSet }> {
-  const state = await DuckState.open(':memory:', { threads: 1 });
-  try {
-    const rules = await RuleSet.load(state, dir, overrides);
-    const sink = await DuckSink.open(state, 'input');
-    const engine = new Engine(
-      { state, sink, rules, deadLetters: { send: async () => {} } },
-      // Event time only: no wall clock, so the same input gives the same result.
-      { topic: 'input', timeZone: 'Asia/Seoul', maxMessageBytes: 65_536, latenessMs: 5_000, idleTimeoutMs: 3_600_000, retentionIntervalMs: 0, now: () => 0 },
-    );
-    const next = new Map<number, bigint>();
-    for (const batch of batches) {
-      for (const p of new Set(batch.map((m) => m.partition))) {
-        if (!next.has(p)) {
-          next.set(p, 0n);
-          await engine.assign([...next.keys()], new Map([...next.keys()].map((k) => [k, 0n])));
-        }
-      }
-      const messages: SourceMessage[] = batch.map((m) => {
-        const offset = next.get(m.partition)!;
-        next.set(m.partition, offset + 1n);
-        return { topic: 'input', partition: m.partition, offset, key: null, value: m.value, timestampMs: 0 };
-      });
-      await engine.handle(messages);
-      onBatch?.(messages.length);
-    }
-    return { state, rules };
-  } catch (err) {
-    state.close();
-    throw err;
-  }
 }

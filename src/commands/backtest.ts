@@ -6,16 +6,17 @@
  */
 import { createReadStream, constants } from 'node:fs';
 import { access } from 'node:fs/promises';
-import { FraudSqlError } from './errors.js';
 import { createInterface } from 'node:readline';
-import { TARGET_KEYS } from './sink/schema.js';
-import { runInMemory } from './rules/fixtures.js';
-import type { ParamOverrides } from './rules/loader.js';
-import type { DuckState } from './state/duckdb.js';
-import { rowsOf } from './types.js';
-import { ipActivity, maxWithin } from './generator/truth.js';
-
-const BATCH = 5_000;
+import type { CommandModule } from 'yargs';
+import type { Config } from '../config.js';
+import { FraudSqlError } from '../errors.js';
+import { TARGET_KEYS } from '../sink/schema.js';
+import type { DuckState } from '../state/duckdb.js';
+import { rowsOf } from '../types.js';
+import { ipActivity, maxWithin } from '../generator/truth.js';
+import { runInMemory } from '../compose.js';
+import { configFrom, withSettings } from './common.js';
+import { RULE_RUN_KEYS } from './rules.js';
 
 interface Recorded {
   lines: string[];
@@ -44,15 +45,16 @@ async function readInput(file: string): Promise<Recorded> {
   return { lines, labels };
 }
 
-async function run(dir: string, overrides: ParamOverrides | undefined, input: Recorded, progress: (done: number) => void) {
+async function run(config: Readonly<Config>, dir: string, input: Recorded, progress: (done: number) => void) {
+  const size = config.batchMaxSize;
   function* batches() {
-    for (let i = 0; i < input.lines.length; i += BATCH) {
+    for (let i = 0; i < input.lines.length; i += size) {
       // One partition: the file's order is the arrival order.
-      yield input.lines.slice(i, i + BATCH).map((l) => ({ partition: 0, value: Buffer.from(l) }));
+      yield input.lines.slice(i, i + size).map((l) => ({ partition: 0, value: Buffer.from(l) }));
     }
   }
   let done = 0;
-  return runInMemory(dir, overrides, batches(), (n) => progress((done += n)));
+  return runInMemory(config, dir, batches(), (n) => progress((done += n)));
 }
 
 async function tableRows(state: DuckState, table: string) {
@@ -65,16 +67,17 @@ export interface BacktestReport {
   recall?: Record<string, { recall: number; precision: number; truth: number; found: number }>;
 }
 
-export async function backtest(opts: { input: string; dir: string; overrides?: ParamOverrides; compare?: string; progress?: (s: string) => void }): Promise<BacktestReport> {
+export async function backtest(config: Readonly<Config>, opts: { input: string; compare?: string; progress?: (s: string) => void }): Promise<BacktestReport> {
+  const dir = config.queriesDir;
   const input = await readInput(opts.input);
   const say = (s: string) => opts.progress?.(s);
   const started = Date.now();
   const tick = (label: string) => (n: number) => say(`${label}: ${n.toLocaleString('en-US')} / ${input.lines.length.toLocaleString('en-US')} orders, ${Math.round(n / Math.max(0.001, (Date.now() - started) / 1000)).toLocaleString('en-US')}/s`);
-  const main = await run(opts.dir, opts.overrides, input, tick(opts.dir));
+  const main = await run(config, dir, input, tick(dir));
   const out: string[] = [];
   const counts: Record<string, number> = {};
   try {
-    out.push(`${input.lines.length.toLocaleString('en-US')} orders from ${opts.input}, rules from ${opts.dir}`);
+    out.push(`${input.lines.length.toLocaleString('en-US')} orders from ${opts.input}, rules from ${dir}`);
     for (const p of main.rules.prepared()) {
       const n = Number((await main.state.query(`SELECT count(*) FROM ${p.rule.target}`)).columns[0]![0]);
       counts[p.rule.name] = n;
@@ -92,7 +95,7 @@ export async function backtest(opts: { input: string; dir: string; overrides?: P
       }
     }
     if (opts.compare) {
-      const other = await run(opts.compare, opts.overrides, input, tick(opts.compare));
+      const other = await run(config, opts.compare, input, tick(opts.compare));
       try {
         out.push(`compared with ${opts.compare}:`);
         for (const table of new Set([...main.rules.prepared(), ...other.rules.prepared()].map((p) => p.rule.target))) {
@@ -106,7 +109,7 @@ export async function backtest(opts: { input: string; dir: string; overrides?: P
           const values = (r: Record<string, unknown>) =>
             JSON.stringify(Object.entries(r).filter(([c]) => !['rule_version', 'created_at', 'updated_at'].includes(c)));
           const changed = [...a.keys()].filter((k) => b.has(k) && values(a.get(k)!) !== values(b.get(k)!));
-          out.push(`  ${table}: ${onlyB.length} rows only with ${opts.compare}, ${onlyA.length} rows only with ${opts.dir}, ${changed.length} rows with other values`);
+          out.push(`  ${table}: ${onlyB.length} rows only with ${opts.compare}, ${onlyA.length} rows only with ${dir}, ${changed.length} rows with other values`);
           for (const k of onlyB.slice(0, 5)) out.push(`    + ${k}`);
           for (const k of onlyA.slice(0, 5)) out.push(`    - ${k}`);
           for (const k of changed.slice(0, 5)) out.push(`    ~ ${k}`);
@@ -148,3 +151,19 @@ async function score(state: DuckState, input: Recorded): Promise<NonNullable<Bac
     'high-value orders': { recall: ratio(tpHv, hvTruth.size), precision: ratio(tpHv, hvFound.size), truth: hvTruth.size, found: hvFound.size },
   };
 }
+
+export const backtestCommand: CommandModule<object, { input: string; compare?: string }> = {
+  command: 'backtest',
+  describe: 'run the rules over recorded orders (JSON lines) with event-time semantics; with labels, recall and precision',
+  builder: (y) =>
+    withSettings(y, [...RULE_RUN_KEYS, 'batchMaxSize'])
+      .option('input', { type: 'string', demandOption: true, describe: 'orders as JSON lines (e.g. from fraud-sql generate --output file)' })
+      .option('compare', { type: 'string', describe: 'another rules directory: show the rows each set writes that the other does not' }),
+  handler: async (argv) => {
+    const config = configFrom(argv);
+    const tty = process.stderr.isTTY;
+    const report = await backtest(config, { input: argv.input, compare: argv.compare, progress: tty ? (s) => process.stderr.write(`\r${s}   `) : undefined });
+    if (tty) process.stderr.write('\n');
+    process.stdout.write(report.lines.join('\n') + '\n');
+  },
+};

@@ -1,0 +1,99 @@
+/**
+ * What every command composes the same way: the engine from the configuration,
+ * the PostgreSQL sink, and the in-memory run of recorded orders (`rules test`,
+ * `backtest`). Commands differ only in their source and sink.
+ */
+import { readFileSync } from 'node:fs';
+import { paramOverrides, pgSsl, type Config } from './config.js';
+import { printDetections } from './console.js';
+import { Engine } from './engine/engine.js';
+import type { EnginePorts, FailpointName, LoopOptions } from './engine/ports.js';
+import type { Logger } from './log.js';
+import { RuleSet } from './rules/index.js';
+import { DuckSink } from './sink/duck.js';
+import { PgSink } from './sink/postgres.js';
+import { decodeOrder } from './source/decode.js';
+import { RecordedSource, type RecordedMessage } from './source/recorded.js';
+import { DuckState } from './state/duckdb.js';
+
+/**
+ * An engine over these ports, with the configured lateness, idle timeout and
+ * decoder. `eventTimeOnly`: the clock stands still (no window closes on wall-clock
+ * time) and retention runs after every batch, so recorded input always gives the
+ * same result.
+ */
+export function newEngine(
+  config: Readonly<Config>,
+  ports: Omit<EnginePorts, 'decode'>,
+  opts: { failpoint?: (name: FailpointName) => void; eventTimeOnly?: boolean } = {},
+): Engine {
+  const decodeOptions = { timeZone: config.timeZone, maxMessageBytes: config.maxMessageBytes };
+  return new Engine(
+    { ...ports, decode: (value) => decodeOrder(value, decodeOptions) },
+    {
+      latenessMs: config.latenessMs,
+      idleTimeoutMs: config.idleTimeoutMs,
+      retentionIntervalMs: opts.eventTimeOnly ? 0 : 1_000,
+      now: opts.eventTimeOnly ? () => 0 : Date.now,
+      failpoint: opts.failpoint,
+    },
+  );
+}
+
+/** The batch loop's settings; idle windows close once a second. */
+export function loopOptions(config: Readonly<Config>, signal: AbortSignal): LoopOptions {
+  return { batchMaxSize: config.batchMaxSize, batchMaxWaitMs: config.batchMaxWaitMs, tickMs: 1_000, signal };
+}
+
+/** Rule failures and idle-window failures logged, and `--console` output. */
+export function wireEngine(engine: Engine, config: Readonly<Config>, logger: Logger): void {
+  engine.events.on('rule:error', ({ diagnostic }) =>
+    logger.error(`rule failed and was skipped for this batch: ${diagnostic.file}:${diagnostic.line}:${diagnostic.column}: ${diagnostic.message}`),
+  );
+  engine.events.on('tick:error', (err) => logger.warn(`closing idle windows failed: ${err.message}`));
+  if (config.console) printDetections(engine.events, (line) => process.stdout.write(line + '\n'));
+}
+
+/** The PostgreSQL sink with the configured URL, schema and TLS: the one way every command opens it. */
+export function openSink(
+  config: Readonly<Config>,
+  logger: Logger,
+  opts: { signal?: AbortSignal; onRetry?: () => void; consumerGroup?: string; topic?: string } = {},
+): Promise<PgSink> {
+  return PgSink.open({
+    databaseUrl: config.databaseUrl,
+    ssl: pgSsl(config, (f) => readFileSync(f, 'utf8')),
+    schema: config.pgSchema,
+    consumerGroup: opts.consumerGroup ?? config.groupId,
+    topic: opts.topic ?? config.topic,
+    logger,
+    signal: opts.signal,
+    onRetry: opts.onRetry,
+  });
+}
+
+/**
+ * Runs the rules of `dir` over recorded micro-batches with the real engine on an
+ * in-memory DuckDB, results kept in its result tables. Event time only (the clock
+ * stands still), so the same input gives the same result. The caller closes the
+ * returned state.
+ */
+export async function runInMemory(
+  config: Readonly<Config>,
+  dir: string,
+  batches: Iterable<readonly RecordedMessage[]>,
+  onBatch?: (messages: number) => void,
+): Promise<{ state: DuckState; rules: RuleSet }> {
+  const state = await DuckState.open(':memory:', { threads: 1 });
+  try {
+    const rules = await RuleSet.load(state, dir, paramOverrides(config));
+    const sink = await DuckSink.open(state, 'input');
+    const engine = newEngine(config, { state, sink, rules, deadLetters: { send: async () => {} } }, { eventTimeOnly: true });
+    if (onBatch) engine.events.on('batch:end', (b) => onBatch(b.messages));
+    await engine.run(new RecordedSource(batches), { batchMaxSize: config.batchMaxSize, batchMaxWaitMs: 0, tickMs: 0, signal: new AbortController().signal });
+    return { state, rules };
+  } catch (err) {
+    state.close();
+    throw err;
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * The engine's ports: everything the batch loop hands to, or gets from, the
+ * outside. The adapters (Kafka, DuckDB, the rule runner, PostgreSQL, the demo's
+ * generator, the in-memory harness) implement these; the engine imports no adapter.
+ */
+import type { DeadLetter, LateEvent, Order, PartitionProgress, SourceMessage } from '../types.js';
+
+/** A problem in a rule file, at file:line:column (1-based). */
+export interface Diagnostic {
+  file: string;
+  line: number;
+  column: number;
+  message: string;
+}
+
+/** One retained order with where it came from. */
+export interface IngestRow {
+  order: Order;
+  partition: number;
+  offset: bigint;
+}
+
+/** A result in column-major form, values converted for the sink. */
+export interface Columns {
+  names: string[];
+  types: string[];
+  columns: unknown[][];
+  rowCount: number;
+}
+
+/** What the engine needs to know of a rule: where its rows go and how they are merged. */
+export interface RuleOutput {
+  name: string;
+  file: string;
+  /** Result table the rows are upserted into. */
+  target: string;
+  /** Columns that identify a row: the upsert's conflict target. */
+  key: string[];
+  /** For each value of these columns in a result, open rows not in the result are removed. */
+  replace: string[];
+  /**
+   * Columns that, for one key and one rule version, only ever grow (counts). The
+   * sink replaces a row only with one at least as large in all of them: a replay
+   * or a restart that has seen fewer orders so far cannot overwrite a correct row.
+   */
+  grows: string[];
+  /** SQL expression over a result row; the row is final once the watermark passes it. */
+  finalAfter: string | null;
+  /** How far back in event time the rule reads, in µs. */
+  stateMicros: number;
+  /** Content hash of the file and its parameter values: the rule version on every row. */
+  version: string;
+}
+
+/** A rule as loaded: its output, its result columns, and whether its rows are read back (result_<name>). */
+export interface ActiveRule {
+  rule: RuleOutput;
+  columns: string[];
+  mirrored: boolean;
+}
+
+export interface RuleRun {
+  rule: RuleOutput;
+  result?: Columns;
+  error?: Diagnostic;
+  durationMs: number;
+}
+
+/** One rule's output for one batch, column-major. */
+export interface ResultSet {
+  rule: string;
+  target: string;
+  key: readonly string[];
+  replace: readonly string[];
+  grows: readonly string[];
+  version: string;
+  names: readonly string[];
+  columns: readonly (readonly unknown[])[];
+  rowCount: number;
+}
+
+/** Which rows of a rule's results to read back (see SinkPort.openResults). */
+export interface ResultQuery {
+  target: string;
+  columns: readonly string[];
+  finalAfter: string | null;
+}
+
+export interface PartitionAdvance {
+  partition: number;
+  /** The offset the sink must still be at: a stale writer is fenced off. */
+  expected: bigint;
+  next: bigint;
+  restoreFrom: bigint;
+  watermarkUs: number | null;
+}
+
+export interface CommitInput {
+  results: readonly ResultSet[];
+  deadLetters: readonly DeadLetter[];
+  late: readonly LateEvent[];
+  progress: readonly PartitionAdvance[];
+  /** Each finalizable target with the expression after which its rows are final. */
+  finalizers: readonly { target: string; finalAfter: string }[];
+  /** Effective watermark per partition (event time, or extrapolated when idle). */
+  watermarks: ReadonlyMap<number, number>;
+}
+
+/** Tells the engine a new set of partitions; answers where each one must resume. */
+export type AssignHandler = (partitions: number[], startOffsets: Map<number, bigint>) => Promise<Map<number, bigint>>;
+
+/** Where messages come from: Kafka, the demo's generator, recorded orders. */
+export interface SourcePort {
+  /**
+   * Starts delivering. `onAssign` is called before the first message of any newly
+   * assigned partition is delivered, and the source resumes each partition where
+   * it answers.
+   */
+  start(onAssign: AssignHandler): Promise<void>;
+  /**
+   * The next micro-batch: up to `maxSize` messages, handed over at most `maxWaitMs`
+   * after the first one arrived; empty when nothing arrived; null once the input
+   * has ended for good.
+   */
+  next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<readonly SourceMessage[] | null>;
+  /** Told of the offsets whose results are committed (Kafka mirrors them for lag tools). */
+  committed(offsets: ReadonlyMap<number, bigint>): Promise<void>;
+}
+
+export type Decoded = { ok: true; order: Order } | { ok: false; reason: string };
+
+/** Turns a message's bytes into an order or a dead-letter reason (design.md section 1). */
+export type Decoder = (value: Buffer | null) => Decoded;
+
+export interface StatePort {
+  ingest(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }>;
+  setBatch(batchId: number): Promise<void>;
+  /** Drops what no open window needs; returns how many orders are left. */
+  retain(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<number>;
+  retainedFrom(): Promise<Map<number, bigint>>;
+  dropPartitions(partitions: readonly number[]): Promise<void>;
+}
+
+export interface SinkPort {
+  /**
+   * Whether a batch's commit may run while the next batch's rules run. A sink
+   * that copies rows inside the state's own DuckDB cannot: the next batch would
+   * replace the rows it copies.
+   */
+  readonly concurrentCommit: boolean;
+  progress(startOffsets: ReadonlyMap<number, bigint>): Promise<Map<number, PartitionProgress>>;
+  commit(input: CommitInput): Promise<void>;
+  finalize(finalizers: CommitInput['finalizers'], watermarks: ReadonlyMap<number, number>): Promise<void>;
+  /** A rule's committed rows for these partitions, to carry its results across a restart. */
+  openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns>;
+}
+
+export interface RulesPort {
+  run(): Promise<RuleRun[]>;
+  /** Sets the rows of result_<rule> for these partitions (none: forgets them). */
+  restoreMirror(rule: string, partitions: readonly number[], rows: Columns | null): Promise<void>;
+  trim(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<void>;
+  prepared(): readonly ActiveRule[];
+}
+
+export interface DeadLetterPort {
+  send(deadLetters: readonly DeadLetter[]): Promise<void>;
+}
+
+export interface EnginePorts {
+  state: StatePort;
+  sink: SinkPort;
+  rules: RulesPort;
+  deadLetters: DeadLetterPort;
+  decode: Decoder;
+}
+
+/** Named points of the batch cycle where a test can make the process die (see failpoint.ts). */
+export const FAILPOINTS = ['after-fetch', 'after-ingest', 'after-rules', 'before-commit', 'after-commit', 'after-kafka-commit'] as const;
+export type FailpointName = (typeof FAILPOINTS)[number];
+
+export interface EngineOptions {
+  latenessMs: number;
+  idleTimeoutMs: number;
+  /** Retention runs at most this often (wall clock). */
+  retentionIntervalMs: number;
+  /** Wall clock in ms; injected so tests move time. */
+  now: () => number;
+  /** Called at each named point of the batch cycle. */
+  failpoint?: (name: FailpointName) => void;
+}
+
+export interface LoopOptions {
+  batchMaxSize: number;
+  batchMaxWaitMs: number;
+  /** How often idle windows are closed on wall-clock time; 0: never (event time only). */
+  tickMs: number;
+  /** Aborted: stop fetching, finish the batches in flight. */
+  signal: AbortSignal;
+}

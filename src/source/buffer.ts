@@ -1,0 +1,81 @@
+/**
+ * Messages waiting for the engine: a producer side (a Kafka fetch, the demo's
+ * generator) pushes, the batch loop pulls micro-batches. Bounded: the producer
+ * waits for space, which is how a slow engine slows fetching down.
+ */
+import type { SourceMessage } from '../types.js';
+
+export class MessageBuffer {
+  private items: SourceMessage[] = [];
+  private waiters: (() => void)[] = [];
+  private spaceWaiters: (() => void)[] = [];
+  private ended = false;
+
+  constructor(private readonly capacity: number) {}
+
+  push(messages: readonly SourceMessage[]): void {
+    this.items.push(...messages);
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  hasSpace(): boolean {
+    return this.items.length < this.capacity;
+  }
+
+  /** Resolves once there is space again, or after `maxMs` (a Kafka fetch must heartbeat meanwhile). */
+  waitForSpace(maxMs: number): Promise<void> {
+    return new Promise<void>((r) => {
+      this.spaceWaiters.push(r);
+      setTimeout(r, maxMs);
+    });
+  }
+
+  /** Drops what is buffered (the partitions it came from were reassigned). */
+  clear(): void {
+    this.items = [];
+    this.wakeSpace();
+  }
+
+  /** No more input: `next` hands out what is left, then null. */
+  end(): void {
+    this.ended = true;
+    this.wakeSpace();
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /**
+   * The next micro-batch: returns as soon as `maxSize` messages are buffered, or
+   * `maxWaitMs` after the first message arrived; waits while nothing arrives.
+   */
+  async next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<SourceMessage[] | null> {
+    while (this.items.length === 0 && !signal.aborted && !this.ended) {
+      await new Promise<void>((r) => {
+        const wake = () => {
+          clearTimeout(t);
+          signal.removeEventListener('abort', wake);
+          r();
+        };
+        const t = setTimeout(wake, 250);
+        this.waiters.push(wake);
+        signal.addEventListener('abort', wake, { once: true });
+      });
+    }
+    if (this.items.length === 0 && this.ended) return null;
+    const deadline = Date.now() + maxWaitMs;
+    while (this.items.length < maxSize && !signal.aborted && !this.ended) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, left);
+      });
+    }
+    const out = this.items.splice(0, maxSize);
+    this.wakeSpace();
+    return out;
+  }
+
+  private wakeSpace(): void {
+    for (const w of this.spaceWaiters.splice(0)) w();
+  }
+}
