@@ -1,0 +1,236 @@
+/**
+ * The engine alone, over in-memory fakes of its ports: the order of commits, a
+ * failing sink, a rebalance while a batch is in flight, idle finalisation on a
+ * moved clock. No Kafka, PostgreSQL or DuckDB: these are the engine's own rules.
+ */
+import t from 'tap';
+import { Engine } from '../src/engine/engine.js';
+import type { AssignHandler, CommitInput, Decoded, EnginePorts, SinkPort, SourcePort } from '../src/engine/ports.js';
+import type { PartitionProgress, SourceMessage } from '../src/types.js';
+
+const S = 1_000_000; // µs
+
+/** Messages carry only their event time (s); the fake decoder turns them into orders. */
+const decode = (value: Buffer | null): Decoded => {
+  const text = value?.toString() ?? '';
+  if (!/^\d+$/.test(text)) return { ok: false, reason: 'not a number' };
+  const eventUs = Number(text) * S;
+  return { ok: true, order: { orderId: `o${text}`, eventUs, userId: 'u', productId: 'p', productName: 'n', price: 1n, quantity: 1, ipAddress: '10.0.0.1', paymentMethod: null } };
+};
+
+function deferred<T = void>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Records every call in one log, so tests can assert the order of events across ports. */
+function fakes(log: string[], sinkOverrides: Partial<SinkPort> = {}) {
+  const committed: CommitInput[] = [];
+  const sink: SinkPort = {
+    concurrentCommit: true,
+    async progress(starts) {
+      log.push(`progress ${[...starts.keys()].join(',')}`);
+      return new Map<number, PartitionProgress>([...starts].map(([p, o]) => [p, { partition: p, nextOffset: o, restoreFrom: o, lateOffsets: new Set() }]));
+    },
+    async commit(input) {
+      log.push(`commit ${input.progress.map((a) => `${a.partition}:${a.expected}-${a.next}`).join(' ')}`);
+      committed.push(input);
+    },
+    async finalize(_f, wms) {
+      log.push(`finalize ${[...wms].map(([p, w]) => `${p}@${w / S}`).join(' ')}`);
+    },
+    async openResults() {
+      return { names: [], types: [], columns: [], rowCount: 0 };
+    },
+    ...sinkOverrides,
+  };
+  const ports: Omit<EnginePorts, 'sink'> = {
+    decode,
+    state: {
+      async ingest(rows, batchId) {
+        log.push(`ingest ${batchId} ${rows.map((r) => `${r.partition}/${r.offset}`).join(',')}`);
+        return { inserted: rows.length, duplicates: 0 };
+      },
+      async setBatch() {},
+      async retain() {
+        return 0;
+      },
+      async retainedFrom() {
+        return new Map();
+      },
+      async dropPartitions(ps) {
+        if (ps.length > 0) log.push(`drop ${ps.join(',')}`);
+      },
+    },
+    rules: {
+      async run() {
+        return [];
+      },
+      async restoreMirror() {},
+      async trim() {},
+      prepared: () => [],
+    },
+    deadLetters: {
+      async send(dls) {
+        if (dls.length > 0) log.push(`dead letters ${dls.length}`);
+      },
+    },
+  };
+  return { ports: { ...ports, sink }, committed };
+}
+
+/** A source driven step by step by the test: each `next` takes the next scripted action. */
+class ScriptedSource implements SourcePort {
+  onAssign!: AssignHandler;
+  readonly told: Map<number, bigint>[] = [];
+  fetches = 0;
+  constructor(private readonly steps: (() => Promise<readonly SourceMessage[] | null>)[]) {}
+  async start(onAssign: AssignHandler) {
+    this.onAssign = onAssign;
+  }
+  async next() {
+    this.fetches++;
+    const step = this.steps.shift();
+    return step ? step() : null;
+  }
+  async committed(offsets: ReadonlyMap<number, bigint>) {
+    this.told.push(new Map(offsets));
+  }
+}
+
+const msg = (partition: number, offset: number, eventS: number | string): SourceMessage => ({
+  topic: 'orders', partition, offset: BigInt(offset), key: null, value: Buffer.from(String(eventS)), timestampMs: 0,
+});
+const loop = { batchMaxSize: 100, batchMaxWaitMs: 0, tickMs: 0, signal: new AbortController().signal };
+const options = (now = () => 0) => ({ latenessMs: 5_000, idleTimeoutMs: 10_000, retentionIntervalMs: 0, now });
+
+t.test('commits run one at a time in batch order, while the next batch is already computed', async (t) => {
+  const log: string[] = [];
+  const firstCommit = deferred();
+  let commits = 0;
+  const { ports } = fakes(log, {
+    async commit(input) {
+      log.push(`commit ${input.progress.map((a) => `${a.partition}:${a.expected}-${a.next}`).join(' ')}`);
+      if (++commits === 1) {
+        await firstCommit.promise;
+        log.push('first commit done');
+      }
+    },
+  });
+  const engine = new Engine(ports, options());
+  const source = new ScriptedSource([
+    async () => {
+      await source.onAssign([0], new Map([[0, 0n]]));
+      return [msg(0, 0, 100), msg(0, 1, 101)];
+    },
+    async () => [msg(0, 2, 102)],
+    async () => {
+      // Batch 2 is ingested while batch 1's commit is still running; then let it finish.
+      for (let i = 0; i < 100 && !log.includes('ingest 2 0/2'); i++) await new Promise((r) => setImmediate(r));
+      t.ok(log.includes('ingest 2 0/2'), 'the second batch is in the state before the first commit ends');
+      t.notOk(log.some((l) => l.startsWith('commit 0:2-3')), 'but not committed');
+      firstCommit.resolve();
+      return null;
+    },
+  ]);
+  await engine.run(source, loop);
+  t.same(
+    log.filter((l) => l.startsWith('commit') || l === 'first commit done'),
+    ['commit 0:0-2', 'first commit done', 'commit 0:2-3'],
+    'the second commit starts after the first one succeeded, and expects where it ended',
+  );
+  t.same(engine.committedOffsets(), new Map([[0, 3n]]));
+  t.same(source.told.map((m) => m.get(0)), [2n, 3n], 'the source is told of each commit, in order');
+});
+
+t.test('a failing commit stops the loop with its error; nothing after it is committed', async (t) => {
+  const log: string[] = [];
+  let commits = 0;
+  const { ports } = fakes(log, {
+    async commit(input) {
+      if (++commits === 2) throw new Error('PostgreSQL is gone');
+      log.push(`commit ${input.progress.map((a) => `${a.partition}:${a.expected}-${a.next}`).join(' ')}`);
+    },
+  });
+  const engine = new Engine(ports, options());
+  let offset = 0;
+  const endless = async () => [msg(0, offset, 100 + offset++)];
+  const source = new ScriptedSource([
+    async () => {
+      await source.onAssign([0], new Map([[0, 0n]]));
+      return endless();
+    },
+    ...Array.from({ length: 50 }, () => endless),
+  ]);
+  await t.rejects(engine.run(source, loop), /PostgreSQL is gone/);
+  t.same(log.filter((l) => l.startsWith('commit')), ['commit 0:0-1'], 'only the first batch committed');
+  t.same(engine.committedOffsets(), new Map([[0, 1n]]), 'progress stays at the last commit: a restart resumes there');
+  t.ok(source.fetches < 6, `fetching stopped at once (${source.fetches} fetches)`);
+  t.same(source.told.map((m) => m.get(0)), [1n], 'the source is not told of the failed batch');
+});
+
+t.test('a rebalance while a batch is in flight: revoked partitions are dropped, new ones resume where the sink says', async (t) => {
+  const log: string[] = [];
+  const { ports, committed } = fakes(log, {
+    async progress(starts) {
+      log.push(`progress ${[...starts.keys()].join(',')}`);
+      // Partition 2 was consumed up to offset 7 by another instance; its state replays from 5.
+      return new Map([...starts].map(([p, o]) => [p, p === 2 ? { partition: p, nextOffset: 7n, restoreFrom: 5n, lateOffsets: new Set<bigint>() } : { partition: p, nextOffset: o, restoreFrom: o, lateOffsets: new Set<bigint>() }]));
+    },
+  });
+  const engine = new Engine(ports, options());
+  let seek = new Map<number, bigint>();
+  const source = new ScriptedSource([
+    async () => {
+      await source.onAssign([0, 1], new Map([[0, 0n], [1, 0n]]));
+      return [msg(0, 0, 100), msg(1, 0, 100)];
+    },
+    async () => {
+      // The group moves partition 0 away and brings partition 2, while batch 1 is in flight.
+      seek = await source.onAssign([1, 2], new Map([[1, 0n], [2, 0n]]));
+      // A fetch from before the rebalance still holds a message of partition 0.
+      return [msg(0, 1, 101), msg(1, 1, 101), msg(2, 5, 95), msg(2, 6, 96), msg(2, 7, 97)];
+    },
+  ]);
+  await engine.run(source, loop);
+  t.same(seek, new Map([[1, 1n], [2, 5n]]), 'partition 1 resumes where it is, partition 2 replays from its restore point');
+  t.ok(log.indexOf('drop 0,2') > log.indexOf('commit 0:0-1 1:0-1'), 'the rebalance waits for the batch in flight to commit');
+  t.same(
+    log.filter((l) => l.startsWith('ingest')),
+    ['ingest 1 0/0,1/0', 'ingest 2 2/5,2/6', 'ingest 3 1/1,2/7'],
+    'the replayed offsets 5 and 6 rebuild the state only; the revoked partition 0 is ignored',
+  );
+  t.same(
+    committed[1]!.progress.map((a) => [a.partition, a.expected, a.next]),
+    [[1, 1n, 2n], [2, 7n, 8n]],
+    'the second commit covers partitions 1 and 2 only, from where each stood',
+  );
+});
+
+t.test('idle partitions finalise windows on wall-clock time, and only then', async (t) => {
+  const log: string[] = [];
+  const { ports } = fakes(log);
+  let now = 1_000_000;
+  const engine = new Engine(ports, options(() => now));
+  const source = new ScriptedSource([
+    async () => {
+      await source.onAssign([0], new Map([[0, 0n]]));
+      return [msg(0, 0, 100)];
+    },
+  ]);
+  await engine.run(source, loop);
+  t.same(engine.effectiveWatermarks(), new Map([[0, 95 * S]]), 'the watermark is the latest event time minus the lateness');
+  await engine.tick();
+  t.notOk(log.some((l) => l.startsWith('finalize')), 'nothing changes while the clock stands still');
+  now += 9_000;
+  await engine.tick();
+  t.notOk(log.some((l) => l.startsWith('finalize')), 'nor before the idle timeout (10 s)');
+  now += 4_000;
+  await engine.tick();
+  t.same(log.filter((l) => l.startsWith('finalize')), ['finalize 0@98'], '3 s past the idle timeout, the watermark moved 3 s with the clock');
+});
