@@ -88,7 +88,8 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
         rules: rules.prepared().map((p) => ({ name: p.rule.name, file: p.rule.file, version: p.rule.version, state: 'active' })),
       }),
     });
-    mountDashboard(http, new DuckDashboard(state));
+    const statsWindow = rules.prepared().find((p) => p.rule.name === 'realtime_stats')?.rule.params.get('window');
+    mountDashboard(http, new DuckDashboard(state, statsWindow?.kind === 'duration' ? statsWindow.micros / 1e6 : null));
     const url = await listen(http, config.httpHost, config.httpPort);
     life.defer(() => http.close());
 

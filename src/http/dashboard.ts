@@ -11,7 +11,7 @@ import { rowsOf } from '../types.js';
 export interface Dashboard {
   generatedAt: string;
   totals: { orders: number; sales: number; suspiciousIps: number; highValue: number; deadLetters: number; lateEvents: number };
-  /** Per 30 s window, oldest first: stat_time, orders, orders/s, sales, average order value, active suspicious IPs. */
+  /** Per stats window (30 s by default), oldest first: stat_time, orders, orders/s, sales, average order value, active suspicious IPs. */
   series: { time: string; orders: number; ordersPerSecond: number; sales: number; avgOrderValue: number; suspiciousIps: number }[];
   topProducts: { product: string; orders: number; sales: number }[];
   suspiciousIps: { ip: string; orders: number; spent: number; since: string; until: string; final: boolean }[];
@@ -28,7 +28,8 @@ const num = (v: unknown) => (v === null || v === undefined ? 0 : Number(v));
 export class DuckDashboard implements DashboardSource {
   constructor(
     private readonly state: DuckState,
-    private readonly windowSeconds = 30,
+    /** Length of the realtime_stats window (its rule's `window` parameter); null without that rule. */
+    private readonly windowSeconds: number | null,
   ) {}
 
   private async rows(sql: string): Promise<Record<string, unknown>[]> {
@@ -67,7 +68,7 @@ export class DuckDashboard implements DashboardSource {
       series: series.map((r) => ({
         time: String(r.stat_time),
         orders: num(r.orders),
-        ordersPerSecond: num(r.orders) / this.windowSeconds,
+        ordersPerSecond: this.windowSeconds ? num(r.orders) / this.windowSeconds : 0,
         sales: num(r.sales),
         avgOrderValue: num(r.orders) > 0 ? Math.round(num(r.sales) / num(r.orders)) : 0,
         suspiciousIps: num(r.suspicious),
