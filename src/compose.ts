@@ -35,6 +35,7 @@ export function newEngine(
       idleTimeoutMs: config.idleTimeoutMs,
       retentionIntervalMs: opts.eventTimeOnly ? 0 : 1_000,
       now: opts.eventTimeOnly ? () => 0 : Date.now,
+      onOffsetGap: config.onOffsetGap,
       failpoint: opts.failpoint,
     },
   );

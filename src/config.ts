@@ -38,6 +38,10 @@ export interface Config {
   kafkaSessionTimeoutMs: number;
   /** Rule parameter overrides, `rule.param=value`, applied without editing the SQL. */
   params: string[];
+  onOffsetGap: 'fail' | 'earliest' | 'latest';
+  createTopics: boolean;
+  topicPartitions: number;
+  topicReplicationFactor: number;
   /** Whether a database URL was given (flag or environment) rather than defaulted: the demo writes to PostgreSQL only then. */
   databaseConfigured: boolean;
 }
@@ -76,6 +80,16 @@ export const SETTINGS: readonly Setting[] = [
   {
     key: 'params', env: 'FRAUD_SQL_PARAMS', kind: 'list', default: [], optional: true,
     describe: 'rule parameter overrides, comma-separated rule.param=value (e.g. suspicious_ips.min_orders=12)',
+  },
+  {
+    key: 'onOffsetGap', env: 'FRAUD_SQL_ON_OFFSET_GAP', kind: 'string', default: 'fail', choices: ['fail', 'earliest', 'latest'],
+    describe: 'a committed offset outside the topic (recreated topic, truncated log, retention): fail and write nothing, or resume at the earliest or latest offset',
+  },
+  { key: 'createTopics', env: 'FRAUD_SQL_CREATE_TOPICS', kind: 'bool', default: false, describe: 'create the input and dead-letter topics when missing (otherwise wait for them)' },
+  { key: 'topicPartitions', env: 'FRAUD_SQL_TOPIC_PARTITIONS', kind: 'int', default: 4, min: 1, max: 10_000, describe: 'partitions of a topic created by --create-topics' },
+  {
+    key: 'topicReplicationFactor', env: 'FRAUD_SQL_TOPIC_REPLICATION_FACTOR', kind: 'int', default: 1, min: 1, max: 100,
+    describe: 'replication factor of a topic created by --create-topics (3 on a production cluster)',
   },
   { key: 'queriesDir', env: 'FRAUD_SQL_QUERIES', kind: 'string', default: path.join(PACKAGE_ROOT, 'queries'), describe: 'directory of rule files (*.sql)' },
   { key: 'batchMaxSize', env: 'FRAUD_SQL_BATCH_MAX_SIZE', kind: 'int', default: 20_000, min: 1, max: 1_000_000, describe: 'a micro-batch closes at this many messages' },

@@ -13,6 +13,9 @@ export type ErrorCode =
   | 'PG_FENCED'
   | 'KAFKA_UNREACHABLE'
   | 'KAFKA_FAILED'
+  | 'KAFKA_TOPIC_MISSING'
+  | 'SOURCE_STOPPED'
+  | 'OFFSET_GAP'
   | 'STATE_LOCKED'
   | 'PORT_IN_USE'
   | 'INPUT_INVALID';

@@ -13,12 +13,18 @@ export function parseFailpoint(spec: string): { name: FailpointName; hit: number
   return { name: m[1] as FailpointName, hit: Number(m[2] ?? 1) };
 }
 
-export function failpoint(spec: string, onHit: () => void = () => process.kill(process.pid, 'SIGKILL')): (name: FailpointName) => void {
+/** The hit kills the process like a power cut; `fetch-error` throws instead, as a broken client would. */
+const defaultHit = (name: FailpointName) => {
+  if (name === 'fetch-error') throw new Error('injected fetch error (FRAUD_SQL_FAILPOINT)');
+  process.kill(process.pid, 'SIGKILL');
+};
+
+export function failpoint(spec: string, onHit: (name: FailpointName) => void = defaultHit): (name: FailpointName) => void {
   if (!spec) return () => {};
   const parsed = parseFailpoint(spec);
   if (typeof parsed === 'string') throw new Error(parsed);
   let seen = 0;
   return (name) => {
-    if (name === parsed.name && ++seen === parsed.hit) onHit();
+    if (name === parsed.name && ++seen === parsed.hit) onHit(name);
   };
 }

@@ -4,6 +4,9 @@
  * loop) aborts the loop, waits for the batch in flight, then releases.
  */
 import type { Logger } from './log.js';
+import { sleep } from './retry.js';
+
+const FAILURE_LINGER_MS = 1_000;
 
 export class Lifecycle {
   private readonly releasers: (() => Promise<void> | void)[] = [];
@@ -40,6 +43,8 @@ export class Lifecycle {
       })());
     done.catch(async (err) => {
       this.logger.error(`stopping: ${(err as Error).message}`);
+      // The probes (/readyz 503 with the reason) and a last scrape of /metrics get a moment to see why.
+      await sleep(FAILURE_LINGER_MS);
       await stop();
     });
     return stop;

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { Engine } from '../src/engine/engine.js';
-import type { AssignHandler, CommitInput, Decoded, EnginePorts, SinkPort, SourcePort } from '../src/engine/ports.js';
+import type { AssignHandler, CommitInput, Decoded, EnginePorts, OffsetGapPolicy, SinkPort, SourcePort } from '../src/engine/ports.js';
 import type { PartitionProgress, SourceMessage } from '../src/types.js';
 
 const S = 1_000_000; // µs
@@ -43,6 +43,9 @@ function fakes(log: string[], sinkOverrides: Partial<SinkPort> = {}) {
     },
     async finalize(_f, wms) {
       log.push(`finalize ${[...wms].map(([p, w]) => `${p}@${w / S}`).join(' ')}`);
+    },
+    async resetProgress(p, offset) {
+      log.push(`reset ${p} to ${offset}`);
     },
     async openResults() {
       return { names: [], types: [], columns: [], rowCount: 0 };
@@ -107,7 +110,9 @@ const msg = (partition: number, offset: number, eventS: number | string): Source
   topic: 'orders', partition, offset: BigInt(offset), key: null, value: Buffer.from(String(eventS)), timestampMs: 0,
 });
 const loop = { batchMaxSize: 100, batchMaxWaitMs: 0, tickMs: 0, signal: new AbortController().signal };
-const options = (now = () => 0) => ({ latenessMs: 5_000, idleTimeoutMs: 10_000, retentionIntervalMs: 0, now });
+const options = (now = () => 0, onOffsetGap: OffsetGapPolicy = 'fail') => ({ latenessMs: 5_000, idleTimeoutMs: 10_000, retentionIntervalMs: 0, now, onOffsetGap });
+/** Partitions as a source announces them: offsets from 0, end unknown. */
+const ranges = (...ps: number[]) => new Map(ps.map((p) => [p, { low: 0n, high: null }]));
 
 t.test('commits run one at a time in batch order, while the next batch is already computed', async (t) => {
   const log: string[] = [];
@@ -125,7 +130,7 @@ t.test('commits run one at a time in batch order, while the next batch is alread
   const engine = new Engine(ports, options());
   const source = new ScriptedSource([
     async () => {
-      await source.onAssign([0], new Map([[0, 0n]]));
+      await source.onAssign([0], ranges(0));
       return [msg(0, 0, 100), msg(0, 1, 101)];
     },
     async () => [msg(0, 2, 102)],
@@ -162,7 +167,7 @@ t.test('a failing commit stops the loop with its error; nothing after it is comm
   const endless = async () => [msg(0, offset, 100 + offset++)];
   const source = new ScriptedSource([
     async () => {
-      await source.onAssign([0], new Map([[0, 0n]]));
+      await source.onAssign([0], ranges(0));
       return endless();
     },
     ...Array.from({ length: 50 }, () => endless),
@@ -187,12 +192,12 @@ t.test('a rebalance while a batch is in flight: revoked partitions are dropped, 
   let seek = new Map<number, bigint>();
   const source = new ScriptedSource([
     async () => {
-      await source.onAssign([0, 1], new Map([[0, 0n], [1, 0n]]));
+      await source.onAssign([0, 1], ranges(0, 1));
       return [msg(0, 0, 100), msg(1, 0, 100)];
     },
     async () => {
       // The group moves partition 0 away and brings partition 2, while batch 1 is in flight.
-      seek = await source.onAssign([1, 2], new Map([[1, 0n], [2, 0n]]));
+      seek = await source.onAssign([1, 2], ranges(1, 2));
       // A fetch from before the rebalance still holds a message of partition 0.
       return [msg(0, 1, 101), msg(1, 1, 101), msg(2, 5, 95), msg(2, 6, 96), msg(2, 7, 97)];
     },
@@ -219,7 +224,7 @@ t.test('idle partitions finalise windows on wall-clock time, and only then', asy
   const engine = new Engine(ports, options(() => now));
   const source = new ScriptedSource([
     async () => {
-      await source.onAssign([0], new Map([[0, 0n]]));
+      await source.onAssign([0], ranges(0));
       return [msg(0, 0, 100)];
     },
   ]);
@@ -233,4 +238,42 @@ t.test('idle partitions finalise windows on wall-clock time, and only then', asy
   now += 4_000;
   await engine.tick();
   t.same(log.filter((l) => l.startsWith('finalize')), ['finalize 0@98'], '3 s past the idle timeout, the watermark moved 3 s with the clock');
+});
+
+t.test('a committed offset outside the topic: fail writes nothing; earliest and latest move the progress', async (t) => {
+  // PostgreSQL says partition 0 is at offset 500; the topic now holds 0..120 (recreated) or 900..1000 (retention).
+  const atFiveHundred = (log: string[]) =>
+    fakes(log, {
+      async progress(starts) {
+        return new Map([...starts].map(([p]) => [p, { partition: p, nextOffset: 500n, restoreFrom: 450n, lateOffsets: new Set<bigint>() }]));
+      },
+      async resetProgress(p, offset) {
+        log.push(`reset ${p} to ${offset}`);
+      },
+    }).ports;
+  const cases: [OffsetGapPolicy, { low: bigint; high: bigint }, string | bigint][] = [
+    ['fail', { low: 0n, high: 120n }, /past the end.*recreated.*--on-offset-gap earliest/.source],
+    ['fail', { low: 900n, high: 1000n }, /before the start.*retention deleted/.source],
+    ['earliest', { low: 0n, high: 120n }, 0n],
+    ['latest', { low: 900n, high: 1000n }, 1000n],
+    ['fail', { low: 0n, high: 500n }, 450n],
+  ];
+  const writes = (l: string) => /^(reset|commit|finalize)/.test(l);
+  for (const [policy, range, expected] of cases) {
+    const log: string[] = [];
+    const engine = new Engine(atFiveHundred(log), options(() => 0, policy));
+    const gaps: string[] = [];
+    engine.events.on('offset:gap', (g) => gaps.push(`${g.kind}/${g.policy}`));
+    const assigning = engine.assign([0], new Map([[0, range]]));
+    if (typeof expected === 'string') {
+      await t.rejects(assigning, { code: 'OFFSET_GAP', message: new RegExp(expected) }, `${policy} ${range.low}..${range.high}`);
+      t.same(log.filter(writes), [], 'nothing was written');
+      t.equal(gaps.length, 1, 'the gap is reported');
+    } else {
+      const seek = await assigning;
+      t.equal(seek.get(0), expected, `${policy} ${range.low}..${range.high}: resumes at ${expected}`);
+      if (expected === 450n) t.same(gaps, [], 'no gap inside the topic: it replays from the restore point');
+      else t.same(log.filter(writes), [`reset 0 to ${expected}`], 'the progress moved with the policy');
+    }
+  }
 });

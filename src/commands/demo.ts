@@ -69,6 +69,10 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
           await pgSink.finalize(f, w);
           await duckSink.finalize(f, w);
         },
+        resetProgress: async (partition, offset) => {
+          await pgSink.resetProgress(partition, offset);
+          await duckSink.resetProgress(partition, offset);
+        },
         // The demo's own file is where its results carry over from.
         openResults: (q, partitions, horizonUs) => duckSink.openResults(q, partitions, horizonUs),
       };

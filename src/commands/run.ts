@@ -27,6 +27,7 @@ import { ALL_KEYS, configFrom, onSignals, withSettings } from './common.js';
 
 export interface RunningApp {
   engine: Engine;
+  metrics: Metrics;
   sink: PgSink;
   http: FastifyInstance;
   /** The address the HTTP server listens on. */
@@ -70,6 +71,9 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     const source = new KafkaSource({
       brokers: config.brokers, sessionTimeoutMs: config.kafkaSessionTimeoutMs, security: kafkaSecurity(config), clientId: config.clientId, groupId: config.groupId, topic: config.topic, dlqTopic: config.dlqTopic,
       logger, bufferMessages: config.batchMaxSize * 2, signal, onRetry: () => metrics.retries.inc({ dependency: 'kafka' }),
+      onCrash: (restart) => metrics.consumerCrashes.inc({ outcome: restart ? 'restarted' : 'stopped' }),
+      createTopics: config.createTopics ? { partitions: config.topicPartitions, replicationFactor: config.topicReplicationFactor } : undefined,
+      failpoint: fail,
     });
 
     const engine = newEngine(
@@ -116,6 +120,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       const total = Object.values(b.stages).reduce((a, s) => a + s, 0);
       lastBatch = { size: b.messages, latencyMs: Math.round(total * 1000), at: new Date().toISOString() };
     });
+    let stopped: string | null = null;
+    const consumerState = () => (stopped === null ? source.healthState() : { consuming: false, state: `stopped: ${stopped}` });
     const lagByPartition = async () => {
       const ends = await withTimeout(source.endOffsets(), 2_000);
       const committed = engine.committedOffsets();
@@ -132,18 +138,21 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
           withTimeout(sink.ping(), 2_000).catch(() => false),
           withTimeout(source.endOffsets(), 2_000).then(() => true, () => false),
         ]);
-        const checks = { postgres, kafka, partitionsAssigned: source.assigned().length > 0 };
-        return { ready: checks.postgres && checks.kafka && checks.partitionsAssigned, checks };
+        const consumer = consumerState();
+        const checks = { postgres, kafka, consuming: consumer.consuming, partitionsAssigned: source.assigned().length > 0 };
+        return { ready: checks.postgres && checks.kafka && checks.consuming && checks.partitionsAssigned, checks, consumer: consumer.state };
       },
       status: async () => ({
         topic: config.topic,
         group: config.groupId,
+        consumer: consumerState().state,
         partitions: await lagByPartition().catch(() => []),
         lastBatch,
         rules: rules.prepared().map((p) => ({ name: p.rule.name, file: p.rule.file, version: p.rule.version, target: p.rule.target, state: 'active' })),
         ruleProblems: ruleProblems.map(formatDiagnostic),
       }),
       beforeScrape: async () => {
+        metrics.consuming.set(consumerState().consuming ? 1 : 0);
         for (const l of await lagByPartition()) metrics.lag.set({ partition: String(l.partition) }, l.lag);
       },
     });
@@ -155,7 +164,9 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     const done = engine.run(source, loopOptions(config, signal));
     logger.info(`consuming ${config.topic} from ${config.brokers.join(',')} as group ${config.groupId}`);
 
-    return { engine, sink, http, url, done, stop: life.stopper(done) };
+    // Until the process exits, the probes say why consumption ended.
+    done.catch((err: Error) => (stopped = err.message));
+    return { engine, metrics, sink, http, url, done, stop: life.stopper(done) };
   } catch (err) {
     await life.release();
     throw err;

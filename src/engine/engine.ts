@@ -6,7 +6,8 @@
  * one at a time.
  */
 import type { DeadLetter, LateEvent, RuleResult, SourceMessage } from '../types.js';
-import type { CommitInput, Decoded, EngineOptions, EnginePorts, IngestRow, LoopOptions, SourcePort } from './ports.js';
+import { FraudSqlError } from '../errors.js';
+import type { CommitInput, Decoded, EngineOptions, EnginePorts, IngestRow, LoopOptions, OffsetRange, SourcePort } from './ports.js';
 import { EngineEmitter, type BatchStats } from './events.js';
 
 interface PartitionState {
@@ -75,7 +76,7 @@ export class Engine {
    * are; new ones rebuild their state by replaying from the oldest offset an open
    * window still needs. Returns where the source must seek each partition.
    */
-  assign(partitions: readonly number[], startOffsets: ReadonlyMap<number, bigint>): Promise<Map<number, bigint>> {
+  assign(partitions: readonly number[], ranges: ReadonlyMap<number, OffsetRange>): Promise<Map<number, bigint>> {
     return this.serial(async () => {
       // Progress and results are read back from PostgreSQL: our own pending commits first.
       await this.commits.catch(() => {});
@@ -89,17 +90,24 @@ export class Engine {
         this.lastFinalized.delete(p);
       }
       const seek = new Map<number, bigint>();
+      const gapped: number[] = [];
       if (fresh.length > 0) {
-        const starts = new Map(fresh.map((p) => [p, startOffsets.get(p) ?? 0n]));
+        const starts = new Map(fresh.map((p) => [p, ranges.get(p)?.low ?? 0n]));
         const progress = await this.ports.sink.progress(starts);
         for (const p of fresh) {
-          const pr = progress.get(p) ?? { partition: p, nextOffset: starts.get(p)!, restoreFrom: starts.get(p)!, lateOffsets: new Set<bigint>() };
+          let pr = progress.get(p) ?? { partition: p, nextOffset: starts.get(p)!, restoreFrom: starts.get(p)!, lateOffsets: new Set<bigint>() };
+          const resumeAt = await this.checkGap(p, pr.nextOffset, ranges.get(p) ?? { low: 0n, high: null });
+          if (resumeAt !== null) {
+            gapped.push(p);
+            pr = { partition: p, nextOffset: resumeAt, restoreFrom: resumeAt, lateOffsets: new Set<bigint>() };
+          }
           // A restore point Kafka has already deleted cannot be replayed; start at what is left.
           const from = pr.restoreFrom < starts.get(p)! ? starts.get(p)! : pr.restoreFrom;
           this.partitions.set(p, { nextOffset: pr.nextOffset, computedOffset: pr.nextOffset, position: from, maxEventUs: null, lastArrivalMs: this.opts.now(), lateOffsets: pr.lateOffsets });
         }
       }
-      await this.restoreResults(gone, fresh);
+      // Across a gap nothing is carried: the orders the carried results came from are gone.
+      await this.restoreResults([...gone, ...gapped], fresh.filter((p) => !gapped.includes(p)));
       for (const [p, s] of this.partitions) seek.set(p, s.position);
       this.events.safeEmit('assigned', { partitions: [...partitions], seek });
       return seek;
@@ -152,6 +160,29 @@ export class Engine {
       if (ticker) clearInterval(ticker);
       this.events.off('batch:end', onCommitted);
     }
+  }
+
+  /**
+   * A committed offset outside what the source holds: past its end (the topic was
+   * recreated or its log truncated) or before its start (retention deleted orders
+   * that were never processed). Per the policy, fails the assignment with a clear
+   * message and writes nothing, or moves the partition's progress to the earliest
+   * or latest offset. Returns where the partition resumes after a move, null
+   * without a gap.
+   */
+  private async checkGap(partition: number, committed: bigint, range: OffsetRange): Promise<bigint | null> {
+    const kind = range.high !== null && committed > range.high ? 'past-end' : committed < range.low ? 'before-start' : null;
+    if (kind === null) return null;
+    const policy = this.opts.onOffsetGap;
+    this.events.safeEmit('offset:gap', { partition, kind, committed, low: range.low, high: range.high, policy });
+    const where = `partition ${partition}: committed offset ${committed} is ${kind === 'past-end' ? 'past the end' : 'before the start'} of the topic (offsets ${range.low}..${range.high ?? '?'})`;
+    if (policy === 'fail') {
+      const why = kind === 'past-end' ? 'the topic was recreated or its log truncated' : 'retention deleted orders that were never processed';
+      throw new FraudSqlError('OFFSET_GAP', `${where}: ${why}. Nothing was written. Restart with --on-offset-gap earliest (process all the topic holds) or latest (skip to its end)`);
+    }
+    const resumeAt = policy === 'earliest' ? range.low : (range.high ?? range.low);
+    await this.ports.sink.resetProgress(partition, resumeAt);
+    return resumeAt;
   }
 
   /**

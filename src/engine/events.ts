@@ -30,6 +30,8 @@ export interface EngineEvents {
   'assigned': [{ partitions: number[]; seek: Map<number, bigint> }];
   'finalized': [{ watermarks: Map<number, number> }];
   'rules:reloaded': [{ ok: boolean; problems: Diagnostic[] }];
+  /** A partition's committed offset is outside the topic (see OffsetGapPolicy). */
+  'offset:gap': [{ partition: number; kind: 'past-end' | 'before-start'; committed: bigint; low: bigint; high: bigint | null; policy: string }];
   /** Closing idle windows failed; the next tick tries again. */
   'tick:error': [Error];
 }

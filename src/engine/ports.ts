@@ -106,8 +106,21 @@ export interface CommitInput {
   watermarks: ReadonlyMap<number, number>;
 }
 
+/** Per partition, the offsets the source holds: its first, and the next to be written (null: unknown, no end). */
+export interface OffsetRange {
+  low: bigint;
+  high: bigint | null;
+}
+
 /** Tells the engine a new set of partitions; answers where each one must resume. */
-export type AssignHandler = (partitions: number[], startOffsets: Map<number, bigint>) => Promise<Map<number, bigint>>;
+export type AssignHandler = (partitions: number[], ranges: Map<number, OffsetRange>) => Promise<Map<number, bigint>>;
+
+/**
+ * What to do when the committed offset of a partition is outside what the source
+ * holds: past its end (the topic was recreated, its log truncated) or before its
+ * start (retention deleted orders that were never processed).
+ */
+export type OffsetGapPolicy = 'fail' | 'earliest' | 'latest';
 
 /** Where messages come from: Kafka, the demo's generator, recorded orders. */
 export interface SourcePort {
@@ -151,6 +164,8 @@ export interface SinkPort {
   progress(startOffsets: ReadonlyMap<number, bigint>): Promise<Map<number, PartitionProgress>>;
   commit(input: CommitInput): Promise<void>;
   finalize(finalizers: CommitInput['finalizers'], watermarks: ReadonlyMap<number, number>): Promise<void>;
+  /** Moves a partition's progress (after an offset gap, see OffsetGapPolicy). */
+  resetProgress(partition: number, nextOffset: bigint): Promise<void>;
   /** A rule's committed rows for these partitions, to carry its results across a restart. */
   openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns>;
 }
@@ -175,8 +190,11 @@ export interface EnginePorts {
   decode: Decoder;
 }
 
-/** Named points of the batch cycle where a test can make the process die (see failpoint.ts). */
-export const FAILPOINTS = ['after-fetch', 'after-ingest', 'after-rules', 'before-commit', 'after-commit', 'after-kafka-commit'] as const;
+/**
+ * Named points where a test makes the process die (kill -9) at a point of the batch
+ * cycle, or, for `fetch-error`, makes the Kafka client's fetch handler throw (see failpoint.ts).
+ */
+export const FAILPOINTS = ['after-fetch', 'after-ingest', 'after-rules', 'before-commit', 'after-commit', 'after-kafka-commit', 'fetch-error'] as const;
 export type FailpointName = (typeof FAILPOINTS)[number];
 
 export interface EngineOptions {
@@ -186,6 +204,7 @@ export interface EngineOptions {
   retentionIntervalMs: number;
   /** Wall clock in ms; injected so tests move time. */
   now: () => number;
+  onOffsetGap: OffsetGapPolicy;
   /** Called at each named point of the batch cycle. */
   failpoint?: (name: FailpointName) => void;
 }

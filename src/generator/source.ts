@@ -18,7 +18,7 @@ export class GeneratorSource implements SourcePort {
   }
 
   async start(onAssign: AssignHandler): Promise<void> {
-    const seek = await onAssign([0], new Map([[0, 0n]]));
+    const seek = await onAssign([0], new Map([[0, { low: 0n, high: null }]]));
     let offset = seek.get(0)!;
     const { topic, signal } = this.opts;
     void pace(

@@ -44,6 +44,19 @@ export class Metrics {
   readonly lag = new Gauge({ name: 'fraud_sql_consumer_lag', help: 'Messages in Kafka not yet committed, per partition', labelNames: ['partition'], registers: [this.registry] });
   readonly watermark = new Gauge({ name: 'fraud_sql_watermark_seconds', help: 'Event-time watermark per partition (Unix seconds)', labelNames: ['partition'], registers: [this.registry] });
   readonly lastBatchSize = new Gauge({ name: 'fraud_sql_last_batch_messages', help: 'Messages in the last micro-batch', registers: [this.registry] });
+  readonly consumerCrashes = new Counter({
+    name: 'fraud_sql_consumer_crashes_total',
+    help: 'Crashes of the Kafka consumer; restarted: kafkajs restarts it, stopped: consumption ended and the process exits',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  readonly consuming = new Gauge({ name: 'fraud_sql_consuming', help: '1 while the Kafka consumer is consuming, 0 while it waits, restarts or has stopped', registers: [this.registry] });
+  readonly offsetGaps = new Counter({
+    name: 'fraud_sql_offset_gaps_total',
+    help: 'Partitions whose committed offset was outside the topic (past-end: recreated or truncated; before-start: deleted by retention)',
+    labelNames: ['kind', 'policy'],
+    registers: [this.registry],
+  });
   readonly stateOrders = new Gauge({ name: 'fraud_sql_state_orders', help: 'Orders retained in the window state', registers: [this.registry] });
 
   // prom-client's default process metrics include gauges named *_total, which
@@ -96,5 +109,6 @@ export class Metrics {
       for (const p of b.partitions) if (p.watermarkUs !== null) this.watermark.set({ partition: String(p.partition) }, p.watermarkUs / 1e6);
     });
     events.on('rule:error', (e) => this.ruleErrors.inc({ rule: e.rule }));
+    events.on('offset:gap', (g) => this.offsetGaps.inc({ kind: g.kind, policy: g.policy }));
   }
 }

@@ -8,7 +8,8 @@ import { FraudSqlError } from '../errors.js';
 import type { Metrics } from './metrics.js';
 
 export interface StatusSource {
-  ready(): Promise<{ ready: boolean; checks: Record<string, boolean> }>;
+  /** `reason`-like details may ride along (the consumer's state). */
+  ready(): Promise<{ ready: boolean; checks: Record<string, boolean>; [detail: string]: unknown }>;
   status(): Promise<Record<string, unknown>>;
   /** Refreshes gauges that are read on demand (consumer lag). */
   beforeScrape?(): Promise<void>;

@@ -43,6 +43,10 @@ export class DuckSink implements SinkPort {
     return out;
   }
 
+  async resetProgress(partition: number, nextOffset: bigint): Promise<void> {
+    await this.state.run(`UPDATE consumer_progress SET next_offset = ${nextOffset}, watermark = NULL WHERE topic = '${this.topic}' AND kafka_partition = ${partition}`);
+  }
+
   /** As PgSink.openResults, from the demo's own tables. */
   async openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns> {
     const types = TARGETS[q.target]!;

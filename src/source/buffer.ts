@@ -10,6 +10,7 @@ export class MessageBuffer {
   private waiters: (() => void)[] = [];
   private spaceWaiters: (() => void)[] = [];
   private ended = false;
+  private failure: Error | null = null;
 
   constructor(private readonly capacity: number) {}
 
@@ -36,6 +37,12 @@ export class MessageBuffer {
     this.wakeSpace();
   }
 
+  /** The input broke: `next` rejects with `err` from now on. */
+  fail(err: Error): void {
+    this.failure ??= err;
+    this.end();
+  }
+
   /** No more input: `next` hands out what is left, then null. */
   end(): void {
     this.ended = true;
@@ -60,6 +67,7 @@ export class MessageBuffer {
         signal.addEventListener('abort', wake, { once: true });
       });
     }
+    if (this.failure) throw this.failure;
     if (this.items.length === 0 && this.ended) return null;
     const deadline = Date.now() + maxWaitMs;
     while (this.items.length < maxSize && !signal.aborted && !this.ended) {

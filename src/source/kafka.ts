@@ -11,9 +11,9 @@
 import { Kafka, Partitioners, logLevel, type SASLOptions, type Consumer, type Producer, type Admin, type EachBatchPayload, type LogEntry } from 'kafkajs';
 import { FraudSqlError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { retrying } from '../retry.js';
+import { retrying, sleep } from '../retry.js';
 import type { DeadLetter, SourceMessage } from '../types.js';
-import type { AssignHandler, SourcePort } from '../engine/ports.js';
+import type { AssignHandler, OffsetRange, SourcePort } from '../engine/ports.js';
 import { MessageBuffer } from './buffer.js';
 
 export interface KafkaSecurity {
@@ -35,6 +35,18 @@ export interface KafkaOptions {
   signal?: AbortSignal;
   /** Told of every retry (for metrics). */
   onRetry?: () => void;
+  /** Told of every crash of the consumer, and whether kafkajs restarts it (for metrics). */
+  onCrash?: (restart: boolean) => void;
+  /** Create the input and dead-letter topics when missing; otherwise wait for the input topic. */
+  createTopics?: { partitions: number; replicationFactor: number };
+  /** A testing aid: called at `fetch-error` inside kafkajs' fetch handler (see failpoint.ts). */
+  failpoint?: (name: 'fetch-error') => void;
+}
+
+/** How consumption stands, for /readyz and /status. */
+export interface SourceHealth {
+  consuming: boolean;
+  state: string;
 }
 
 const DLQ_PAYLOAD_MAX = 262_144;
@@ -45,8 +57,9 @@ function logCreator(logger: Logger) {
     const { message, broker, error } = log as { message: string; broker?: string; error?: string };
     const text = `kafka ${namespace}: ${message}${broker ? ` (broker ${broker})` : ''}${error && !message.includes(error) ? `: ${error}` : ''}`;
     if (level === logLevel.ERROR || level === logLevel.WARN) {
-      // Reconnect attempts are reported once per retry by the adapter; keep these at debug.
-      if (/Connection error|Failed to connect|ECONNREFUSED|Crash: KafkaJSNumberOfRetriesExceeded|rebalanc|Topic creation errors|Limiting retries|switched default partitioner/i.test(text)) logger.debug(text);
+      // Reconnect attempts are reported once per retry by the adapter, and crashes by
+      // its CRASH handler (one line, with what happens next); keep kafkajs' own at debug.
+      if (/Connection error|Failed to connect|ECONNREFUSED|Crash: |Error when calling eachBatch|Restarting the consumer|rebalanc|Topic creation errors|Limiting retries|switched default partitioner/i.test(text)) logger.debug(text);
       else logger.warn(text);
     } else logger.debug(text);
   };
@@ -74,6 +87,7 @@ export class KafkaSource implements SourcePort {
   private onAssign: AssignHandler | null = null;
   private assigning: Promise<void> = Promise.resolve();
   private running = false;
+  private health: SourceHealth = { consuming: false, state: 'connecting' };
 
   constructor(private readonly opts: KafkaOptions) {
     this.buffer = new MessageBuffer(opts.bufferMessages);
@@ -107,14 +121,13 @@ export class KafkaSource implements SourcePort {
   /** Connects (retrying with backoff while the broker is unreachable) and starts fetching. */
   async start(onAssign: AssignHandler): Promise<void> {
     this.onAssign = onAssign;
-    const { logger, brokers, topic, dlqTopic, signal } = this.opts;
+    const { logger, brokers, topic, signal } = this.opts;
     await retrying(
       async () => {
         try {
           await this.admin.connect();
           await this.producer.connect();
           await this.consumer.connect();
-          await this.admin.createTopics({ topics: [{ topic: dlqTopic }], waitForLeaders: true }).catch(() => false);
         } catch (err) {
           throw mapKafkaError(err, brokers);
         }
@@ -128,15 +141,23 @@ export class KafkaSource implements SourcePort {
         },
       },
     );
+    await this.ensureTopics();
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       const parts = e.payload.memberAssignment[topic] ?? [];
-      this.assigning = this.assigning.then(() => this.handleAssignment(parts)).catch((err) => {
-        logger.error(`partition assignment failed: ${(err as Error).message}`);
-      });
+      // An assignment that cannot be honoured (an offset gap, PostgreSQL refusing) ends consumption.
+      this.assigning = this.assigning.then(() => this.handleAssignment(parts)).catch((err) => this.fail(err as Error));
     });
+    // kafkajs restarts its consumer after a retriable crash; after any other one it
+    // just stops fetching while the process looks alive. That ends consumption here.
     this.consumer.on(this.consumer.events.CRASH, (e) => {
       const err = mapKafkaError(e.payload.error, brokers);
-      logger.warn(`${err.message}; the consumer ${e.payload.restart ? 'restarts' : 'stopped'}`);
+      this.opts.onCrash?.(e.payload.restart);
+      if (e.payload.restart) {
+        logger.warn(`${err.message}; the Kafka consumer restarts`);
+        this.health = { consuming: false, state: `restarting after: ${err.message}` };
+      } else {
+        this.fail(new FraudSqlError('SOURCE_STOPPED', `Kafka consumption stopped: ${err.message}`, { cause: err }));
+      }
     });
     await this.consumer.subscribe({ topic, fromBeginning: true });
     this.running = true;
@@ -148,16 +169,52 @@ export class KafkaSource implements SourcePort {
     });
   }
 
+  /** Ends consumption for good: the batch loop gets `err` and the process stops (see README, Operate). */
+  private fail(err: Error): void {
+    this.health = { consuming: false, state: `stopped: ${err.message}` };
+    this.buffer.fail(err);
+  }
+
+  healthState(): SourceHealth {
+    return this.health;
+  }
+
+  /**
+   * The input topic must exist before subscribing (kafkajs would crash on it):
+   * with --create-topics it is created, otherwise fraud-sql waits for it, saying so once.
+   */
+  private async ensureTopics(): Promise<void> {
+    const { topic, dlqTopic, createTopics, logger, brokers, signal } = this.opts;
+    const topics = createTopics
+      ? [{ topic, numPartitions: createTopics.partitions, replicationFactor: createTopics.replicationFactor }, { topic: dlqTopic, numPartitions: 1, replicationFactor: createTopics.replicationFactor }]
+      : [{ topic: dlqTopic }];
+    // false when they exist already; the DLQ is created either way, as producers do on first use.
+    const created = await this.admin.createTopics({ topics, waitForLeaders: true }).catch((err) => {
+      if (createTopics) throw mapKafkaError(err, brokers);
+      return false;
+    });
+    if (created && createTopics) logger.info(`created topics ${topic} (${createTopics.partitions} partitions) and ${dlqTopic}`);
+    let waited = false;
+    while (!signal?.aborted && !(await this.admin.listTopics()).includes(topic)) {
+      if (!waited) logger.warn(`waiting for topic "${topic}" on ${brokers.join(',')} (create it, or start with --create-topics)`);
+      waited = true;
+      this.health = { consuming: false, state: `waiting for topic "${topic}"` };
+      await sleep(1_000, signal);
+    }
+    if (waited && !signal?.aborted) logger.info(`topic "${topic}" exists now`);
+  }
+
   private async handleAssignment(partitions: number[]): Promise<void> {
     this.ready = new Set();
     this.assignment = [...partitions].sort((a, b) => a - b);
     // Buffered messages belong to the previous assignment; each partition is re-sought below.
     this.buffer.clear();
-    const low = new Map<number, bigint>();
+    const ranges = new Map<number, OffsetRange>();
     for (const o of await this.admin.fetchTopicOffsets(this.opts.topic)) {
-      if (partitions.includes(o.partition)) low.set(o.partition, BigInt(o.low));
+      if (partitions.includes(o.partition)) ranges.set(o.partition, { low: BigInt(o.low), high: BigInt(o.high) });
     }
-    const seek = await this.onAssign!(this.assignment, low);
+    const seek = await this.onAssign!(this.assignment, ranges);
+    this.health = { consuming: true, state: 'consuming' };
     for (const [partition, offset] of seek) {
       this.consumer.seek({ topic: this.opts.topic, partition, offset: offset.toString() });
       this.ready.add(partition);
@@ -171,6 +228,13 @@ export class KafkaSource implements SourcePort {
     // Never throw from here: kafkajs would act on offsets itself. Skipping without
     // resolving makes kafkajs fetch the same messages again.
     if (!this.ready.has(batch.partition) || isStale()) return;
+    try {
+      this.opts.failpoint?.('fetch-error');
+    } catch (err) {
+      // Non-retriable, as an unsupported codec or a client bug is: kafkajs stops its consumer.
+      throw Object.assign(err as Error, { retriable: false });
+    }
+    this.health = { consuming: true, state: 'consuming' };
     const msgs: SourceMessage[] = batch.messages.map((m) => ({
       topic: batch.topic,
       partition: batch.partition,

@@ -35,7 +35,7 @@ export class RecordedSource implements SourcePort {
     if (fresh.length > 0) {
       for (const p of fresh) this.offsets.set(p, 0n);
       const all = [...this.offsets.keys()];
-      await this.onAssign!(all, new Map(all.map((p) => [p, 0n])));
+      await this.onAssign!(all, new Map(all.map((p) => [p, { low: 0n, high: null }])));
     }
     return r.value.map((m) => {
       const offset = this.offsets.get(m.partition)!;
