@@ -24,7 +24,7 @@ const groupOf = (topic: string) => `g-${topic}`;
 
 type Teardown = (fn: () => Promise<void> | void) => void;
 
-export async function kafkaTopic(teardown: Teardown, partitions = 4): Promise<string> {
+async function kafkaTopic(teardown: Teardown, partitions: number): Promise<string> {
   const topic = uniqueName('orders').replace(/_/g, '-');
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
@@ -39,7 +39,7 @@ export async function kafkaTopic(teardown: Teardown, partitions = 4): Promise<st
   return topic;
 }
 
-export async function pgSchema(teardown: Teardown): Promise<{ schema: string; pool: pg.Pool }> {
+async function pgSchema(teardown: Teardown): Promise<{ schema: string; pool: pg.Pool }> {
   const schema = uniqueName('t');
   const pool = new pg.Pool({ connectionString: PG_URL, max: 2, options: `-c search_path=${schema} -c TimeZone=UTC` });
   // Some tests restart PostgreSQL: idle connections then fail, and are replaced.
@@ -51,7 +51,7 @@ export async function pgSchema(teardown: Teardown): Promise<{ schema: string; po
   return { schema, pool };
 }
 
-export async function producer(teardown: Teardown): Promise<Producer> {
+async function producer(teardown: Teardown): Promise<Producer> {
   const p = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).producer();
   await p.connect();
   teardown(() => p.disconnect());
@@ -67,7 +67,7 @@ export interface TestMessage {
  * Produces in chunks, in order (one in-flight request, so per-partition order is kept).
  * Takes any iterable, so a generated backlog is sent as it is generated.
  */
-export async function produce(p: Producer, topic: string, messages: Iterable<TestMessage>, chunk = 5_000): Promise<void> {
+async function produce(p: Producer, topic: string, messages: Iterable<TestMessage>, chunk = 5_000): Promise<void> {
   let batch: TestMessage[] = [];
   const send = () => p.send({ topic, messages: batch.map((m) => ({ key: m.key, value: m.value })) });
   for (const m of messages) {
@@ -80,7 +80,7 @@ export async function produce(p: Producer, topic: string, messages: Iterable<Tes
   if (batch.length > 0) await send();
 }
 
-export function testConfig(topic: string, schema: string, extra: Partial<Config> = {}): Readonly<Config> {
+function testConfig(topic: string, schema: string, extra: Partial<Config> = {}): Readonly<Config> {
   return loadConfig({}, {}, {
     brokers: BROKERS,
     topic,
@@ -95,14 +95,14 @@ export function testConfig(topic: string, schema: string, extra: Partial<Config>
 
 const testLogger = (): Logger => (process.env.TEST_LOG ? createLogger('debug') : silentLogger);
 
-export async function runApp(teardown: Teardown, config: Readonly<Config>): Promise<RunningApp> {
+async function runApp(teardown: Teardown, config: Readonly<Config>): Promise<RunningApp> {
   const app = await startRun(config, testLogger());
   teardown(() => app.stop());
   return app;
 }
 
 /** Waits until every message produced so far to `topic` is committed by the app. */
-export async function drained(app: RunningApp, topic: string, timeoutMs = Number(process.env.TEST_DRAIN_MS ?? 120_000)): Promise<void> {
+async function drained(app: RunningApp, topic: string, timeoutMs = Number(process.env.TEST_DRAIN_MS ?? 120_000)): Promise<void> {
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   let failed: unknown = null;
@@ -173,31 +173,6 @@ class Dataset {
   }
 }
 
-/** A deterministic labelled dataset: the messages to produce and the oracle's view of them. */
-export function dataset(opts: { seed: number; count: number; rate: number; startMs: number; mix?: Parameters<typeof generateOrders>[0]['mix'] }): { messages: TestMessage[]; orders: OracleOrder[] } {
-  const gen = generateOrders({ seed: opts.seed, rate: opts.rate, startMs: opts.startMs, mix: opts.mix ?? { normal: 85, bot: 10, burst: 2, near_miss: 2, high_value: 1 } });
-  const messages: TestMessage[] = [];
-  const orders: OracleOrder[] = [];
-  for (let i = 0; i < opts.count; i++) {
-    const o = gen.next().value!;
-    messages.push({ key: o.key, value: o.value });
-    if (o.label === 'malformed') continue;
-    const j = JSON.parse(o.value);
-    orders.push({ order_id: j.order_id, ms: Date.parse(j.timestamp), product_name: j.product_name, price: j.price, quantity: j.quantity, ip_address: j.ip_address });
-  }
-  return { messages, orders };
-}
-
-/** Every output table equals the independent recomputation, exactly. */
-export async function assertMatchesOracle(t: Pick<Test, 'same'>, pool: pg.Pool, orders: readonly OracleOrder[]): Promise<void> {
-  const expected = recompute(orders);
-  const actual = await readTables(pool);
-  t.same(entries(actual.popular), entries(expected.popular), 'popular_products equals the recomputation');
-  t.same(entries(actual.suspicious), entries(expected.suspicious), 'suspicious_ips equals the recomputation');
-  t.same(entries(actual.highValue), entries(expected.highValue), 'high_value_orders equals the recomputation');
-  t.same(entries(actual.stats), entries(expected.stats), 'realtime_stats equals the recomputation');
-}
-
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 
 export interface RunProcess {
@@ -207,7 +182,7 @@ export interface RunProcess {
 }
 
 /** Starts `fraud-sql run` as its own process (the built CLI), as an operator would. */
-export function spawnRun(teardown: Teardown, topic: string, schema: string, env: Record<string, string> = {}): RunProcess {
+function spawnRun(teardown: Teardown, topic: string, schema: string, env: Record<string, string> = {}): RunProcess {
   const child = spawn('node', [CLI, 'run'], {
     env: {
       ...process.env,
@@ -242,7 +217,7 @@ export function spawnRun(teardown: Teardown, topic: string, schema: string, env:
 }
 
 /** Waits until PostgreSQL's committed offsets reach the end of every partition. */
-export async function drainedInPg(pool: pg.Pool, topic: string, timeoutMs = 120_000): Promise<void> {
+async function drainedInPg(pool: pg.Pool, topic: string, timeoutMs: number): Promise<void> {
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   try {
