@@ -7,9 +7,7 @@
  */
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { generateOrders } from '../src/generator/orders.js';
-import { assertMatchesOracle, drainedInPg, kafkaTopic, pgSchema, producer, spawnRun } from './helpers.js';
-import type { OracleOrder } from './oracle.js';
+import { scenario } from './helpers.js';
 
 const ORDERS = Number(process.env.BACKLOG_ORDERS ?? 2_000_000);
 /** Event time per second of input: the backlog spans many state horizons (2 min each). */
@@ -24,28 +22,13 @@ const MAX_RSS_MB = 1024;
 const HORIZON_S = 125 + 5;
 
 t.test(`a backlog of ${ORDERS.toLocaleString('en-US')} orders: drained with bounded memory, results exact`, async (t) => {
-  const topic = await kafkaTopic(t.teardown, 4);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-
-  const startMs = Date.now() - (ORDERS / RATE) * 1000;
-  const gen = generateOrders({ seed: 31, rate: RATE, startMs, mix: { normal: 85, bot: 10, burst: 2, near_miss: 2, high_value: 1 } });
-  const orders: OracleOrder[] = [];
+  const s = await scenario(t, { partitions: 4, orders: ORDERS, seed: 31, rate: RATE });
   const producing = Date.now();
-  for (let sent = 0; sent < ORDERS; ) {
-    const chunk: { key: string; value: string }[] = [];
-    for (let i = 0; i < 20_000 && sent < ORDERS; i++, sent++) {
-      const o = gen.next().value!;
-      chunk.push({ key: o.key, value: o.value });
-      const j = JSON.parse(o.value);
-      orders.push({ order_id: j.order_id, ms: Date.parse(j.timestamp), product_name: j.product_name, price: j.price, quantity: j.quantity, ip_address: j.ip_address });
-    }
-    // One request at a time keeps each partition in event-time order (within the lateness).
-    await p.send({ topic, messages: chunk });
-  }
+  // Streamed as generated, one request at a time: each partition stays in event-time order.
+  await s.produce();
   t.comment(`produced ${ORDERS} orders in ${((Date.now() - producing) / 1000).toFixed(1)} s, spanning ${(ORDERS / RATE / 60).toFixed(0)} min of event time`);
 
-  const run = spawnRun(t.teardown, topic, schema);
+  const run = s.startCli();
   const rssMb: number[] = [];
   const sampler = setInterval(() => {
     try {
@@ -56,7 +39,7 @@ t.test(`a backlog of ${ORDERS.toLocaleString('en-US')} orders: drained with boun
   }, 250);
   const draining = Date.now();
   try {
-    await drainedInPg(pool, topic, 600_000);
+    await s.drainedInPg(600_000);
   } finally {
     clearInterval(sampler);
   }
@@ -74,7 +57,7 @@ t.test(`a backlog of ${ORDERS.toLocaleString('en-US')} orders: drained with boun
   const horizonOrders = RATE * HORIZON_S;
   t.ok(stateOrders >= RATE * 120 && stateOrders <= 2 * horizonOrders, `${stateOrders} orders in the window state at the end (${horizonOrders} in ${HORIZON_S} s of event time, of ${ORDERS} in the backlog)`);
 
-  const consumed = await pool.query(`SELECT sum(next_offset)::bigint AS n FROM consumer_progress WHERE topic = $1`, [topic]);
+  const consumed = await s.pool.query(`SELECT sum(next_offset)::bigint AS n FROM consumer_progress WHERE topic = $1`, [s.topic]);
   t.equal(Number(consumed.rows[0].n), ORDERS, 'every offset committed');
-  await assertMatchesOracle(t, pool, orders);
+  await s.expectExact();
 });

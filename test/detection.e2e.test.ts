@@ -9,26 +9,25 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { ipActivity, maxWithin } from '../src/generator/truth.js';
-import { BROKERS, drained, kafkaTopic, pgSchema, runApp, testConfig } from './helpers.js';
+import { BROKERS, scenario } from './helpers.js';
 
 const run = promisify(execFile);
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 
 t.test('labelled scenarios: recall and precision per scenario', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 4);
-  const { schema, pool } = await pgSchema(t.teardown);
+  const s = await scenario(t, { partitions: 4 });
   const dir = t.testdir();
   const start = new Date(Date.now() - 600_000).toISOString();
   const common = ['generate', '--seed', '77', '--rate', '100', '--count', '40000', '--fast', '--start', start, '--mix', 'normal=84,bot=10,burst=2,near_miss=2,high_value=1,card_testing=1'];
-  await run('node', [CLI, ...common, '--brokers', BROKERS.join(','), '--topic', topic]);
+  await run('node', [CLI, ...common, '--brokers', BROKERS.join(','), '--topic', s.topic]);
   await run('node', [CLI, ...common, '--output', `${dir}/orders.jsonl`]);
   const orders = readFileSync(`${dir}/orders.jsonl`, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 
-  const app = await runApp(t.teardown, testConfig(topic, schema));
-  await drained(app, topic, 300_000);
+  const app = await s.startApp();
+  await s.drained(app, 300_000);
 
-  const flagged = new Set((await pool.query('SELECT DISTINCT ip_address FROM suspicious_ips')).rows.map((r) => r.ip_address as string));
-  const hvFound = new Set((await pool.query('SELECT order_id FROM high_value_orders')).rows.map((r) => r.order_id as string));
+  const flagged = new Set((await s.pool.query('SELECT DISTINCT ip_address FROM suspicious_ips')).rows.map((r) => r.ip_address as string));
+  const hvFound = new Set((await s.pool.query('SELECT order_id FROM high_value_orders')).rows.map((r) => r.order_id as string));
 
   // Ground truth per IP: its scenario, and whether it ever had 10 orders within 60 s.
   const ipTimes = ipActivity(orders);

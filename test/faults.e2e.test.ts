@@ -7,15 +7,14 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
-import { FAILPOINTS } from '../src/engine/ports.js';
-import { BROKERS, assertMatchesOracle, dataset, drainedInPg, kafkaTopic, pgSchema, produce, producer, spawnRun, type TestMessage } from './helpers.js';
+import { KILL_POINTS } from '../src/engine/ports.js';
+import { BROKERS, scenario, type RunProcess, type Scenario } from './helpers.js';
 
 const BATCH = { FRAUD_SQL_BATCH_MAX_SIZE: '2000' };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const recent = (count: number, rate: number) => Date.now() - (count / rate) * 1000;
 
-async function committedRows(pool: import('pg').Pool, topic: string): Promise<bigint> {
-  const r = await pool.query('SELECT coalesce(sum(next_offset), 0)::text AS n FROM consumer_progress WHERE topic = $1', [topic]).catch(() => ({ rows: [{ n: '0' }] }));
+async function committedRows(s: Scenario): Promise<bigint> {
+  const r = await s.pool.query('SELECT coalesce(sum(next_offset), 0)::text AS n FROM consumer_progress WHERE topic = $1', [s.topic]).catch(() => ({ rows: [{ n: '0' }] }));
   return BigInt(r.rows[0].n);
 }
 
@@ -28,20 +27,17 @@ async function until(what: string, check: () => Promise<boolean>, ms = 60_000): 
 }
 
 t.test('kill -9 at every point of the batch cycle, then a restart: nothing lost, nothing twice', async (t) => {
-  for (const point of FAILPOINTS) {
+  for (const point of KILL_POINTS) {
     await t.test(point, async (t) => {
       const started = Date.now();
-      const topic = await kafkaTopic(t.teardown, 4);
-      const { schema, pool } = await pgSchema(t.teardown);
-      const p = await producer(t.teardown);
-      const data = dataset({ seed: 11, count: 20_000, rate: 100, startMs: recent(20_000, 100) });
-      await produce(p, topic, data.messages);
-      const crashing = spawnRun(t.teardown, topic, schema, { ...BATCH, FRAUD_SQL_FAILPOINT: `${point}:3` });
+      const s = await scenario(t, { partitions: 4, orders: 20_000, seed: 11 });
+      await s.produce();
+      const crashing = s.startCli({ ...BATCH, FRAUD_SQL_FAILPOINT: `${point}:3` });
       const exit = await crashing.exited;
       t.equal(exit.signal, 'SIGKILL', `killed at ${point}`);
-      const restarted = spawnRun(t.teardown, topic, schema, BATCH);
-      await drainedInPg(pool, topic);
-      await assertMatchesOracle(t, pool, data.orders);
+      const restarted = s.startCli(BATCH);
+      await s.drainedInPg();
+      await s.expectExact();
       restarted.child.kill('SIGTERM');
       t.comment(`${point}: ${((Date.now() - started) / 1000).toFixed(1)} s`);
     });
@@ -49,40 +45,35 @@ t.test('kill -9 at every point of the batch cycle, then a restart: nothing lost,
 });
 
 t.test('a crash loop: three kills at different progress points, then a clean run', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 4);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const data = dataset({ seed: 12, count: 30_000, rate: 100, startMs: recent(30_000, 100) });
-  await produce(p, topic, data.messages);
+  const s = await scenario(t, { partitions: 4, orders: 30_000, seed: 12 });
+  await s.produce();
   for (const fp of ['after-ingest:2', 'before-commit:4', 'after-commit:3']) {
-    const r = spawnRun(t.teardown, topic, schema, { ...BATCH, FRAUD_SQL_FAILPOINT: fp });
+    const r = s.startCli({ ...BATCH, FRAUD_SQL_FAILPOINT: fp });
     t.equal((await r.exited).signal, 'SIGKILL', `killed at ${fp}`);
   }
-  t.ok((await committedRows(pool, topic)) > 0n, 'the crashed runs committed some progress');
-  const clean = spawnRun(t.teardown, topic, schema, BATCH);
-  await drainedInPg(pool, topic);
-  await assertMatchesOracle(t, pool, data.orders);
+  t.ok((await committedRows(s)) > 0n, 'the crashed runs committed some progress');
+  const clean = s.startCli(BATCH);
+  await s.drainedInPg();
+  await s.expectExact();
   clean.child.kill('SIGTERM');
 });
 
 t.test('a restart in the middle of open windows rebuilds state and never writes a smaller count', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 4);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
   // Event times run up to now: the last windows and bursts are open at the kill.
-  const data = dataset({ seed: 13, count: 20_000, rate: 100, startMs: recent(20_000, 100) });
-  const half = data.messages.length / 2;
-  await produce(p, topic, data.messages.slice(0, half));
-  const first = spawnRun(t.teardown, topic, schema, BATCH);
-  await drainedInPg(pool, topic);
+  const s = await scenario(t, { partitions: 4, orders: 20_000, seed: 13 });
+  const { pool } = s;
+  const half = s.messages.length / 2;
+  await s.produce(s.messages.slice(0, half));
+  const first = s.startCli(BATCH);
+  await s.drainedInPg();
   const before = new Map((await pool.query('SELECT source_partition, stat_time, total_orders::int, suspicious_ip_count FROM realtime_stats_partial')).rows.map((r) => [`${r.source_partition}|${r.stat_time.toISOString()}`, r]));
   const burstsBefore = new Map((await pool.query('SELECT ip_address, window_start, order_count::int FROM suspicious_ips')).rows.map((r) => [`${r.ip_address}|${r.window_start.toISOString()}`, r.order_count]));
   first.child.kill('SIGKILL');
   await first.exited;
-  await produce(p, topic, data.messages.slice(half));
-  const second = spawnRun(t.teardown, topic, schema, BATCH);
-  await drainedInPg(pool, topic);
-  await assertMatchesOracle(t, pool, data.orders);
+  await s.produce(s.messages.slice(half));
+  const second = s.startCli(BATCH);
+  await s.drainedInPg();
+  await s.expectExact();
   const after = new Map((await pool.query('SELECT source_partition, stat_time, total_orders::int, suspicious_ip_count FROM realtime_stats_partial')).rows.map((r) => [`${r.source_partition}|${r.stat_time.toISOString()}`, r]));
   const shrunk = [...before].filter(([k, b]) => !after.has(k) || after.get(k).total_orders < b.total_orders || after.get(k).suspicious_ip_count < b.suspicious_ip_count);
   t.same(shrunk, [], 'no window lost orders or suspicious IPs across the restart');
@@ -98,13 +89,10 @@ t.test('a restart in the middle of open windows rebuilds state and never writes 
 });
 
 t.test('SIGTERM mid-stream: a clean exit within seconds, the group left, an exact resume', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 4);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const data = dataset({ seed: 14, count: 60_000, rate: 200, startMs: recent(60_000, 200) });
-  await produce(p, topic, data.messages);
-  const r = spawnRun(t.teardown, topic, schema, { FRAUD_SQL_BATCH_MAX_SIZE: '1000' });
-  await until('first commits', async () => (await committedRows(pool, topic)) > 0n);
+  const s = await scenario(t, { partitions: 4, orders: 60_000, seed: 14, rate: 200 });
+  await s.produce();
+  const r = s.startCli({ FRAUD_SQL_BATCH_MAX_SIZE: '1000' });
+  await until('first commits', async () => (await committedRows(s)) > 0n);
   const termAt = Date.now();
   r.child.kill('SIGTERM');
   const exit = await r.exited;
@@ -113,26 +101,22 @@ t.test('SIGTERM mid-stream: a clean exit within seconds, the group left, an exac
   t.ok(took < 10_000, `exited ${took} ms after SIGTERM`);
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
-  const group = (await admin.describeGroups([`g-${topic}`])).groups[0]!;
+  const group = (await admin.describeGroups([s.group])).groups[0]!;
   await admin.disconnect();
   t.equal(group.members.length, 0, `the consumer group was left (state ${group.state})`);
-  const resumed = spawnRun(t.teardown, topic, schema);
-  await drainedInPg(pool, topic);
-  await assertMatchesOracle(t, pool, data.orders);
+  const resumed = s.startCli();
+  await s.drainedInPg();
+  await s.expectExact();
   resumed.child.kill('SIGTERM');
 });
 
 t.test('the same order delivered twice is counted once', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 4);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const data = dataset({ seed: 15, count: 10_000, rate: 100, startMs: recent(10_000, 100) });
+  const s = await scenario(t, { partitions: 4, orders: 10_000, seed: 15 });
   // Redeliver every 50th order right after itself (a producer retry): same key, same bytes.
-  const withDuplicates: TestMessage[] = data.messages.flatMap((m, i) => (i % 50 === 0 ? [m, m] : [m]));
-  await produce(p, topic, withDuplicates);
-  const r = spawnRun(t.teardown, topic, schema);
-  await drainedInPg(pool, topic);
-  await assertMatchesOracle(t, pool, data.orders);
+  await s.produce(s.messages.flatMap((m, i) => (i % 50 === 0 ? [m, m] : [m])));
+  const r = s.startCli();
+  await s.drainedInPg();
+  await s.expectExact();
   const metricsUrl = /metrics and health on (\S+)/.exec(r.output())![1]!;
   const metrics = await (await fetch(`${metricsUrl}/metrics`)).text();
   t.match(metrics, /^fraud_sql_duplicate_orders_total 200$/m, '200 duplicates counted and dropped');
@@ -140,28 +124,26 @@ t.test('the same order delivered twice is counted once', async (t) => {
 });
 
 t.test('poison messages: each dead-lettered once; a failing dead-letter write holds the offsets', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 1);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const data = dataset({ seed: 16, count: 3_000, rate: 100, startMs: recent(3_000, 100), mix: { normal: 90, bot: 5, malformed: 5 } });
-  await produce(p, topic, data.messages);
-  const poisonOffsets = data.messages.flatMap((m, i) => (m.key === 'malformed' ? [i] : []));
+  const s = await scenario(t, { partitions: 1, orders: 3_000, seed: 16, mix: { normal: 90, bot: 5, malformed: 5 } });
+  const { pool, topic } = s;
+  const poisonOffsets = s.messages.flatMap((m, i) => (m.key === 'malformed' ? [i] : []));
+  await s.produce();
   t.ok(poisonOffsets.length > 50, `${poisonOffsets.length} poison messages`);
 
   // A dead-letter topic the broker refuses: the batch must not commit past the poison.
-  const failing = spawnRun(t.teardown, topic, schema, { FRAUD_SQL_DLQ_TOPIC: 'invalid topic name!' });
+  const failing = s.startCli({ FRAUD_SQL_DLQ_TOPIC: 'invalid topic name!' });
   const exit = await failing.exited;
   t.not(exit.code, 0, 'the process stops when it cannot record a dead letter');
   t.match(failing.output(), /invalid topic name|INVALID_TOPIC|not a valid topic|Invalid topic/i);
-  const committed = await committedRows(pool, topic);
+  const committed = await committedRows(s);
   t.ok(committed <= BigInt(poisonOffsets[0]!), `offsets held at ${committed}, not past the first poison message at ${poisonOffsets[0]}`);
   t.equal((await pool.query('SELECT count(*)::int AS n FROM dead_letters')).rows[0].n, 0);
 
-  const ok = spawnRun(t.teardown, topic, schema);
-  await drainedInPg(pool, topic);
+  const ok = s.startCli();
+  await s.drainedInPg();
   const dl = (await pool.query('SELECT kafka_offset::int AS o FROM dead_letters ORDER BY 1')).rows.map((r) => r.o);
   t.same(dl, poisonOffsets, 'every poison message is in dead_letters exactly once, at its original offset');
-  await assertMatchesOracle(t, pool, data.orders);
+  await s.expectExact();
   // The dead-letter topic holds each of them once too.
   const kafka = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
@@ -176,11 +158,12 @@ const pgVersion = () => readdirSync('/etc/postgresql')[0]!;
 const pgctl = (...args: string[]) => execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', pgVersion(), 'main', ...args], { stdio: 'ignore' });
 const ensurePgUp = () => spawnSync('pg_ctlcluster', ['--skip-systemctl-redirect', pgVersion(), 'main', 'start'], { stdio: 'ignore' });
 
-/** Produces `messages` in slices over about `ms`, calling `during` at the middle. */
-async function trickle(p: Awaited<ReturnType<typeof producer>>, topic: string, messages: TestMessage[], slices: number, gapMs: number, during: Record<number, () => Promise<void> | void>) {
+/** Produces the scenario's messages in `slices`, `gapMs` apart, calling `during[i]` after slice i. */
+async function trickle(s: Scenario, slices: number, gapMs: number, during: Record<number, () => Promise<void> | void>) {
+  const { messages } = s;
   const size = Math.ceil(messages.length / slices);
   for (let i = 0; i < slices; i++) {
-    await produce(p, topic, messages.slice(i * size, (i + 1) * size));
+    await s.produce(messages.slice(i * size, (i + 1) * size));
     await during[i]?.();
     await sleep(gapMs);
   }
@@ -188,12 +171,9 @@ async function trickle(p: Awaited<ReturnType<typeof producer>>, topic: string, m
 
 t.test('PostgreSQL restarted (fast, then immediate) while orders flow', async (t) => {
   t.teardown(ensurePgUp);
-  const topic = await kafkaTopic(t.teardown, 4);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const data = dataset({ seed: 17, count: 24_000, rate: 100, startMs: recent(24_000, 100) });
-  const r = spawnRun(t.teardown, topic, schema, BATCH);
-  await trickle(p, topic, data.messages, 12, 300, {
+  const s = await scenario(t, { partitions: 4, orders: 24_000, seed: 17 });
+  const r = s.startCli(BATCH);
+  await trickle(s, 12, 300, {
     3: () => {
       pgctl('restart', '-m', 'fast');
     },
@@ -201,8 +181,8 @@ t.test('PostgreSQL restarted (fast, then immediate) while orders flow', async (t
       pgctl('restart', '-m', 'immediate');
     },
   });
-  await drainedInPg(pool, topic);
-  await assertMatchesOracle(t, pool, data.orders);
+  await s.drainedInPg();
+  await s.expectExact();
   t.equal(r.child.exitCode, null, 'the process rode out both restarts');
   r.child.kill('SIGTERM');
 });
@@ -210,17 +190,14 @@ t.test('PostgreSQL restarted (fast, then immediate) while orders flow', async (t
 t.test('PostgreSQL down for a while: not ready, offsets hold, lag grows, then it catches up by itself', async (t) => {
   const downMs = Number(process.env.FAULT_PG_DOWN_MS ?? 60_000);
   t.teardown(ensurePgUp);
-  const topic = await kafkaTopic(t.teardown, 2);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const data = dataset({ seed: 18, count: 10_000, rate: 100, startMs: recent(10_000, 100) });
-  await produce(p, topic, data.messages.slice(0, 5_000));
-  const r = spawnRun(t.teardown, topic, schema);
-  await drainedInPg(pool, topic);
+  const s = await scenario(t, { partitions: 2, orders: 10_000, seed: 18 });
+  await s.produce(s.messages.slice(0, 5_000));
+  const r = s.startCli();
+  await s.drainedInPg();
   const url = /metrics and health on (\S+)/.exec(r.output())![1]!;
-  const held = await committedRows(pool, topic);
+  const held = await committedRows(s);
   pgctl('stop', '-m', 'fast');
-  await produce(p, topic, data.messages.slice(5_000));
+  await s.produce(s.messages.slice(5_000));
   await until('readiness 503', async () => (await fetch(`${url}/readyz`)).status === 503, 15_000);
   await sleep(Math.max(0, downMs - 5_000));
   const status = await (await fetch(`${url}/status`)).json();
@@ -229,9 +206,9 @@ t.test('PostgreSQL down for a while: not ready, offsets hold, lag grows, then it
   t.equal(status.partitions.reduce((a: bigint, x: { committedOffset: string }) => a + BigInt(x.committedOffset), 0n), held, 'offsets did not advance');
   t.equal((await fetch(`${url}/readyz`)).status, 503, `still not ready after ${downMs / 1000} s`);
   pgctl('start');
-  await drainedInPg(pool, topic);
+  await s.drainedInPg();
   await until('ready again', async () => (await fetch(`${url}/readyz`)).status === 200, 30_000);
-  await assertMatchesOracle(t, pool, data.orders);
+  await s.expectExact();
   r.child.kill('SIGTERM');
 });
 
@@ -240,42 +217,36 @@ t.test('the Kafka broker stopped for 20 s and started again: recovery without ma
   t.teardown(() => {
     spawnSync(script, ['start'], { stdio: 'ignore' });
   });
-  const topic = await kafkaTopic(t.teardown, 4);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const data = dataset({ seed: 19, count: 20_000, rate: 100, startMs: recent(20_000, 100) });
-  await produce(p, topic, data.messages.slice(0, 10_000));
-  const r = spawnRun(t.teardown, topic, schema, BATCH);
-  await drainedInPg(pool, topic);
+  const s = await scenario(t, { partitions: 4, orders: 20_000, seed: 19 });
+  await s.produce(s.messages.slice(0, 10_000));
+  const r = s.startCli(BATCH);
+  await s.drainedInPg();
   execFileSync(script, ['stop'], { stdio: 'ignore' });
   await sleep(Number(process.env.FAULT_KAFKA_DOWN_MS ?? 20_000));
   execFileSync(script, ['start'], { stdio: 'ignore' });
-  const p2 = await producer(t.teardown);
-  await produce(p2, topic, data.messages.slice(10_000));
-  await drainedInPg(pool, topic, 120_000);
-  await assertMatchesOracle(t, pool, data.orders);
+  await s.reconnectProducer();
+  await s.produce(s.messages.slice(10_000));
+  await s.drainedInPg(120_000);
+  await s.expectExact();
   t.equal(r.child.exitCode, null, 'the same process recovered');
   r.child.kill('SIGTERM');
 });
 
 t.test('a second instance joins mid-stream, then one is killed: results stay exact', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 4);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const data = dataset({ seed: 20, count: 40_000, rate: 100, startMs: recent(40_000, 100) });
-  const a = spawnRun(t.teardown, topic, schema, BATCH);
-  let b: ReturnType<typeof spawnRun> | null = null;
-  await trickle(p, topic, data.messages, 10, 400, {
+  const s = await scenario(t, { partitions: 4, orders: 40_000, seed: 20 });
+  const a = s.startCli(BATCH);
+  let b: RunProcess | null = null;
+  await trickle(s, 10, 400, {
     2: () => {
-      b = spawnRun(t.teardown, topic, schema, BATCH);
+      b = s.startCli(BATCH);
     },
     6: async () => {
       await until('both instances own partitions', async () => /assigned partitions \d/.test(b!.output()), 30_000);
       a.child.kill('SIGKILL');
     },
   });
-  await drainedInPg(pool, topic, 180_000);
-  await assertMatchesOracle(t, pool, data.orders);
+  await s.drainedInPg(180_000);
+  await s.expectExact();
   t.match(b!.output(), /assigned partitions 0,1,2,3/, 'the survivor took over every partition');
   b!.child.kill('SIGTERM');
 });

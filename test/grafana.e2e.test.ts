@@ -9,8 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { parse as parseYaml } from 'yaml';
 import Ajv2019 from 'ajv/dist/2019.js';
-import { generateOrders } from '../src/generator/orders.js';
-import { drained, kafkaTopic, pgSchema, produce, producer, runApp, testConfig, type TestMessage } from './helpers.js';
+import { scenario } from './helpers.js';
 
 const root = new URL('../', import.meta.url).pathname;
 const dashboard = JSON.parse(readFileSync(`${root}grafana/dashboards/fraud-sql.json`, 'utf8'));
@@ -111,25 +110,17 @@ t.test('docker-compose.yml follows the Compose Specification; the image builds l
 });
 
 t.test('every PostgreSQL panel query returns rows of its shape on real pipeline output', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 2);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const gen = generateOrders({ seed: 3, rate: 40, startMs: Date.now() - 300_000, mix: { late: 1, malformed: 1, burst: 3 } });
-  const messages: TestMessage[] = [];
-  for (let i = 0; i < 12_000; i++) {
-    const o = gen.next().value!;
-    messages.push({ key: o.key, value: o.value });
-  }
-  await produce(p, topic, messages);
-  const app = await runApp(t.teardown, testConfig(topic, schema));
-  await drained(app, topic);
+  const s = await scenario(t, { partitions: 2, orders: 12_000, seed: 3, rate: 40, startMs: Date.now() - 300_000, mix: { late: 1, malformed: 1, burst: 3 } });
+  await s.produce();
+  const app = await s.startApp();
+  await s.drained(app);
 
   const from = new Date(Date.now() - 15 * 60_000);
   const to = new Date(Date.now() + 60_000);
   for (const panel of pgPanels) {
     for (const target of panel.targets) {
       const sql = expandMacros(target.rawSql, from, to);
-      const r = await pool.query(sql);
+      const r = await s.pool.query(sql);
       t.ok(r.rows.length > 0, `${panel.title}: ${r.rows.length} rows`);
       if (target.format === 'time_series') {
         t.equal(r.fields[0]!.name, 'time', `${panel.title}: first column is time`);

@@ -1,13 +1,15 @@
 /**
  * The real test bed: the local Kafka broker (scripts/kafka.sh) and PostgreSQL.
- * Every test gets its own topic, consumer group and PostgreSQL schema, and drops
- * them afterwards.
+ * An end-to-end test starts with `scenario()`: its own topic, consumer group and
+ * PostgreSQL schema (dropped afterwards), a deterministic input, the app under test
+ * in-process or as the built CLI, and an exact comparison of every output table
+ * with the independent oracle (./oracle.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Test } from 'tap';
-import { generateOrders } from '../src/generator/orders.js';
-import { entries, readTables, recompute, type OracleOrder } from './oracle.js';
+import { generateOrders, type GeneratorOptions } from '../src/generator/orders.js';
+import { entries, readTables, recompute, type Expected, type OracleOrder } from './oracle.js';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import pg from 'pg';
 import { loadConfig, type Config } from '../src/config.js';
@@ -15,13 +17,14 @@ import { startRun, type RunningApp } from '../src/commands/run.js';
 import { createLogger, silentLogger, type Logger } from '../src/log.js';
 
 export const BROKERS = (process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
-export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-export const uniqueName = (prefix: string) => `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+const uniqueName = (prefix: string) => `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+const groupOf = (topic: string) => `g-${topic}`;
 
 type Teardown = (fn: () => Promise<void> | void) => void;
 
-export async function kafkaTopic(teardown: Teardown, partitions = 4): Promise<string> {
+async function kafkaTopic(teardown: Teardown, partitions: number): Promise<string> {
   const topic = uniqueName('orders').replace(/_/g, '-');
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
@@ -36,7 +39,7 @@ export async function kafkaTopic(teardown: Teardown, partitions = 4): Promise<st
   return topic;
 }
 
-export async function pgSchema(teardown: Teardown): Promise<{ schema: string; pool: pg.Pool }> {
+async function pgSchema(teardown: Teardown): Promise<{ schema: string; pool: pg.Pool }> {
   const schema = uniqueName('t');
   const pool = new pg.Pool({ connectionString: PG_URL, max: 2, options: `-c search_path=${schema} -c TimeZone=UTC` });
   // Some tests restart PostgreSQL: idle connections then fail, and are replaced.
@@ -48,7 +51,7 @@ export async function pgSchema(teardown: Teardown): Promise<{ schema: string; po
   return { schema, pool };
 }
 
-export async function producer(teardown: Teardown): Promise<Producer> {
+async function producer(teardown: Teardown): Promise<Producer> {
   const p = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).producer();
   await p.connect();
   teardown(() => p.disconnect());
@@ -60,19 +63,29 @@ export interface TestMessage {
   value: string | Buffer;
 }
 
-/** Produces in chunks, in order (one in-flight request, so per-partition order is kept). */
-export async function produce(p: Producer, topic: string, messages: readonly TestMessage[], chunk = 5_000): Promise<void> {
-  for (let i = 0; i < messages.length; i += chunk) {
-    await p.send({ topic, messages: messages.slice(i, i + chunk).map((m) => ({ key: m.key, value: m.value })) });
+/**
+ * Produces in chunks, in order (one in-flight request, so per-partition order is kept).
+ * Takes any iterable, so a generated backlog is sent as it is generated.
+ */
+async function produce(p: Producer, topic: string, messages: Iterable<TestMessage>, chunk = 5_000): Promise<void> {
+  let batch: TestMessage[] = [];
+  const send = () => p.send({ topic, messages: batch.map((m) => ({ key: m.key, value: m.value })) });
+  for (const m of messages) {
+    batch.push(m);
+    if (batch.length === chunk) {
+      await send();
+      batch = [];
+    }
   }
+  if (batch.length > 0) await send();
 }
 
-export function testConfig(topic: string, schema: string, extra: Partial<Config> = {}): Readonly<Config> {
+function testConfig(topic: string, schema: string, extra: Partial<Config> = {}): Readonly<Config> {
   return loadConfig({}, {}, {
     brokers: BROKERS,
     topic,
     dlqTopic: `${topic}.dlq`,
-    groupId: `g-${topic}`,
+    groupId: groupOf(topic),
     databaseUrl: PG_URL,
     pgSchema: schema,
     httpPort: 0,
@@ -80,16 +93,16 @@ export function testConfig(topic: string, schema: string, extra: Partial<Config>
   });
 }
 
-export const testLogger = (): Logger => (process.env.TEST_LOG ? createLogger('debug') : silentLogger);
+const testLogger = (): Logger => (process.env.TEST_LOG ? createLogger('debug') : silentLogger);
 
-export async function runApp(teardown: Teardown, config: Readonly<Config>): Promise<RunningApp> {
+async function runApp(teardown: Teardown, config: Readonly<Config>): Promise<RunningApp> {
   const app = await startRun(config, testLogger());
   teardown(() => app.stop());
   return app;
 }
 
 /** Waits until every message produced so far to `topic` is committed by the app. */
-export async function drained(app: RunningApp, topic: string, timeoutMs = Number(process.env.TEST_DRAIN_MS ?? 120_000)): Promise<void> {
+async function drained(app: RunningApp, topic: string, timeoutMs = Number(process.env.TEST_DRAIN_MS ?? 120_000)): Promise<void> {
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   let failed: unknown = null;
@@ -117,29 +130,47 @@ export async function drained(app: RunningApp, topic: string, timeoutMs = Number
   }
 }
 
-/** A deterministic labelled dataset: the messages to produce and the oracle's view of them. */
-export function dataset(opts: { seed: number; count: number; rate: number; startMs: number; mix?: Parameters<typeof generateOrders>[0]['mix'] }): { messages: TestMessage[]; orders: OracleOrder[] } {
-  const gen = generateOrders({ seed: opts.seed, rate: opts.rate, startMs: opts.startMs, mix: opts.mix ?? { normal: 85, bot: 10, burst: 2, near_miss: 2, high_value: 1 } });
-  const messages: TestMessage[] = [];
-  const orders: OracleOrder[] = [];
-  for (let i = 0; i < opts.count; i++) {
-    const o = gen.next().value!;
-    messages.push({ key: o.key, value: o.value });
-    if (o.label === 'malformed') continue;
-    const j = JSON.parse(o.value);
-    orders.push({ order_id: j.order_id, ms: Date.parse(j.timestamp), product_name: j.product_name, price: j.price, quantity: j.quantity, ip_address: j.ip_address });
-  }
-  return { messages, orders };
-}
+type DatasetOptions = Required<Pick<GeneratorOptions, 'seed' | 'rate' | 'startMs' | 'mix'>> & { count: number };
 
-/** Every output table equals the independent recomputation, exactly. */
-export async function assertMatchesOracle(t: Pick<Test, 'same'>, pool: pg.Pool, orders: readonly OracleOrder[]): Promise<void> {
-  const expected = recompute(orders);
-  const actual = await readTables(pool);
-  t.same(entries(actual.popular), entries(expected.popular), 'popular_products equals the recomputation');
-  t.same(entries(actual.suspicious), entries(expected.suspicious), 'suspicious_ips equals the recomputation');
-  t.same(entries(actual.highValue), entries(expected.highValue), 'high_value_orders equals the recomputation');
-  t.same(entries(actual.stats), entries(expected.stats), 'realtime_stats equals the recomputation');
+/**
+ * A seeded generator's messages and the oracle's view of them (every message but the
+ * malformed ones), generated on first use. Streamed to the topic, a backlog of
+ * millions is never held as messages (2,000,000 of them take 1.2 GB of heap):
+ * only the oracle's orders are kept.
+ */
+class Dataset {
+  #messages?: TestMessage[];
+  #orders?: OracleOrder[];
+
+  constructor(private readonly opts: DatasetOptions) {}
+
+  get messages(): TestMessage[] {
+    return (this.#messages ??= [...this.#generate()]);
+  }
+
+  get orders(): OracleOrder[] {
+    if (!this.#orders) this.#messages = [...this.#generate()];
+    return this.#orders!;
+  }
+
+  /** Every message, in order: from memory when generated already, else as it is generated. */
+  stream(): Iterable<TestMessage> {
+    return this.#messages ?? this.#generate();
+  }
+
+  /** The generator is deterministic: each full pass yields the same messages and orders. */
+  *#generate(): Generator<TestMessage> {
+    const gen = generateOrders(this.opts);
+    const orders: OracleOrder[] = [];
+    for (let i = 0; i < this.opts.count; i++) {
+      const o = gen.next().value!;
+      yield { key: o.key, value: o.value };
+      if (o.label === 'malformed') continue;
+      const j = JSON.parse(o.value);
+      orders.push({ order_id: j.order_id, ms: Date.parse(j.timestamp), product_name: j.product_name, price: j.price, quantity: j.quantity, ip_address: j.ip_address });
+    }
+    this.#orders = orders;
+  }
 }
 
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
@@ -151,14 +182,14 @@ export interface RunProcess {
 }
 
 /** Starts `fraud-sql run` as its own process (the built CLI), as an operator would. */
-export function spawnRun(teardown: Teardown, topic: string, schema: string, env: Record<string, string> = {}): RunProcess {
+function spawnRun(teardown: Teardown, topic: string, schema: string, env: Record<string, string> = {}): RunProcess {
   const child = spawn('node', [CLI, 'run'], {
     env: {
       ...process.env,
       FRAUD_SQL_BROKERS: BROKERS.join(','),
       FRAUD_SQL_TOPIC: topic,
       FRAUD_SQL_DLQ_TOPIC: `${topic}.dlq`,
-      FRAUD_SQL_GROUP: `g-${topic}`,
+      FRAUD_SQL_GROUP: groupOf(topic),
       FRAUD_SQL_DATABASE_URL: PG_URL,
       FRAUD_SQL_PG_SCHEMA: schema,
       FRAUD_SQL_HTTP_PORT: '0',
@@ -186,7 +217,7 @@ export function spawnRun(teardown: Teardown, topic: string, schema: string, env:
 }
 
 /** Waits until PostgreSQL's committed offsets reach the end of every partition. */
-export async function drainedInPg(pool: pg.Pool, topic: string, timeoutMs = 120_000): Promise<void> {
+async function drainedInPg(pool: pg.Pool, topic: string, timeoutMs: number): Promise<void> {
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   try {
@@ -203,3 +234,129 @@ export async function drainedInPg(pool: pg.Pool, topic: string, timeoutMs = 120_
     await admin.disconnect();
   }
 }
+
+/** The result tables, and where the oracle keeps each. */
+const RESULT_TABLES = { popular_products: 'popular', suspicious_ips: 'suspicious', high_value_orders: 'highValue', realtime_stats: 'stats' } as const satisfies Record<string, keyof Expected>;
+export type ResultTable = keyof typeof RESULT_TABLES;
+
+export interface ScenarioOptions {
+  /** Partitions of the topic (its dead-letter topic has one). Default 4. */
+  partitions?: number;
+  /**
+   * A seeded dataset of this many generated messages, produced by `produce()` and
+   * compared by `expectExact()`. Without it, the test brings its own messages.
+   */
+  orders?: number;
+  seed?: number;
+  /** Orders per second of event time. Default 100. */
+  rate?: number;
+  /** Event time of the first order. Default: the last one's is about now, so windows and bursts are still open. */
+  startMs?: number;
+  mix?: GeneratorOptions['mix'];
+}
+
+/** One end-to-end scenario: its topic, schema and input, the app under test, the oracle. */
+export class Scenario {
+  /** The consumer group of the apps started here. */
+  readonly group: string;
+  #expected?: Expected;
+
+  private constructor(
+    private readonly t: Test,
+    readonly topic: string,
+    readonly schema: string,
+    readonly pool: pg.Pool,
+    private producer: Producer,
+    private readonly data: Dataset | null,
+  ) {
+    this.group = groupOf(topic);
+  }
+
+  static async create(t: Test, opts: ScenarioOptions): Promise<Scenario> {
+    const topic = await kafkaTopic(t.teardown, opts.partitions ?? 4);
+    const { schema, pool } = await pgSchema(t.teardown);
+    let data: Dataset | null = null;
+    if (opts.orders !== undefined) {
+      if (opts.seed === undefined) throw new Error('a generated dataset needs a seed');
+      const rate = opts.rate ?? 100;
+      data = new Dataset({
+        seed: opts.seed,
+        count: opts.orders,
+        rate,
+        startMs: opts.startMs ?? Date.now() - (opts.orders / rate) * 1000,
+        mix: opts.mix ?? { normal: 85, bot: 10, burst: 2, near_miss: 2, high_value: 1 },
+      });
+    }
+    return new Scenario(t, topic, schema, pool, await producer(t.teardown), data);
+  }
+
+  #dataset(): Dataset {
+    if (!this.data) throw new Error('this scenario has no generated dataset: pass `orders` and `seed` to scenario()');
+    return this.data;
+  }
+
+  /** Every generated message, in order, malformed ones included. */
+  get messages(): TestMessage[] {
+    return this.#dataset().messages;
+  }
+
+  /** The oracle's input: the generated orders that are valid. */
+  get orders(): OracleOrder[] {
+    return this.#dataset().orders;
+  }
+
+  /** The independent recomputation of `orders`. */
+  get expected(): Expected {
+    return (this.#expected ??= recompute(this.orders));
+  }
+
+  /** Produces `messages`, or by default the whole generated dataset. */
+  async produce(messages?: Iterable<TestMessage>): Promise<void> {
+    await produce(this.producer, this.topic, messages ?? this.#dataset().stream());
+  }
+
+  /** A new producer for what follows: one that lived through a broker stop may hold dead connections. */
+  async reconnectProducer(): Promise<void> {
+    this.producer = await producer(this.t.teardown);
+  }
+
+  /** Starts the pipeline in this process. */
+  startApp(config: Partial<Config> = {}): Promise<RunningApp> {
+    return runApp(this.t.teardown, testConfig(this.topic, this.schema, config));
+  }
+
+  /** Starts `fraud-sql run` as its own process; `env` adds to or overrides its FRAUD_SQL_* settings. */
+  startCli(env: Record<string, string> = {}): RunProcess {
+    return spawnRun(this.t.teardown, this.topic, this.schema, env);
+  }
+
+  /** Waits until the in-process `app` has committed every message produced so far. */
+  drained(app: RunningApp, timeoutMs?: number): Promise<void> {
+    return drained(app, this.topic, timeoutMs);
+  }
+
+  /** Waits until PostgreSQL's committed offsets reach the end of every partition, whichever process wrote them. */
+  drainedInPg(timeoutMs = 120_000): Promise<void> {
+    return drainedInPg(this.pool, this.topic, timeoutMs);
+  }
+
+  /**
+   * Every result table (or those in `tables`) equals the independent recomputation of
+   * `orders` (default: the generated dataset), exactly. `context` ends each message.
+   */
+  async expectExact(opts: { orders?: readonly OracleOrder[]; tables?: readonly ResultTable[]; context?: string } = {}): Promise<void> {
+    const orders = opts.orders ?? this.orders;
+    // Both sides empty would agree without proving anything.
+    if (orders.length === 0) throw new Error('an exact comparison needs orders to recompute');
+    const expected = opts.orders ? recompute(opts.orders) : this.expected;
+    const actual = await readTables(this.pool);
+    for (const table of opts.tables ?? (Object.keys(RESULT_TABLES) as ResultTable[])) {
+      const want: Map<string, unknown> = expected[RESULT_TABLES[table]];
+      const got: Map<string, unknown> = actual[RESULT_TABLES[table]];
+      this.t.same(entries(got), entries(want), `${table} equals the recomputation${opts.context ? ` ${opts.context}` : ''} (${want.size} ${want.size === 1 ? 'row' : 'rows'})`);
+    }
+  }
+}
+
+/** Sets up a scenario for the test `t`; everything it creates is released when `t` ends. */
+export const scenario = (t: Test, opts: ScenarioOptions = {}): Promise<Scenario> => Scenario.create(t, opts);

@@ -5,21 +5,18 @@
  */
 import t from 'tap';
 import { cpSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { dataset, drained, kafkaTopic, pgSchema, produce, producer, runApp, testConfig } from './helpers.js';
-import { entries, readTables, recompute } from './oracle.js';
+import { scenario } from './helpers.js';
 
 t.test('an edited or removed rule applies at the next batch; a broken edit keeps the old one', async (t) => {
   const dir = t.testdir();
   cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true });
-  const topic = await kafkaTopic(t.teardown, 2);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const data = dataset({ seed: 21, count: 9_000, rate: 100, startMs: Date.now() - 95_000 });
-  const app = await runApp(t.teardown, testConfig(topic, schema, { queriesDir: dir }));
+  const s = await scenario(t, { partitions: 2, orders: 9_000, seed: 21, startMs: Date.now() - 95_000 });
+  const { pool, messages, orders } = s;
+  const app = await s.startApp({ queriesDir: dir });
   const reloaded = () => new Promise<{ ok: boolean; problems: { file: string; line: number; column: number; message: string }[] }>((r) => app.engine.events.once('rules:reloaded', r));
 
-  await produce(p, topic, data.messages.slice(0, 3_000));
-  await drained(app, topic);
+  await s.produce(messages.slice(0, 3_000));
+  await s.drained(app);
   const v1 = (await pool.query('SELECT DISTINCT rule_version FROM high_value_orders')).rows.map((r) => r.rule_version);
   t.equal(v1.length, 1);
 
@@ -28,12 +25,12 @@ t.test('an edited or removed rule applies at the next batch; a broken edit keeps
   const reload1 = reloaded();
   writeFileSync(hvFile, readFileSync(hvFile, 'utf8').replace('-- param threshold = 500000', '-- param threshold = 1000000'));
   t.equal((await reload1).ok, true, 'the edit is applied');
-  await produce(p, topic, data.messages.slice(3_000, 6_000));
-  await drained(app, topic);
+  await s.produce(messages.slice(3_000, 6_000));
+  await s.drained(app);
   const newRows = (await pool.query('SELECT total_price::int AS total, rule_version FROM high_value_orders WHERE rule_version <> $1', [v1[0]])).rows;
   t.ok(newRows.length > 0, `${newRows.length} high-value rows from the edited rule`);
   t.ok(newRows.every((r) => r.total >= 1_000_000), 'every new row meets the new threshold');
-  const inBetween = data.orders.slice(3_000, 6_000).filter((o) => o.price * o.quantity >= 500_000 && o.price * o.quantity < 1_000_000).map((o) => o.order_id);
+  const inBetween = orders.slice(3_000, 6_000).filter((o) => o.price * o.quantity >= 500_000 && o.price * o.quantity < 1_000_000).map((o) => o.order_id);
   t.ok(inBetween.length > 0, `${inBetween.length} later orders between 500,000 and 1,000,000 KRW`);
   const flagged = (await pool.query('SELECT order_id FROM high_value_orders WHERE order_id = ANY($1)', [inBetween])).rows;
   t.same(flagged, [], 'none of them is high value under the edited rule');
@@ -52,8 +49,8 @@ t.test('an edited or removed rule applies at the next batch; a broken edit keeps
   t.match(status.ruleProblems[0], new RegExp(`popular_products.sql:${line}:\\d+: .*prize`), '/status shows it');
   t.match(await (await fetch(`${app.url}/metrics`)).text(), /^fraud_sql_rules_invalid 1$/m, 'and the metric');
 
-  await produce(p, topic, data.messages.slice(6_000, 7_500));
-  await drained(app, topic);
+  await s.produce(messages.slice(6_000, 7_500));
+  await s.drained(app);
 
   // A removed rule stops at the next batch; the others go on. An edited
   // suspicious_ips (a new version) carries on from the open bursts of the old one.
@@ -65,17 +62,13 @@ t.test('an edited or removed rule applies at the next batch; a broken edit keeps
   writeFileSync(siFile, readFileSync(siFile, 'utf8').replace('-- severity: high', '-- severity: medium'));
   const r3 = await reload3;
   t.equal(r3.ok, true, 'fixing the typo, removing a rule and editing one is applied');
-  await produce(p, topic, data.messages.slice(7_500));
-  await drained(app, topic);
-  const lastIds = data.orders.slice(7_500).map((o) => o.order_id);
+  await s.produce(messages.slice(7_500));
+  await s.drained(app);
+  const lastIds = orders.slice(7_500).map((o) => o.order_id);
   t.same((await pool.query('SELECT order_id FROM high_value_orders WHERE order_id = ANY($1)', [lastIds])).rows, [], 'no high-value rows once the rule is removed');
   // Window state survived both reloads, and the old popular_products kept running:
   // everything but high-value (whose threshold changed) equals the recomputation.
-  const expected = recompute(data.orders);
-  const actual = await readTables(pool);
-  t.same(entries(actual.popular), entries(expected.popular), 'popular_products exact across every reload');
-  t.same(entries(actual.stats), entries(expected.stats), 'realtime_stats exact across every reload');
-  t.same(entries(actual.suspicious), entries(expected.suspicious), 'suspicious_ips exact across every reload');
+  await s.expectExact({ tables: ['popular_products', 'realtime_stats', 'suspicious_ips'], context: 'across every reload' });
   const bot = (await pool.query(`SELECT rule_version FROM suspicious_ips WHERE ip_address = '192.168.99.99'`)).rows;
   t.equal(bot.length, 1, 'the bot is one burst from start to end');
   t.not(bot[0].rule_version, siVersion, 'continued by the edited version of the rule');

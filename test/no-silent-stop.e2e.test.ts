@@ -5,8 +5,8 @@
  * Real broker, real PostgreSQL.
  */
 import t from 'tap';
-import { Kafka, logLevel } from 'kafkajs';
-import { BROKERS, dataset, drained, kafkaTopic, pgSchema, produce, producer, runApp, spawnRun, testConfig, uniqueName } from './helpers.js';
+import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { BROKERS, scenario } from './helpers.js';
 
 const admin = async (teardown: (fn: () => Promise<void>) => void) => {
   const a = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
@@ -15,7 +15,13 @@ const admin = async (teardown: (fn: () => Promise<void>) => void) => {
   return a;
 };
 
-const orders = (count: number, seed = 3) => dataset({ seed, count, rate: 50, startMs: Date.parse('2025-12-30T12:00:00Z') });
+const START = Date.parse('2025-12-30T12:00:00Z');
+
+/** Deletes a topic and waits until the broker no longer lists it. */
+async function deleteTopic(a: Admin, topic: string): Promise<void> {
+  await a.deleteTopics({ topics: [topic, `${topic}.dlq`] });
+  for (let i = 0; i < 100 && (await a.listTopics()).includes(topic); i++) await new Promise((r) => setTimeout(r, 100));
+}
 
 /** Polls /readyz until `accept` holds for its body; returns that body. */
 async function readyzUntil(url: string, accept: (status: number, body: Record<string, unknown>) => boolean, timeoutMs = 15_000) {
@@ -32,22 +38,21 @@ async function readyzUntil(url: string, accept: (status: number, body: Record<st
 }
 
 t.test('a consumer that stops for good: 503 with the reason, a metric, one line, exit non-zero', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 2);
-  const { schema, pool } = await pgSchema(t.teardown);
-  await produce(await producer(t.teardown), topic, orders(500).messages);
+  const s = await scenario(t, { partitions: 2, orders: 500, seed: 3, rate: 50, startMs: START });
+  await s.produce();
 
   // In process: the probe and the metric while it stops.
-  const app = await runApp(t.teardown, testConfig(topic, schema, { failpoint: 'fetch-error:1' }));
+  const app = await s.startApp({ failpoint: 'fetch-error:1' });
   const failed = app.done.then(() => null, (err: Error) => err);
   const seen = await readyzUntil(app.url, (s, b) => s === 503 && /stopped/.test(String(b.consumer)));
   t.match(seen.body, { ready: false, checks: { consuming: false }, consumer: /stopped: Kafka consumption stopped: .*injected fetch error/ }, '/readyz says why');
   t.match((await failed)?.message, /Kafka consumption stopped/, 'the batch loop ends with the reason');
   t.match(await app.metrics.registry.getSingleMetricAsString('fraud_sql_consumer_crashes_total'), /outcome="stopped"} 1/, 'counted');
-  const progress = await pool.query('SELECT count(*)::int AS n FROM consumer_progress WHERE next_offset > 0');
+  const progress = await s.pool.query('SELECT count(*)::int AS n FROM consumer_progress WHERE next_offset > 0');
   t.equal(progress.rows[0].n, 0, 'nothing was committed past the failure');
 
   // As an operator runs it: one line, exit status 1, no stack trace.
-  const run = spawnRun(t.teardown, topic, schema, { FRAUD_SQL_FAILPOINT: 'fetch-error:1' });
+  const run = s.startCli({ FRAUD_SQL_FAILPOINT: 'fetch-error:1' });
   const { code } = await run.exited;
   t.equal(code, 1, 'exits non-zero, so the orchestrator restarts it');
   const lines = run.output().split('\n').filter((l) => /consumption stopped/.test(l));
@@ -56,28 +61,25 @@ t.test('a consumer that stops for good: 503 with the reason, a metric, one line,
 });
 
 t.test('a failing batch (a result table dropped under it): exit non-zero with the database error', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 1);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const data = orders(400);
-  await produce(p, topic, data.messages.slice(0, 200));
-  const app = await runApp(t.teardown, testConfig(topic, schema));
-  await drained(app, topic);
-  await pool.query('DROP TABLE high_value_orders CASCADE');
+  const s = await scenario(t, { partitions: 1, orders: 400, seed: 3, rate: 50, startMs: START });
+  await s.produce(s.messages.slice(0, 200));
+  const app = await s.startApp();
+  await s.drained(app);
+  await s.pool.query('DROP TABLE high_value_orders CASCADE');
   const failed = app.done.then(() => null, (err: Error) => err);
-  await produce(p, topic, data.messages.slice(200));
+  await s.produce(s.messages.slice(200));
   const seen = await readyzUntil(app.url, (s, b) => s === 503 && /stopped/.test(String(b.consumer)));
   t.match(String(seen.body.consumer), /high_value_orders/, '/readyz names the failure');
   t.match((await failed)?.message, /high_value_orders/, 'the loop ends with the database error, not silently');
 });
 
 t.test('a missing topic: one waiting line, 503, then consumption once it exists; --create-topics creates it', async (t) => {
-  const topic = uniqueName('orders-missing').replace(/_/g, '-');
-  const { schema, pool } = await pgSchema(t.teardown);
+  const s = await scenario(t, { partitions: 2, orders: 300, seed: 3, rate: 50, startMs: START });
+  const topic = s.topic;
   const a = await admin(t.teardown);
-  t.teardown(() => a.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {}));
+  await deleteTopic(a, topic);
 
-  const run = spawnRun(t.teardown, topic, schema);
+  const run = s.startCli();
   const deadline = Date.now() + 20_000;
   while (!/waiting for topic/.test(run.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   t.match(run.output(), new RegExp(`waiting for topic "${topic}" on .*--create-topics`), 'one line says what it waits for');
@@ -88,20 +90,22 @@ t.test('a missing topic: one waiting line, 503, then consumption once it exists;
   const waiting = await readyzUntil(url, (s) => s === 503);
   t.match(waiting.body, { ready: false, checks: { consuming: false }, consumer: `waiting for topic "${topic}"` }, '/readyz says what it waits for');
   await a.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
-  await produce(await producer(t.teardown), topic, orders(300).messages);
+  await s.reconnectProducer();
+  await s.produce();
   for (let i = 0; i < 300; i++) {
-    const r = await pool.query('SELECT coalesce(sum(next_offset), 0)::int AS n FROM consumer_progress WHERE topic = $1', [topic]).catch(() => ({ rows: [{ n: 0 }] }));
+    const r = await s.pool.query('SELECT coalesce(sum(next_offset), 0)::int AS n FROM consumer_progress WHERE topic = $1', [topic]).catch(() => ({ rows: [{ n: 0 }] }));
     if (r.rows[0].n === 300) break;
     await new Promise((r) => setTimeout(r, 200));
   }
-  const done = await pool.query('SELECT coalesce(sum(next_offset), 0)::int AS n FROM consumer_progress WHERE topic = $1', [topic]);
+  const done = await s.pool.query('SELECT coalesce(sum(next_offset), 0)::int AS n FROM consumer_progress WHERE topic = $1', [topic]);
   t.equal(done.rows[0].n, 300, 'every order committed once the topic exists');
   run.child.kill('SIGTERM');
   t.equal((await run.exited).code, 0);
 
-  const created = uniqueName('orders-created').replace(/_/g, '-');
-  t.teardown(() => a.deleteTopics({ topics: [created, `${created}.dlq`] }).catch(() => {}));
-  const second = spawnRun(t.teardown, created, schema, { FRAUD_SQL_CREATE_TOPICS: 'true', FRAUD_SQL_TOPIC_PARTITIONS: '3' });
+  const s2 = await scenario(t);
+  const created = s2.topic;
+  await deleteTopic(a, created);
+  const second = s2.startCli({ FRAUD_SQL_CREATE_TOPICS: 'true', FRAUD_SQL_TOPIC_PARTITIONS: '3' });
   const until = Date.now() + 20_000;
   while (!/assigned partitions/.test(second.output()) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
   const meta = await a.fetchTopicMetadata({ topics: [created] });
@@ -112,59 +116,55 @@ t.test('a missing topic: one waiting line, 503, then consumption once it exists;
 });
 
 t.test('committed offsets past the end of a recreated topic: fail by default, earliest on request', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 1);
-  const { schema, pool } = await pgSchema(t.teardown);
+  const s = await scenario(t, { partitions: 1, orders: 250, seed: 5, rate: 50, startMs: START });
+  const topic = s.topic;
   const a = await admin(t.teardown);
-  const first = orders(200, 5);
-  await produce(await producer(t.teardown), topic, first.messages);
-  const app = await runApp(t.teardown, testConfig(topic, schema));
-  await drained(app, topic);
+  await s.produce(s.messages.slice(0, 200));
+  const app = await s.startApp();
+  await s.drained(app);
   await app.stop();
 
   // The topic is recreated (a new cluster, a wiped volume): its offsets start again at 0.
-  await a.deleteTopics({ topics: [topic] });
+  await deleteTopic(a, topic);
   for (let i = 0; ; i++) {
     const made = await a.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true }).catch(() => false);
     if (made) break;
     if (i > 100) throw new Error('could not recreate the topic');
     await new Promise((r) => setTimeout(r, 200));
   }
-  const second = orders(50, 6);
-  const p2 = await producer(t.teardown);
-  await produce(p2, topic, second.messages);
-  const before = await pool.query('SELECT next_offset::int AS n FROM consumer_progress');
+  await s.reconnectProducer();
+  await s.produce(s.messages.slice(200));
+  const before = await s.pool.query('SELECT next_offset::int AS n FROM consumer_progress');
 
-  const failing = spawnRun(t.teardown, topic, schema);
+  const failing = s.startCli();
   t.equal((await failing.exited).code, 1, 'fails by default');
   t.match(failing.output(), /partition 0: committed offset 200 is past the end of the topic \(offsets 0\.\.50\).*--on-offset-gap earliest/, 'one clear line with what to do');
-  t.same((await pool.query('SELECT next_offset::int AS n FROM consumer_progress')).rows, before.rows, 'nothing was written');
+  t.same((await s.pool.query('SELECT next_offset::int AS n FROM consumer_progress')).rows, before.rows, 'nothing was written');
 
-  const recovering = await runApp(t.teardown, testConfig(topic, schema, { onOffsetGap: 'earliest' }));
-  await drained(recovering, topic);
+  const recovering = await s.startApp({ onOffsetGap: 'earliest' });
+  await s.drained(recovering);
   t.same(recovering.engine.committedOffsets(), new Map([[0, 50n]]), 'resumed at the start of the new topic and consumed it');
   t.match(await recovering.metrics.registry.getSingleMetricAsString('fraud_sql_offset_gaps_total'), /kind="past-end",policy="earliest"} 1/);
 });
 
 t.test('committed offsets before the start (retention deleted unprocessed orders): fail, or skip to the latest', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 1);
-  const { schema } = await pgSchema(t.teardown);
+  const s = await scenario(t, { partitions: 1, orders: 300, seed: 7, rate: 50, startMs: START });
+  const topic = s.topic;
   const a = await admin(t.teardown);
-  const p = await producer(t.teardown);
-  const data = orders(300, 7);
-  await produce(p, topic, data.messages.slice(0, 100));
-  const app = await runApp(t.teardown, testConfig(topic, schema));
-  await drained(app, topic);
+  await s.produce(s.messages.slice(0, 100));
+  const app = await s.startApp();
+  await s.drained(app);
   await app.stop();
-  await produce(p, topic, data.messages.slice(100));
+  await s.produce(s.messages.slice(100));
   // Retention removes offsets below 250 while fraud-sql is down: 150 orders were never processed.
   await a.fetchTopicMetadata({ topics: [topic] });
   await a.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '250' }] });
 
-  const failing = spawnRun(t.teardown, topic, schema);
+  const failing = s.startCli();
   t.equal((await failing.exited).code, 1);
   t.match(failing.output(), /partition 0: committed offset 100 is before the start of the topic \(offsets 250\.\.300\).*retention deleted orders that were never processed/);
 
-  const skipping = await runApp(t.teardown, testConfig(topic, schema, { onOffsetGap: 'latest' }));
+  const skipping = await s.startApp({ onOffsetGap: 'latest' });
   const deadline = Date.now() + 20_000;
   while (skipping.engine.committedOffsets().get(0) !== 300n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   t.same(skipping.engine.committedOffsets(), new Map([[0, 300n]]), 'skipped to the end');

@@ -5,8 +5,7 @@
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { drained, kafkaTopic, pgSchema, produce, producer, runApp, testConfig, type TestMessage } from './helpers.js';
-import { generateOrders } from '../src/generator/orders.js';
+import { scenario } from './helpers.js';
 
 const metricValue = (text: string, name: string, labels = '') => {
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
@@ -14,22 +13,13 @@ const metricValue = (text: string, name: string, labels = '') => {
 };
 
 t.test('/metrics passes promtool and counts exactly what was produced', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 2);
-  const { schema } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-  const gen = generateOrders({ seed: 9, rate: 50, startMs: Date.now() - 120_000, mix: { malformed: 2 } });
-  const messages: TestMessage[] = [];
-  let valid = 0;
-  let malformed = 0;
-  for (let i = 0; i < 3_000; i++) {
-    const o = gen.next().value!;
-    messages.push({ key: o.key, value: o.value });
-    if (o.label === 'malformed') malformed++;
-    else valid++;
-  }
-  await produce(p, topic, messages);
-  const app = await runApp(t.teardown, testConfig(topic, schema));
-  await drained(app, topic);
+  const s = await scenario(t, { partitions: 2, orders: 3_000, seed: 9, rate: 50, startMs: Date.now() - 120_000, mix: { malformed: 2 } });
+  // The oracle's orders are the messages that are not malformed.
+  const valid = s.orders.length;
+  const malformed = s.messages.length - valid;
+  await s.produce();
+  const app = await s.startApp();
+  await s.drained(app);
 
   const res = await fetch(`${app.url}/metrics`);
   t.equal(res.status, 200);
@@ -59,9 +49,8 @@ t.test('/readyz turns 503 while PostgreSQL is stopped and 200 when it is back', 
   const version = readdirSync('/etc/postgresql')[0]!;
   const pgctl = (action: 'start' | 'stop') =>
     execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', action, ...(action === 'stop' ? ['-m', 'fast'] : [])], { stdio: 'ignore' });
-  const topic = await kafkaTopic(t.teardown, 1);
-  const { schema } = await pgSchema(t.teardown);
-  const app = await runApp(t.teardown, testConfig(topic, schema));
+  const s = await scenario(t, { partitions: 1 });
+  const app = await s.startApp();
   const ready = async () => (await fetch(`${app.url}/readyz`)).status;
   const waitFor = async (status: number, ms: number) => {
     const deadline = Date.now() + ms;

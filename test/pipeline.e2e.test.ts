@@ -3,8 +3,8 @@
  * with exact expected rows, and malformed input.
  */
 import t from 'tap';
-import { drained, kafkaTopic, pgSchema, produce, producer, runApp, testConfig, type TestMessage } from './helpers.js';
-import { entries, readTables, recompute, type OracleOrder } from './oracle.js';
+import { scenario, type TestMessage } from './helpers.js';
+import type { OracleOrder } from './oracle.js';
 
 const T0 = Date.UTC(2025, 11, 30, 12, 0, 0); // 2025-12-30T12:00:00Z, a minute boundary
 let seq = 0;
@@ -19,9 +19,8 @@ function order(ip: string, ms: number, price = 10_000, quantity = 1, product = '
 const msg = (o: { ip_address: string; json: string }): TestMessage => ({ key: o.ip_address, value: o.json });
 
 t.test('hand-built edge cases produce exactly the expected rows', async (t) => {
-  const topic = await kafkaTopic(t.teardown);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
+  const s = await scenario(t, { partitions: 4 });
+  const { pool } = s;
 
   const A = '10.0.0.1'; // burst of 10 across the 12:01:00 boundary
   const B = '10.0.0.2'; // 9 orders within 60 s: not suspicious
@@ -37,11 +36,11 @@ t.test('hand-built edge cases produce exactly the expected rows', async (t) => {
   const tooLate = order(C, T0 + 10_000); // 12:00:10 < watermark: late, recorded, not applied
   sent.push(hv, nearMiss, edge, newest);
   // In event-time order: per partition, an order behind the watermark would be late.
-  await produce(p, topic, [...sent].sort((a, b) => a.ms - b.ms).map(msg));
-  await produce(p, topic, [msg(outOfOrder), msg(tooLate)]);
+  await s.produce([...sent].sort((a, b) => a.ms - b.ms).map(msg));
+  await s.produce([msg(outOfOrder), msg(tooLate)]);
 
-  const app = await runApp(t.teardown, testConfig(topic, schema));
-  await drained(app, topic);
+  const app = await s.startApp();
+  await s.drained(app);
 
   const sus = (await pool.query('SELECT ip_address, window_start, window_end, order_count, total_spent FROM suspicious_ips')).rows;
   t.same(sus, [{
@@ -72,18 +71,11 @@ t.test('hand-built edge cases produce exactly the expected rows', async (t) => {
   t.same(popular.map((r) => r.order_count), [5, 10, 7]);
 
   // The independent oracle agrees on everything (the late order excluded).
-  const expected = recompute(sent.concat(outOfOrder));
-  const actual = await readTables(pool);
-  t.same(entries(actual.popular), entries(expected.popular));
-  t.same(entries(actual.suspicious), entries(expected.suspicious));
-  t.same(entries(actual.stats), entries(expected.stats));
-  t.same(entries(actual.highValue), entries(expected.highValue));
+  await s.expectExact({ orders: sent.concat(outOfOrder) });
 });
 
 t.test('malformed messages go to the dead letters; the orders around them are processed', async (t) => {
-  const topic = await kafkaTopic(t.teardown, 1);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
+  const s = await scenario(t, { partitions: 1 });
   const good = (i: number) => order('10.1.0.1', T0 + i * 7_000);
   const base = JSON.parse(good(99).json);
   const poison: [string, string | Buffer][] = [
@@ -106,12 +98,12 @@ t.test('malformed messages go to the dead letters; the orders around them are pr
   const last = good(poison.length);
   goods.push(last);
   messages.push(msg(last));
-  await produce(p, topic, messages);
+  await s.produce(messages);
 
-  const app = await runApp(t.teardown, testConfig(topic, schema));
-  await drained(app, topic);
+  const app = await s.startApp();
+  await s.drained(app);
 
-  const dl = (await pool.query('SELECT kafka_partition, kafka_offset::int, reason, payload_bytes FROM dead_letters ORDER BY kafka_offset')).rows;
+  const dl = (await s.pool.query('SELECT kafka_partition, kafka_offset::int, reason, payload_bytes FROM dead_letters ORDER BY kafka_offset')).rows;
   t.equal(dl.length, poison.length, 'every poison message is a dead letter, once');
   dl.forEach((r, i) => {
     t.equal(r.kafka_offset, 2 * i + 1, `${poison[i]![0]}: original offset kept`);
@@ -119,6 +111,6 @@ t.test('malformed messages go to the dead letters; the orders around them are pr
   });
   t.match(dl.map((r) => r.reason), [/not JSON/, /missing field "user_id"/, /"quantity" must be an integer/, /"price" must be >= 0/, /"quantity" must be >= 1/, /not an IPv4/, /not ISO-8601/, /exceeds the 65536-byte limit/]);
   t.equal(dl[7].payload_bytes, 1_000_000, 'the size of the oversized message is recorded');
-  const counted = await pool.query('SELECT sum(total_orders)::int AS n FROM realtime_stats');
+  const counted = await s.pool.query('SELECT sum(total_orders)::int AS n FROM realtime_stats');
   t.equal(counted.rows[0].n, goods.length, 'every valid order around the poison is counted');
 });

@@ -5,45 +5,26 @@
  * original dashboard's five queries against the output.
  */
 import t from 'tap';
-import { generateOrders } from '../src/generator/orders.js';
-import { drained, kafkaTopic, pgSchema, produce, producer, runApp, testConfig, type TestMessage } from './helpers.js';
-import { entries, readTables, recompute, type OracleOrder } from './oracle.js';
+import { scenario } from './helpers.js';
+import { entries } from './oracle.js';
 
 const COUNT = Number(process.env.RANDOM_ORDERS ?? 100_000);
 const RATE = 200; // orders per second of event time: 100,000 orders span about 8 minutes
 
 t.test(`${COUNT} random orders equal an independent recomputation; a replay changes nothing`, async (t) => {
-  const topic = await kafkaTopic(t.teardown, 4);
-  const { schema, pool } = await pgSchema(t.teardown);
-  const p = await producer(t.teardown);
-
   // Event times end about now, so the dashboard's "last 10 minutes" queries see them.
   const startMs = Math.floor((Date.now() - (COUNT / RATE) * 1000 - 5_000) / 1000) * 1000;
-  const gen = generateOrders({ seed: 20251230, rate: RATE, startMs, mix: { normal: 85, bot: 10, burst: 2, near_miss: 2, high_value: 1 } });
-  const messages: TestMessage[] = [];
-  const oracleInput: OracleOrder[] = [];
-  for (let i = 0; i < COUNT; i++) {
-    const o = gen.next().value as { key: string; value: string };
-    messages.push({ key: o.key, value: o.value });
-    const j = JSON.parse(o.value);
-    oracleInput.push({ order_id: j.order_id, ms: Date.parse(j.timestamp), product_name: j.product_name, price: j.price, quantity: j.quantity, ip_address: j.ip_address });
-  }
-  await produce(p, topic, messages);
-  const expected = recompute(oracleInput);
+  const s = await scenario(t, { partitions: 4, orders: COUNT, seed: 20251230, rate: RATE, startMs });
+  const { pool, expected } = s;
+  await s.produce();
   t.ok(expected.suspicious.size >= 3, `the input has bursts to find (${expected.suspicious.size})`);
   t.ok(expected.highValue.size > 100, 'the input has high-value orders');
 
-  const config = testConfig(topic, schema);
-  const first = await runApp(t.teardown, config);
+  const first = await s.startApp();
   const started = Date.now();
-  await drained(first, topic, 300_000);
+  await s.drained(first, 300_000);
   t.comment(`drained ${COUNT} orders in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-
-  const actual = await readTables(pool);
-  t.same(entries(actual.popular), entries(expected.popular), 'popular_products');
-  t.same(entries(actual.suspicious), entries(expected.suspicious), 'suspicious_ips');
-  t.same(entries(actual.highValue), entries(expected.highValue), 'high_value_orders');
-  t.same(entries(actual.stats), entries(expected.stats), 'realtime_stats');
+  await s.expectExact();
 
   // The original dashboard's queries, unchanged.
   const q1 = (await pool.query(`SELECT stat_time as time, total_orders FROM realtime_stats WHERE stat_time > NOW() - INTERVAL '10 minutes' ORDER BY stat_time;`)).rows;
@@ -75,8 +56,8 @@ t.test(`${COUNT} random orders equal an independent recomputation; a replay chan
   };
   const before = await snapshot();
   await pool.query('DELETE FROM consumer_progress');
-  const second = await runApp(t.teardown, config);
-  await drained(second, topic, 300_000);
+  const second = await s.startApp();
+  await s.drained(second, 300_000);
   await second.stop();
   t.same(await snapshot(), before, 'every table is unchanged, updated_at included');
 });

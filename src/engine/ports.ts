@@ -190,11 +190,10 @@ export interface EnginePorts {
   decode: Decoder;
 }
 
-/**
- * Named points where a test makes the process die (kill -9) at a point of the batch
- * cycle, or, for `fetch-error`, makes the Kafka client's fetch handler throw (see failpoint.ts).
- */
-export const FAILPOINTS = ['after-fetch', 'after-ingest', 'after-rules', 'before-commit', 'after-commit', 'after-kafka-commit', 'fetch-error'] as const;
+/** Points of the batch cycle where a test makes the process die like a power cut (see failpoint.ts). */
+export const KILL_POINTS = ['after-fetch', 'after-ingest', 'after-rules', 'before-commit', 'after-commit', 'after-kafka-commit'] as const;
+/** Every named failpoint: the kill points, and `fetch-error`, where the Kafka client's fetch handler throws. */
+export const FAILPOINTS = [...KILL_POINTS, 'fetch-error'] as const;
 export type FailpointName = (typeof FAILPOINTS)[number];
 
 export interface EngineOptions {
