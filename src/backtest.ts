@@ -52,7 +52,7 @@ async function run(dir: string, overrides: ParamOverrides | undefined, input: Re
     }
   }
   let done = 0;
-  return runInMemory(dir, overrides, batches(), (n) => progress((done += n)));
+  return runInMemory(dir, overrides, batches(), { onBatch: (n) => progress((done += n)) });
 }
 
 async function tableRows(state: DuckState, table: string) {

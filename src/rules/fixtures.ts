@@ -14,6 +14,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Engine } from '../engine/engine.js';
+import type { EngineEmitter } from '../engine/events.js';
 import { DuckSink } from '../sink/duck.js';
 import { DuckState } from '../state/duckdb.js';
 import { formatMicros, parseEventTime } from '../source/time.js';
@@ -120,13 +121,14 @@ export async function runFixtures(dir: string, overrides?: ParamOverrides, only?
 /**
  * Runs the rules of `dir` over messages with the real engine on an in-memory
  * DuckDB, results kept in its result tables. Offsets are numbered per partition
- * in the order given. The caller closes the returned state.
+ * in the order given. The caller closes the returned state. `listen` subscribes
+ * to the engine's events before the first batch; `onBatch` follows progress.
  */
 export async function runInMemory(
   dir: string,
   overrides: ParamOverrides | undefined,
   batches: Iterable<{ partition: number; value: Buffer }[]>,
-  onBatch?: (messages: number) => void,
+  hooks: { onBatch?: (messages: number) => void; listen?: (events: EngineEmitter) => void } = {},
 ): Promise<{ state: DuckState; rules: RuleSet }> {
   const state = await DuckState.open(':memory:', { threads: 1 });
   try {
@@ -137,6 +139,7 @@ export async function runInMemory(
       // Event time only: no wall clock, so the same input gives the same result.
       { topic: 'input', timeZone: 'Asia/Seoul', maxMessageBytes: 65_536, latenessMs: 5_000, idleTimeoutMs: 3_600_000, retentionIntervalMs: 0, now: () => 0 },
     );
+    hooks.listen?.(engine.events);
     const next = new Map<number, bigint>();
     for (const batch of batches) {
       for (const p of new Set(batch.map((m) => m.partition))) {
@@ -151,7 +154,7 @@ export async function runInMemory(
         return { topic: 'input', partition: m.partition, offset, key: null, value: m.value, timestampMs: 0 };
       });
       await engine.handle(messages);
-      onBatch?.(messages.length);
+      hooks.onBatch?.(messages.length);
     }
     return { state, rules };
   } catch (err) {
