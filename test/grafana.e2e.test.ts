@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { parse as parseYaml } from 'yaml';
 import Ajv2019 from 'ajv/dist/2019.js';
-import { generateOrders } from '../src/generator/orders.js';
+import { BOT_IP, generateOrders } from '../src/generator/orders.js';
 import { drained, kafkaTopic, pgSchema, produce, producer, runApp, testConfig, type TestMessage } from './helpers.js';
 
 const root = new URL('../', import.meta.url).pathname;
@@ -114,9 +114,13 @@ t.test('every PostgreSQL panel query returns rows of its shape on real pipeline 
   const topic = await kafkaTopic(t.teardown, 2);
   const { schema, pool } = await pgSchema(t.teardown);
   const p = await producer(t.teardown);
-  const gen = generateOrders({ seed: 3, rate: 40, startMs: Date.now() - 300_000, mix: { late: 1, malformed: 1, burst: 3 } });
+  // 25 minutes of orders up to now, with the default mix's macro bot buying all along:
+  // one burst that began 10 minutes before the dashboard's default range (15 minutes).
+  const count = 12_000;
+  const rate = 8;
+  const gen = generateOrders({ seed: 3, rate, startMs: Date.now() - (count / rate) * 1000, mix: { late: 1, malformed: 1, burst: 3 } });
   const messages: TestMessage[] = [];
-  for (let i = 0; i < 12_000; i++) {
+  for (let i = 0; i < count; i++) {
     const o = gen.next().value!;
     messages.push({ key: o.key, value: o.value });
   }
@@ -139,4 +143,11 @@ t.test('every PostgreSQL panel query returns rows of its shape on real pipeline 
       }
     }
   }
+
+  // A bot still buying is on the Suspicious IPs panel, however long ago its burst began.
+  const panel = pgPanels.find((p: { title: string }) => /Suspicious IPs\)/.test(p.title));
+  const shown = (await pool.query(expandMacros(panel.targets[0].rawSql, from, to))).rows;
+  const bot = shown.filter((r) => r.ip_address === BOT_IP);
+  t.equal(bot.length, 1, 'the bot\'s burst is shown');
+  t.ok(bot[0]?.['탐지시간'] < from, `it began before the range: ${bot[0]?.['탐지시간']?.toISOString()}`);
 });
