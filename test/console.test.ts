@@ -94,6 +94,23 @@ t.test('one line per detection, growth step, burst end and closed window', async
   ]);
 });
 
+t.test('a shop selling mostly expensive goods: ten high-value orders listed per window, the rest counted', async (t) => {
+  const lines: string[] = [];
+  // 14 high-value orders in the window ending 12:00:30, then one order that closes it.
+  const orders = Array.from({ length: 14 }, (_, i) => order(T0 + i * 1000, 0, { id: `H${i}`, ip: `172.16.1.${i}`, price: 800_000 }));
+  orders.push(order(T0 + 40_000, 0, { id: 'N1', ip: '192.168.0.1', price: 10_000 }));
+  const { state } = await runInMemory(QUERIES, undefined, [orders.map((o) => ({ partition: o.partition, value: Buffer.from(o.value) }))], {
+    listen: (events) => printDetections(events, (line) => lines.push(line)),
+  });
+  state.close();
+  t.equal(lines.length, 11);
+  // Which ten is the rule's row order (DuckDB's); each is listed once.
+  const listed = new Set(lines.slice(0, 10).map((l) => /^\[high_value_orders\] order "(H\d+)"/.exec(l)?.[1]));
+  t.equal(listed.size, 10, 'ten different high-value orders are listed');
+  t.notOk(listed.has(undefined), 'the first ten lines are high-value orders');
+  t.equal(lines[10], '[realtime_stats] window ending 2025-12-30 12:00:30 UTC: 14 orders, 11,200,000 KRW, avg 800,000 KRW, 0 suspicious IPs; 4 more high-value orders not listed since the last window');
+});
+
 t.test('bursts are reported at 10, 20, 50, 100, 200, 500, ...', async (t) => {
   const cases: [number, number][] = [[9, 0], [10, 10], [19, 10], [20, 20], [49, 20], [50, 50], [99, 50], [100, 100], [250, 200], [999, 500], [1_000, 1_000], [2_500_000, 2_000_000]];
   for (const [n, s] of cases) t.equal(step(n), s, `${n} orders: step ${s}`);
