@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { paramOverrides, pgSsl, type Config } from './config.js';
 import { printDetections } from './console.js';
 import { Engine } from './engine/engine.js';
+import type { EngineEmitter } from './engine/events.js';
 import type { EnginePorts, FailpointName, LoopOptions } from './engine/ports.js';
 import type { Logger } from './log.js';
 import { RuleSet } from './rules/index.js';
@@ -77,19 +78,22 @@ export function openSink(
  * Runs the rules of `dir` over recorded micro-batches with the real engine on an
  * in-memory DuckDB, results kept in its result tables. Event time only (the clock
  * stands still), so the same input gives the same result. The caller closes the
- * returned state.
+ * returned state. `listen` subscribes to the engine's events before the first
+ * batch; `onBatch` follows progress.
  */
 export async function runInMemory(
   config: Readonly<Config>,
   dir: string,
   batches: Iterable<readonly RecordedMessage[]>,
-  onBatch?: (messages: number) => void,
+  hooks: { onBatch?: (messages: number) => void; listen?: (events: EngineEmitter) => void } = {},
 ): Promise<{ state: DuckState; rules: RuleSet }> {
   const state = await DuckState.open(':memory:', { threads: 1 });
   try {
     const rules = await RuleSet.load(state, dir, paramOverrides(config));
     const sink = await DuckSink.open(state, 'input');
     const engine = newEngine(config, { state, sink, rules, deadLetters: { send: async () => {} } }, { eventTimeOnly: true });
+    hooks.listen?.(engine.events);
+    const { onBatch } = hooks;
     if (onBatch) engine.events.on('batch:end', (b) => onBatch(b.messages));
     await engine.run(new RecordedSource(batches), { batchMaxSize: config.batchMaxSize, batchMaxWaitMs: 0, tickMs: 0, signal: new AbortController().signal });
     return { state, rules };

@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { parse as parseYaml } from 'yaml';
 import Ajv2019 from 'ajv/dist/2019.js';
+import { BOT_IP } from '../src/generator/orders.js';
 import { scenario } from './helpers.js';
 
 const root = new URL('../', import.meta.url).pathname;
@@ -94,7 +95,10 @@ t.test('docker-compose.yml follows the Compose Specification; the image builds l
   t.ok(validate(compose), JSON.stringify(validate.errors));
   t.same(Object.keys(compose.services).sort(), ['fraud-sql', 'generator', 'grafana', 'kafka', 'postgres', 'prometheus']);
   for (const [name, svc] of Object.entries<{ depends_on?: Record<string, { condition: string }> }>(compose.services)) {
-    for (const [dep, cond] of Object.entries(svc.depends_on ?? {})) t.ok(compose.services[dep], `${name} depends on a real service ${dep}`), t.ok(cond.condition, `${name} -> ${dep} has a condition`);
+    for (const [dep, cond] of Object.entries(svc.depends_on ?? {})) {
+      t.ok(compose.services[dep], `${name} depends on a real service ${dep}`);
+      t.ok(cond.condition, `${name} -> ${dep} has a condition`);
+    }
   }
   for (const svc of ['kafka', 'postgres', 'fraud-sql']) t.ok(compose.services[svc].healthcheck, `${svc} has a health check`);
   t.match(compose.services.kafka.image, /^apache\/kafka:/, 'the official Kafka image');
@@ -110,7 +114,9 @@ t.test('docker-compose.yml follows the Compose Specification; the image builds l
 });
 
 t.test('every PostgreSQL panel query returns rows of its shape on real pipeline output', async (t) => {
-  const s = await scenario(t, { partitions: 2, orders: 12_000, seed: 3, rate: 40, startMs: Date.now() - 300_000, mix: { late: 1, malformed: 1, burst: 3 } });
+  // 25 minutes of orders up to now, with the default mix's macro bot buying all along:
+  // one burst that began 10 minutes before the dashboard's default range (15 minutes).
+  const s = await scenario(t, { partitions: 2, orders: 12_000, seed: 3, rate: 8, mix: { late: 1, malformed: 1, burst: 3 } });
   await s.produce();
   const app = await s.startApp();
   await s.drained(app);
@@ -130,4 +136,11 @@ t.test('every PostgreSQL panel query returns rows of its shape on real pipeline 
       }
     }
   }
+
+  // A bot still buying is on the Suspicious IPs panel, however long ago its burst began.
+  const panel = pgPanels.find((p: { title: string }) => /Suspicious IPs\)/.test(p.title));
+  const shown = (await s.pool.query(expandMacros(panel.targets[0].rawSql, from, to))).rows;
+  const bot = shown.filter((r) => r.ip_address === BOT_IP);
+  t.equal(bot.length, 1, 'the bot\'s burst is shown');
+  t.ok(bot[0]?.['탐지시간'] < from, `it began before the range: ${bot[0]?.['탐지시간']?.toISOString()}`);
 });

@@ -54,7 +54,7 @@ async function run(config: Readonly<Config>, dir: string, input: Recorded, progr
     }
   }
   let done = 0;
-  return runInMemory(config, dir, batches(), (n) => progress((done += n)));
+  return runInMemory(config, dir, batches(), { onBatch: (n) => progress((done += n)) });
 }
 
 async function tableRows(state: DuckState, table: string) {
