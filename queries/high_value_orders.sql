@@ -5,8 +5,12 @@
 -- key: order_id
 -- state: 0s
 -- param threshold = 500000
+-- label: * where price * quantity >= $threshold
 --
--- One row per order, written in the micro-batch that read it.
+-- One row per order, written in the micro-batch that read it. The label is every
+-- order over the threshold, not the generator's high_value scenario: a laptop in
+-- normal traffic is high value too, and that scenario also sends 499,999 KRW orders
+-- that are not; this rule is a definition, and backtest checks it against one.
 SELECT
   kafka_partition          AS source_partition,
   event_time               AS order_time,

@@ -9,6 +9,7 @@
 -- state: 2 * $window
 -- param min_orders = 10
 -- param window = 60s
+-- label: bot, burst where orders >= $min_orders within $window
 --
 -- An order at time t is *hot* when its IP has >= min_orders orders in (t - window, t],
 -- itself included. Each hot order covers (t - window, t]; overlapping spans of one IP

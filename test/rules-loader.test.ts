@@ -67,3 +67,38 @@ t.test('parameter overrides reach the SQL and the version; a bad one blocks the 
   t.same(bad.rules.map((r) => r.name).sort(), ['high_value_orders', 'popular_products']);
   t.match(bad.diagnostics.map((d) => d.message), [/has no parameter "nope"/, /not loaded: it reads the results of "suspicious_ips", whose rule is invalid/]);
 });
+
+t.test('a label names generator scenarios and a condition at the actual parameters', async (t) => {
+  const ips = `-- target: suspicious_ips
+-- key: source_partition, ip_address, window_start
+-- state: $window
+-- param min_orders = 10
+-- param window = 60s
+-- label: bot, burst where orders >= $min_orders within $window
+SELECT 1
+`;
+  t.same(parseRule('q/ips.sql', ips).rule!.label, {
+    scenarios: ['bot', 'burst'], condition: { kind: 'orders_within', min: 10, windowMicros: 60_000_000 }, keyFields: ['ip_address'],
+    text: 'bot, burst where orders >= 10 within 60s',
+  });
+  const overridden = parseRule('q/ips.sql', ips, new Map([['ips.min_orders', '12']])).rule!.label!;
+  t.same(overridden.condition, { kind: 'orders_within', min: 12, windowMicros: 60_000_000 }, 'an override reaches the label');
+  t.same(parseRule('q/r.sql', header + '-- label: * where price * quantity >= $threshold\nSELECT 1\n').rule!.label!.condition, { kind: 'total_at_least', min: 500000n });
+  t.same(parseRule('q/r.sql', header + '-- label: card_testing\nSELECT 1\n').rule!.label, { scenarios: ['card_testing'], condition: null, keyFields: ['order_id'], text: 'card_testing' });
+  t.equal(parseRule('q/r.sql', header + 'SELECT 1\n').rule!.label, null, 'no label, no score');
+});
+
+t.test('a wrong label is reported at its file, line and column', async (t) => {
+  const problems = (label: string, key = 'order_id') =>
+    parseRule('q/r.sql', header.replace('-- key: order_id', `-- key: ${key}`) + `-- label: ${label}\nSELECT 1\n`).diagnostics.map((d) => `${d.line}:${d.column}: ${d.message}`);
+  t.same(problems('bot, bots'), ['7:16: label "bots" is not a generator scenario (one of: normal, bot, burst, near_miss, high_value, card_testing, late, malformed)']);
+  t.same(problems('*, bot'), ['7:11: label "*" (every order) cannot be combined with scenario names']);
+  t.same(problems(''), ['7:1: label names no scenario (e.g. "-- label: bot, burst", or "*" for every order)']);
+  t.same(problems('bot where orders >= $window within $window'), ['7:31: label: $window is a duration, not a integer']);
+  t.same(problems('bot where orders >= $threshold within $threshold'), ['7:49: label: $threshold is a integer, not a duration'], 'the second operand, not the first');
+  t.same(problems('bot where orders >= 10 within $nope'), ['7:41: label: unknown parameter $nope']);
+  t.same(problems('bot where count(*) > 3'), ['7:21: a label condition reads "where orders >= N within D" or "where price * quantity >= N" (N, D: literals or $params)']);
+  t.same(problems('bot', 'source_partition, stat_time'), [
+    '7:11: label: the key (source_partition, stat_time) has no column that names an order field (order_id, user_id, product_id, product_name, ip_address, payment_method), so a row cannot be traced to orders',
+  ]);
+});

@@ -1,11 +1,13 @@
 /**
  * `fraud-sql backtest --input orders.jsonl`: the rules over recorded orders, with
  * event-time semantics, in memory. Prints rows per rule; with the generator's
- * labels, recall and precision; with `--compare <dir>`, the rows one rule set
- * writes that the other does not.
+ * labels, recall and precision of every rule that names its label; with
+ * `--output <dir>`, every rule's rows as CSV; with `--compare <dir>`, the rows one
+ * rule set writes that the other does not.
  */
 import { createReadStream, constants } from 'node:fs';
-import { access } from 'node:fs/promises';
+import { access, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { CommandModule } from 'yargs';
 import type { Config } from '../config.js';
@@ -13,44 +15,32 @@ import { FraudSqlError } from '../errors.js';
 import { TARGET_KEYS } from '../sink/schema.js';
 import type { DuckState } from '../state/duckdb.js';
 import { rowsOf } from '../types.js';
-import { ipActivity, maxWithin } from '../generator/truth.js';
+import { expectedKeys, keyOf, type TruthOrder } from '../generator/truth.js';
+import type { RuleLabel } from '../rules/loader.js';
+import { parseEventTime } from '../time.js';
+import { toCsv } from '../csv.js';
 import { runInMemory } from '../compose.js';
 import { configFrom, withSettings } from './common.js';
 import { RULE_RUN_KEYS } from './rules.js';
 
-interface Recorded {
-  lines: string[];
-  labels: Map<string, string>; // order_id -> label
-}
-
-async function readInput(file: string): Promise<Recorded> {
+async function readInput(file: string): Promise<string[]> {
   try {
     await access(file, constants.R_OK);
   } catch (err) {
     throw new FraudSqlError('INPUT_INVALID', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
   const lines: string[] = [];
-  const labels = new Map<string, string>();
   const rl = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
-  for await (const line of rl) {
-    if (line.trim() === '') continue;
-    lines.push(line);
-    try {
-      const o = JSON.parse(line);
-      if (typeof o?.label === 'string' && typeof o?.order_id === 'string') labels.set(o.order_id, o.label);
-    } catch {
-      // A malformed line is the engine's business: it becomes a dead letter.
-    }
-  }
-  return { lines, labels };
+  for await (const line of rl) if (line.trim() !== '') lines.push(line);
+  return lines;
 }
 
-async function run(config: Readonly<Config>, dir: string, input: Recorded, progress: (done: number) => void) {
+async function run(config: Readonly<Config>, dir: string, lines: readonly string[], progress: (done: number) => void) {
   const size = config.batchMaxSize;
   function* batches() {
-    for (let i = 0; i < input.lines.length; i += size) {
-      // One partition: the file's order is the arrival order.
-      yield input.lines.slice(i, i + size).map((l) => ({ partition: 0, value: Buffer.from(l) }));
+    for (let i = 0; i < lines.length; i += size) {
+      // One partition, so a line's offset is its index: the file's order is the arrival order.
+      yield lines.slice(i, i + size).map((l) => ({ partition: 0, value: Buffer.from(l) }));
     }
   }
   let done = 0;
@@ -61,23 +51,46 @@ async function tableRows(state: DuckState, table: string) {
   return rowsOf(await state.query(`SELECT * FROM ${table}`));
 }
 
+export interface RuleScore {
+  /** The rule's label with its parameters' values, and the key it is scored by. */
+  label: string;
+  keyFields: string[];
+  /** Key values the rule should flag, flags, and flags that are right. */
+  expected: number;
+  found: number;
+  hits: number;
+  /** Key values with a labelled order, whether it meets the condition or not. */
+  labelled: number;
+  recall: number;
+  precision: number;
+}
+
 export interface BacktestReport {
   lines: string[];
   counts: Record<string, number>;
-  recall?: Record<string, { recall: number; precision: number; truth: number; found: number }>;
+  /** Per rule with a label. */
+  scores: Record<string, RuleScore>;
 }
 
-export async function backtest(config: Readonly<Config>, opts: { input: string; compare?: string; progress?: (s: string) => void }): Promise<BacktestReport> {
+/** How a rule is scored, printed with the scores: see queries/README.md, "Backtesting a rule". */
+export const SCORE_DEFINITION =
+  "found: the values of a rule's key columns that name order fields in its rows; expected: those of the accepted orders with the rule's label that meet its condition at the rule's parameters";
+
+export async function backtest(
+  config: Readonly<Config>,
+  opts: { input: string; compare?: string; output?: string; progress?: (s: string) => void },
+): Promise<BacktestReport> {
   const dir = config.queriesDir;
-  const input = await readInput(opts.input);
+  const lines = await readInput(opts.input);
   const say = (s: string) => opts.progress?.(s);
   const started = Date.now();
-  const tick = (label: string) => (n: number) => say(`${label}: ${n.toLocaleString('en-US')} / ${input.lines.length.toLocaleString('en-US')} orders, ${Math.round(n / Math.max(0.001, (Date.now() - started) / 1000)).toLocaleString('en-US')}/s`);
-  const main = await run(config, dir, input, tick(dir));
+  const tick = (label: string) => (n: number) => say(`${label}: ${n.toLocaleString('en-US')} / ${lines.length.toLocaleString('en-US')} orders, ${Math.round(n / Math.max(0.001, (Date.now() - started) / 1000)).toLocaleString('en-US')}/s`);
+  const main = await run(config, dir, lines, tick(dir));
   const out: string[] = [];
   const counts: Record<string, number> = {};
+  const scores: Record<string, RuleScore> = {};
   try {
-    out.push(`${input.lines.length.toLocaleString('en-US')} orders from ${opts.input}, rules from ${dir}`);
+    out.push(`${lines.length.toLocaleString('en-US')} orders from ${opts.input}, rules from ${dir}`);
     for (const p of main.rules.prepared()) {
       const n = Number((await main.state.query(`SELECT count(*) FROM ${p.rule.target}`)).columns[0]![0]);
       counts[p.rule.name] = n;
@@ -86,16 +99,30 @@ export async function backtest(config: Readonly<Config>, opts: { input: string; 
     for (const t of ['dead_letters', 'late_events']) {
       out.push(`  ${t.padEnd(20)} ${String(Number((await main.state.query(`SELECT count(*) FROM ${t}`)).columns[0]![0])).padStart(8)}`);
     }
-    let recall: BacktestReport['recall'];
-    if (input.labels.size > 0) {
-      recall = await score(main.state, input);
-      out.push('against the labels:');
-      for (const [k, v] of Object.entries(recall)) {
-        out.push(`  ${k.padEnd(20)} recall ${(100 * v.recall).toFixed(1)}% (${v.truth} expected)  precision ${(100 * v.precision).toFixed(1)}% (${v.found} found)`);
+    const orders = await acceptedOrders(main.state, lines, config.timeZone);
+    // Unlabelled input (a recording of real traffic) has nothing to score against.
+    if (orders.some((o) => o.label !== '')) out.push(`against the labels (${SCORE_DEFINITION}):`);
+    for (const { rule } of orders.some((o) => o.label !== '') ? main.rules.prepared() : []) {
+      if (!rule.label) {
+        out.push(`  ${rule.name.padEnd(20)} no label: rows only`);
+        continue;
       }
+      const v = await score(main.state, rule.target, rule.label, orders);
+      scores[rule.name] = v;
+      const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+      out.push(`  ${rule.name.padEnd(20)} recall ${pct(v.recall)} (${v.hits} of ${v.expected} expected)  precision ${pct(v.precision)} (${v.hits} of ${v.found} found)`);
+      out.push(`  ${''.padEnd(20)} label ${v.label}, per ${v.keyFields.join(', ')}: ${v.labelled} values labelled, ${v.expected} of them meet the condition`);
+    }
+    if (opts.output) {
+      await mkdir(opts.output, { recursive: true });
+      for (const { rule, columns } of main.rules.prepared()) {
+        const file = path.join(opts.output, `${rule.name}.csv`);
+        await writeFile(file, toCsv(await main.state.query(`SELECT ${columns.join(', ')} FROM ${rule.target} ORDER BY ${rule.key.join(', ')}`)));
+      }
+      out.push(`rows of every rule written to ${opts.output}/<rule>.csv`);
     }
     if (opts.compare) {
-      const other = await run(config, opts.compare, input, tick(opts.compare));
+      const other = await run(config, opts.compare, lines, tick(opts.compare));
       try {
         out.push(`compared with ${opts.compare}:`);
         for (const table of new Set([...main.rules.prepared(), ...other.rules.prepared()].map((p) => p.rule.target))) {
@@ -118,51 +145,66 @@ export async function backtest(config: Readonly<Config>, opts: { input: string; 
         other.state.close();
       }
     }
-    return { lines: out, counts, recall };
+    return { lines: out, counts, scores };
   } finally {
     main.state.close();
   }
 }
 
 /**
- * Recall and precision against the generator's labels: an IP labelled bot or
- * burst should be flagged once its orders reach 10 within 60 s; an order of
- * 500,000 KRW or more is high value whatever its label.
+ * The orders the rules saw, for the oracle: every line that became neither a dead
+ * letter nor a late event (one partition: a line's offset is its index), each
+ * order once, as the engine keeps the first delivery of an order_id and timestamp.
  */
-async function score(state: DuckState, input: Recorded): Promise<NonNullable<BacktestReport['recall']>> {
-  const orders = input.lines.flatMap((l) => {
-    try {
-      const o = JSON.parse(l);
-      return typeof o.price === 'number' && typeof o.quantity === 'number' ? [o] : [];
-    } catch {
-      return [];
-    }
+async function acceptedOrders(state: DuckState, lines: readonly string[], timeZone: string): Promise<TruthOrder[]> {
+  const rejected = new Set(
+    rowsOf(await state.query('SELECT kafka_offset FROM dead_letters UNION ALL SELECT kafka_offset FROM late_events')).map((r) => Number(r.kafka_offset)),
+  );
+  const seen = new Set<string>();
+  const orders: TruthOrder[] = [];
+  lines.forEach((line, offset) => {
+    if (rejected.has(offset)) return;
+    const fields = JSON.parse(line) as Record<string, unknown>;
+    const eventUs = parseEventTime(String(fields.timestamp), timeZone) as number;
+    const id = `${String(fields.order_id)}@${eventUs}`;
+    if (seen.has(id)) return;
+    seen.add(id);
+    orders.push({ fields, eventUs, label: typeof fields.label === 'string' ? fields.label : '' });
   });
-  const byIp = ipActivity(orders);
-  const flagged = new Set((await tableRows(state, 'suspicious_ips')).map((r) => String(r.ip_address)));
-  const truthIps = new Set([...byIp].filter(([, e]) => (e.label === 'bot' || e.label === 'burst') && maxWithin(e.times) >= 10).map(([ip]) => ip));
-  const hvFound = new Set((await tableRows(state, 'high_value_orders')).map((r) => String(r.order_id)));
-  const hvTruth = new Set(orders.filter((o) => o.price * o.quantity >= 500_000 && input.labels.get(o.order_id) !== 'late').map((o) => o.order_id as string));
+  return orders;
+}
+
+/** Recall and precision of one rule's rows against the independent oracle in generator/truth.ts. */
+async function score(state: DuckState, target: string, label: RuleLabel, orders: readonly TruthOrder[]): Promise<RuleScore> {
+  const { expected, labelled } = expectedKeys(orders, label);
+  const found = new Set(rowsOf(await state.query(`SELECT DISTINCT ${label.keyFields.join(', ')} FROM ${target}`)).map((r) => keyOf(label.keyFields, r)));
+  const hits = [...found].filter((k) => expected.has(k)).length;
+  // Nothing to find and nothing found is a perfect score, not a division by zero.
   const ratio = (a: number, b: number) => (b === 0 ? 1 : a / b);
-  const tpIps = [...truthIps].filter((ip) => flagged.has(ip)).length;
-  const tpHv = [...hvTruth].filter((id) => hvFound.has(id)).length;
   return {
-    'bot bursts': { recall: ratio(tpIps, truthIps.size), precision: ratio(tpIps, flagged.size), truth: truthIps.size, found: flagged.size },
-    'high-value orders': { recall: ratio(tpHv, hvTruth.size), precision: ratio(tpHv, hvFound.size), truth: hvTruth.size, found: hvFound.size },
+    label: label.text,
+    keyFields: label.keyFields,
+    expected: expected.size,
+    found: found.size,
+    hits,
+    labelled: labelled.size,
+    recall: ratio(hits, expected.size),
+    precision: ratio(hits, found.size),
   };
 }
 
-export const backtestCommand: CommandModule<object, { input: string; compare?: string }> = {
+export const backtestCommand: CommandModule<object, { input: string; compare?: string; output?: string }> = {
   command: 'backtest',
   describe: 'run the rules over recorded orders (JSON lines) with event-time semantics; with labels, recall and precision',
   builder: (y) =>
     withSettings(y, [...RULE_RUN_KEYS, 'batchMaxSize'])
       .option('input', { type: 'string', demandOption: true, describe: 'orders as JSON lines (e.g. from fraud-sql generate --output file)' })
-      .option('compare', { type: 'string', describe: 'another rules directory: show the rows each set writes that the other does not' }),
+      .option('compare', { type: 'string', describe: 'another rules directory: show the rows each set writes that the other does not' })
+      .option('output', { type: 'string', describe: "a directory: every rule's rows as <rule>.csv (text quoted, formulas neutralised)" }),
   handler: async (argv) => {
     const config = configFrom(argv);
     const tty = process.stderr.isTTY;
-    const report = await backtest(config, { input: argv.input, compare: argv.compare, progress: tty ? (s) => process.stderr.write(`\r${s}   `) : undefined });
+    const report = await backtest(config, { input: argv.input, compare: argv.compare, output: argv.output, progress: tty ? (s) => process.stderr.write(`\r${s}   `) : undefined });
     if (tty) process.stderr.write('\n');
     process.stdout.write(report.lines.join('\n') + '\n');
   },

@@ -3,6 +3,7 @@
  * each IP plays, and the most orders it has within any sliding window. Plain
  * TypeScript, no rule or engine code, so scoring the rules against it means something.
  */
+import type { RuleLabel } from '../rules/loader.js';
 
 /** Per IP: the label of its first order and the event times (ms) of all of them. */
 export function ipActivity(orders: Iterable<{ ip_address: string; timestamp: string; label?: string }>): Map<string, { label: string; times: number[] }> {
@@ -15,7 +16,7 @@ export function ipActivity(orders: Iterable<{ ip_address: string; timestamp: str
   return byIp;
 }
 
-/** The most of `times` within any window (t - windowMs, t]. */
+/** The most of `times` within any window (t - windowMs, t]; any unit, as long as both share it. */
 export function maxWithin(times: readonly number[], windowMs = 60_000): number {
   const sorted = [...times].sort((a, b) => a - b);
   let best = 0;
@@ -24,4 +25,49 @@ export function maxWithin(times: readonly number[], windowMs = 60_000): number {
     best = Math.max(best, i - lo + 1);
   }
   return best;
+}
+
+/** An order as the oracle sees it: its fields, its event time and its label. */
+export interface TruthOrder {
+  fields: Readonly<Record<string, unknown>>;
+  eventUs: number;
+  label: string;
+}
+
+/** What a rule detects, as its `-- label:` header says. */
+export type TruthSpec = Pick<RuleLabel, 'scenarios' | 'condition' | 'keyFields'>;
+
+/** A key value as one string, the same for an order's fields and a result row's columns. */
+export function keyOf(keyFields: readonly string[], values: Readonly<Record<string, unknown>>): string {
+  return keyFields.map((f) => `${f}=${String(values[f])}`).join(' ');
+}
+
+/**
+ * The key values a rule should flag: those with an order labelled one of the
+ * rule's scenarios (any order for none) that meets the condition, if the rule
+ * has one: its price x quantity reaches the minimum, or its key's orders (all of
+ * them, as the rule sees them) reach the count within some window. `labelled`:
+ * every key value with a labelled order, condition or not.
+ */
+export function expectedKeys(orders: Iterable<TruthOrder>, spec: TruthSpec): { expected: Set<string>; labelled: Set<string> } {
+  const isLabelled = (o: TruthOrder) => spec.scenarios.length === 0 || spec.scenarios.includes(o.label);
+  const cond = spec.condition;
+  const labelled = new Set<string>();
+  const expected = new Set<string>();
+  const times = new Map<string, number[]>();
+  for (const o of orders) {
+    const k = keyOf(spec.keyFields, o.fields);
+    if (cond?.kind === 'orders_within') {
+      const t = times.get(k);
+      if (t) t.push(o.eventUs);
+      else times.set(k, [o.eventUs]);
+    }
+    if (!isLabelled(o)) continue;
+    labelled.add(k);
+    if (cond === null || (cond.kind === 'total_at_least' && BigInt(o.fields.price as number) * BigInt(o.fields.quantity as number) >= cond.min)) expected.add(k);
+  }
+  if (cond?.kind === 'orders_within') {
+    for (const k of labelled) if (maxWithin(times.get(k)!, cond.windowMicros) >= cond.min) expected.add(k);
+  }
+  return { expected, labelled };
 }

@@ -14,6 +14,7 @@ import {
   type Substitution,
 } from './params.js';
 import type { Diagnostic, RuleOutput } from '../engine/ports.js';
+import { SCENARIOS } from '../generator/orders.js';
 
 export type Severity = 'info' | 'low' | 'medium' | 'high';
 const SEVERITIES: readonly Severity[] = ['info', 'low', 'medium', 'high'];
@@ -33,13 +34,39 @@ export interface Rule extends RuleOutput {
    * state, carried from batch to batch and restored from the sink on start.
    */
   readsOwnResults: boolean;
+  /** What the rule detects in labelled traffic (`-- label:`), for `backtest`; null when it names nothing. */
+  label: RuleLabel | null;
 }
+
+/**
+ * `-- label: bot, burst where orders >= $min_orders within $window`: the generator
+ * scenarios whose orders the rule should flag, and optionally the condition those
+ * orders must meet to be detectable at all, at the rule's actual parameters.
+ */
+export interface RuleLabel {
+  /** Scenario names; empty for `*`: every order, whatever its label. */
+  scenarios: string[];
+  condition: LabelCondition | null;
+  /** The key columns that name an order field: a row flags the orders with these values. */
+  keyFields: string[];
+  /** The label with the parameters' values, as reports show it. */
+  text: string;
+}
+
+export type LabelCondition =
+  /** The key's orders (all of them, as the rule sees them) reach `min` within some (t - window, t]. */
+  | { kind: 'orders_within'; min: number; windowMicros: number }
+  /** The labelled order's price x quantity is at least `min`. */
+  | { kind: 'total_at_least'; min: bigint };
+
+/** Order fields a result column can name, so that a row points back at orders. */
+export const ORDER_KEY_FIELDS: readonly string[] = ['order_id', 'user_id', 'product_id', 'product_name', 'ip_address', 'payment_method'];
 
 export function formatDiagnostic(d: Diagnostic): string {
   return `${d.file}:${d.line}:${d.column}: ${d.message}`;
 }
 
-const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows):\s*(.*)$/;
+const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows|label):\s*(.*)$/;
 const PARAM = /^--\s*param\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$/;
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 
@@ -141,6 +168,9 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   const read = new Set([...code.matchAll(/\b(?:result|changed)_([a-z_][a-z0-9_]*)\b/g)].map((m) => m[1]!));
   const readsOwnResults = read.delete(name);
 
+  const labelField = fields.get('label');
+  const label = labelField ? parseLabel(labelField.value, lines[labelField.line - 1]!, key, params, (column, message) => report(labelField.line, column, message)) : null;
+
   const version = createHash('sha256')
     .update(text)
     .update(JSON.stringify([...params].map(([k, v]) => [k, v.kind === 'integer' ? v.value.toString() : v])))
@@ -167,8 +197,74 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
       version,
       after: [...read],
       readsOwnResults,
+      label,
     },
   };
+}
+
+const DURATION_TEXT = (micros: number) => (micros % 1_000_000 === 0 ? `${micros / 1_000_000}s` : `${micros / 1000}ms`);
+
+/** The `-- label:` field; problems are reported at their column in `line`. */
+function parseLabel(
+  value: string,
+  line: string,
+  key: readonly string[],
+  params: ReadonlyMap<string, ParamValue>,
+  report: (column: number, message: string) => void,
+): RuleLabel | null {
+  const at = (text: string) => Math.max(1, line.indexOf(text) + 1);
+  const where = /^(.*?)\s+where\s+(.*)$/.exec(value);
+  const [namesText, conditionText] = where ? [where[1]!, where[2]!] : [value, undefined];
+  const names = namesText.split(',').map((x) => x.trim()).filter(Boolean);
+  let ok = true;
+  const fail = (column: number, message: string) => {
+    ok = false;
+    report(column, message);
+  };
+  if (names.length === 0) fail(at(value), 'label names no scenario (e.g. "-- label: bot, burst", or "*" for every order)');
+  if (names.includes('*') && names.length > 1) fail(at('*'), 'label "*" (every order) cannot be combined with scenario names');
+  for (const n of names) {
+    if (n !== '*' && !(SCENARIOS as readonly string[]).includes(n)) fail(at(n), `label "${n}" is not a generator scenario (one of: ${SCENARIOS.join(', ')})`);
+  }
+  const keyFields = key.filter((c) => ORDER_KEY_FIELDS.includes(c));
+  if (keyFields.length === 0) {
+    fail(at(value), `label: the key (${key.join(', ')}) has no column that names an order field (${ORDER_KEY_FIELDS.join(', ')}), so a row cannot be traced to orders`);
+  }
+
+  /** A literal or a `$param` of the given kind, as its value. */
+  const operand = <K extends ParamValue['kind']>(m: RegExpExecArray, group: number, kind: K): Extract<ParamValue, { kind: K }> | null => {
+    const text = m[group]!;
+    const column = line.lastIndexOf(m.input) + m.indices![group]![0] + 1;
+    const v = text.startsWith('$') ? params.get(text.slice(1)) ?? `unknown parameter ${text}` : parseParamValue(text);
+    if (typeof v === 'string') fail(column, `label: ${v}`);
+    else if (v.kind !== kind) fail(column, `label: ${text} is a ${v.kind}, not a ${kind}`);
+    else return v as Extract<ParamValue, { kind: K }>;
+    return null;
+  };
+  let condition: LabelCondition | null = null;
+  let conditionShown = '';
+  if (conditionText !== undefined) {
+    const within = /^orders\s*>=\s*(\S+)\s+within\s+(\S+)$/d.exec(conditionText);
+    const total = /^price\s*\*\s*quantity\s*>=\s*(\S+)$/d.exec(conditionText);
+    if (within) {
+      const min = operand(within, 1, 'integer');
+      const window = operand(within, 2, 'duration');
+      if (min && window) {
+        condition = { kind: 'orders_within', min: Number(min.value), windowMicros: window.micros };
+        conditionShown = `orders >= ${min.value} within ${DURATION_TEXT(window.micros)}`;
+      }
+    } else if (total) {
+      const min = operand(total, 1, 'integer');
+      if (min) {
+        condition = { kind: 'total_at_least', min: min.value };
+        conditionShown = `price * quantity >= ${min.value}`;
+      }
+    } else {
+      fail(at(conditionText), 'a label condition reads "where orders >= N within D" or "where price * quantity >= N" (N, D: literals or $params)');
+    }
+  }
+  if (!ok) return null;
+  return { scenarios: names.filter((n) => n !== '*'), condition, keyFields, text: names.join(', ') + (conditionShown ? ` where ${conditionShown}` : '') };
 }
 
 /** Loads every *.sql in `dir`, sorted, then orders rules so each runs after those it reads. */
