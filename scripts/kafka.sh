@@ -46,7 +46,7 @@ assemble() {
 </project>
 POM
   # Without -q: Maven names each artifact it fetches, so a first run shows progress.
-  (cd "$DIST" && mvn -B -ntp dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=libs | { grep -E '^\[(INFO\] Copying|ERROR)' || true; } | sed 's/^/[kafka] /') >&2 \
+  (cd "$DIST" && mvn -B -ntp -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=libs | { grep -E '^\[(INFO\] Copying|ERROR)' || true; } | sed 's/^/[kafka] /') >&2 \
     || { log "could not assemble Kafka $KAFKA_VERSION (see the Maven output above)"; exit 1; }
   # WARN and up, plus the broker's state transitions that start() waits for.
   cat >"$DIST/log4j2.properties" <<'L4J'

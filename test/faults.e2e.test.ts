@@ -237,8 +237,10 @@ t.test('PostgreSQL down for a while: not ready, offsets hold, lag grows, then it
 
 t.test('the Kafka broker stopped for 20 s and started again: recovery without manual action', async (t) => {
   const script = new URL('../scripts/kafka.sh', import.meta.url).pathname;
+  // The broker the tests use, wherever TEST_KAFKA_BROKERS points on this machine.
+  const opts = { stdio: 'ignore', env: { ...process.env, KAFKA_PORT: BROKERS[0]!.split(':').pop()! } } as const;
   t.teardown(() => {
-    spawnSync(script, ['start'], { stdio: 'ignore' });
+    spawnSync(script, ['start'], opts);
   });
   const topic = await kafkaTopic(t.teardown, 4);
   const { schema, pool } = await pgSchema(t.teardown);
@@ -247,9 +249,9 @@ t.test('the Kafka broker stopped for 20 s and started again: recovery without ma
   await produce(p, topic, data.messages.slice(0, 10_000));
   const r = spawnRun(t.teardown, topic, schema, BATCH);
   await drainedInPg(pool, topic);
-  execFileSync(script, ['stop'], { stdio: 'ignore' });
+  execFileSync(script, ['stop'], opts);
   await sleep(Number(process.env.FAULT_KAFKA_DOWN_MS ?? 20_000));
-  execFileSync(script, ['start'], { stdio: 'ignore' });
+  execFileSync(script, ['start'], opts);
   const p2 = await producer(t.teardown);
   await produce(p2, topic, data.messages.slice(10_000));
   await drainedInPg(pool, topic, 120_000);
