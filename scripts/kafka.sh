@@ -6,6 +6,8 @@
 #   scripts/kafka.sh start    assemble if needed, format, start, wait until ready
 #   scripts/kafka.sh stop     stop the broker started by this script
 #   scripts/kafka.sh status   exit 0 when the broker answers
+#   scripts/kafka.sh tool CLASS ARGS...   run one of Kafka's own tools with the
+#                             broker's classpath (e.g. org.apache.kafka.tools.ConsoleProducer)
 #
 # Settings (environment): KAFKA_VERSION (4.1.2; a Kafka 4 release, logging through
 # log4j2), KAFKA_CACHE (~/.cache/fraud-sql/kafka; one directory per version, so
@@ -133,5 +135,6 @@ case "${1:-}" in
   stop) shift; stop "${1:-}" ;;
   status) is_up ;;
   assemble) assemble ;;
-  *) echo "usage: $0 start|stop [--clean]|status|assemble" >&2; exit 2 ;;
+  tool) shift; assemble; exec java "${JAVA_ARGS[@]}" "$@" ;;
+  *) echo "usage: $0 start|stop [--clean]|status|assemble|tool CLASS ARGS..." >&2; exit 2 ;;
 esac
