@@ -150,7 +150,7 @@ async function stageSeconds(url: string): Promise<Record<string, number>> {
 }
 
 async function main(): Promise<void> {
-  execFileSync(`${root}scripts/kafka.sh`, ['start'], { stdio: 'inherit' });
+  execFileSync(`${root}scripts/kafka.sh`, ['start'], { stdio: 'inherit', env: { ...process.env, KAFKA_PORT: BROKERS[0]!.split(':').pop()! } });
   const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
   // One producer per topic: kafkajs keeps refreshing metadata of every topic a producer
   // ever sent to, and fails once a finished phase has deleted its topic.

@@ -6,19 +6,24 @@
 #   scripts/kafka.sh start    assemble if needed, format, start, wait until ready
 #   scripts/kafka.sh stop     stop the broker started by this script
 #   scripts/kafka.sh status   exit 0 when the broker answers
+#   scripts/kafka.sh tool CLASS ARGS...   run one of Kafka's own tools with the
+#                             broker's classpath (e.g. org.apache.kafka.tools.ConsoleProducer)
 #
-# Settings (environment): KAFKA_VERSION (3.9.1; kafkajs speaks protocol versions
-# that Kafka 4 removed), KAFKA_CACHE (~/.cache/fraud-sql/kafka), KAFKA_PORT (9092),
-# KAFKA_DATA (data dir; default under the cache; removed by `stop --clean`).
+# Settings (environment): KAFKA_VERSION (4.1.2; a Kafka 4 release, logging through
+# log4j2), KAFKA_CACHE (~/.cache/fraud-sql/kafka; one directory per version, so
+# several versions can sit side by side), KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT
+# (KAFKA_PORT + 1), KAFKA_DATA (data dir; default under the cache, one per version;
+# removed by `stop --clean`).
 set -euo pipefail
 
-KAFKA_VERSION=${KAFKA_VERSION:-3.9.1}
+KAFKA_VERSION=${KAFKA_VERSION:-4.1.2}
 KAFKA_CACHE=${KAFKA_CACHE:-$HOME/.cache/fraud-sql/kafka}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 DIST="$KAFKA_CACHE/$KAFKA_VERSION"
 RUN="$KAFKA_CACHE/run-$KAFKA_PORT"
-KAFKA_DATA=${KAFKA_DATA:-$RUN/data}
+# Per version: a data dir formatted by another release is never reused.
+KAFKA_DATA=${KAFKA_DATA:-$RUN/data-$KAFKA_VERSION}
 PIDFILE="$RUN/kafka.pid"
 
 log() { echo "[kafka] $*" >&2; }
@@ -36,24 +41,31 @@ assemble() {
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version></dependency>
-    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId><version>1.7.36</version></dependency>
+    <!-- Kafka 4 logs through slf4j 1.7 to log4j2, as its own distribution does. -->
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>2.24.3</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>2.24.3</version></dependency>
   </dependencies>
 </project>
 POM
-  (cd "$DIST" && mvn -B -q dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=libs) >&2
-  cat >"$DIST/log4j.properties" <<'L4J'
-log4j.rootLogger=WARN, stdout
-log4j.appender.stdout=org.apache.log4j.ConsoleAppender
-log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
-log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka.server.KafkaServer=INFO
-log4j.logger.kafka.server.BrokerServer=INFO
+  # Without -q: Maven names each artifact it fetches, so a first run shows progress.
+  (cd "$DIST" && mvn -B -ntp -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=libs | { grep -E '^\[(INFO\] Copying|ERROR)' || true; } | sed 's/^/[kafka] /') >&2 \
+    || { log "could not assemble Kafka $KAFKA_VERSION (see the Maven output above)"; exit 1; }
+  # WARN and up, plus the broker's state transitions that start() waits for.
+  cat >"$DIST/log4j2.properties" <<'L4J'
+appender.stdout.type=Console
+appender.stdout.name=STDOUT
+appender.stdout.layout.type=PatternLayout
+appender.stdout.layout.pattern=[%d] %p %m (%c)%n
+rootLogger.level=WARN
+rootLogger.appenderRef.stdout.ref=STDOUT
+logger.broker.name=kafka.server.BrokerServer
+logger.broker.level=INFO
 L4J
   touch "$DIST/.complete"
 }
 
 JAVA_ARGS=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
-  -Dlog4j.configuration="file:$DIST/log4j.properties" -cp "$DIST/libs/*")
+  -Dlog4j2.configurationFile="$DIST/log4j2.properties" -cp "$DIST/libs/*")
 
 write_config() {
   mkdir -p "$RUN"
@@ -123,5 +135,6 @@ case "${1:-}" in
   stop) shift; stop "${1:-}" ;;
   status) is_up ;;
   assemble) assemble ;;
-  *) echo "usage: $0 start|stop [--clean]|status|assemble" >&2; exit 2 ;;
+  tool) shift; assemble; exec java "${JAVA_ARGS[@]}" "$@" ;;
+  *) echo "usage: $0 start|stop [--clean]|status|assemble|tool CLASS ARGS..." >&2; exit 2 ;;
 esac

@@ -6,12 +6,17 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { BROKERS, PG_URL } from './helpers.js';
 
 const run = promisify(execFile);
 const root = new URL('../', import.meta.url).pathname;
 
 t.test('npm run bench -- --smoke reports throughput, latency percentiles and RSS', async (t) => {
-  const { stdout } = await run('npm', ['run', '-s', 'bench', '--', '--smoke'], { cwd: root, maxBuffer: 16 * 1024 * 1024 });
+  const { stdout } = await run('npm', ['run', '-s', 'bench', '--', '--smoke'], {
+    cwd: root,
+    maxBuffer: 16 * 1024 * 1024,
+    env: { ...process.env, BENCH_KAFKA_BROKERS: BROKERS.join(','), BENCH_DATABASE_URL: PG_URL },
+  });
   t.match(stdout, /backlog drain: 20,000 orders in [\d.]+ s = [\d,]+ orders\/s/);
   t.match(stdout, /^\s+1000\s+\d+ \/ \d+ \/ \d+ \/ \d+/m, 'latency row for 1,000 orders/s');
   const r = JSON.parse(readFileSync(`${root}bench/results/smoke.json`, 'utf8'));

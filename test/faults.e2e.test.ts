@@ -214,16 +214,18 @@ t.test('PostgreSQL down for a while: not ready, offsets hold, lag grows, then it
 
 t.test('the Kafka broker stopped for 20 s and started again: recovery without manual action', async (t) => {
   const script = new URL('../scripts/kafka.sh', import.meta.url).pathname;
+  // The broker the tests use, wherever TEST_KAFKA_BROKERS points on this machine.
+  const opts = { stdio: 'ignore', env: { ...process.env, KAFKA_PORT: BROKERS[0]!.split(':').pop()! } } as const;
   t.teardown(() => {
-    spawnSync(script, ['start'], { stdio: 'ignore' });
+    spawnSync(script, ['start'], opts);
   });
   const s = await scenario(t, { partitions: 4, orders: 20_000, seed: 19 });
   await s.produce(s.messages.slice(0, 10_000));
   const r = s.startCli(BATCH);
   await s.drainedInPg();
-  execFileSync(script, ['stop'], { stdio: 'ignore' });
+  execFileSync(script, ['stop'], opts);
   await sleep(Number(process.env.FAULT_KAFKA_DOWN_MS ?? 20_000));
-  execFileSync(script, ['start'], { stdio: 'ignore' });
+  execFileSync(script, ['start'], opts);
   await s.reconnectProducer();
   await s.produce(s.messages.slice(10_000));
   await s.drainedInPg(120_000);

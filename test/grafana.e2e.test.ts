@@ -93,7 +93,7 @@ t.test('docker-compose.yml follows the Compose Specification; the image builds l
   const ajv = new Ajv2019.default({ strict: false, allErrors: true });
   const validate = ajv.compile(schema);
   t.ok(validate(compose), JSON.stringify(validate.errors));
-  t.same(Object.keys(compose.services).sort(), ['fraud-sql', 'generator', 'grafana', 'kafka', 'postgres', 'prometheus']);
+  t.same(Object.keys(compose.services).sort(), ['fraud-sql', 'generator', 'grafana', 'kafka', 'kafka-init', 'postgres', 'prometheus']);
   for (const [name, svc] of Object.entries<{ depends_on?: Record<string, { condition: string }> }>(compose.services)) {
     for (const [dep, cond] of Object.entries(svc.depends_on ?? {})) {
       t.ok(compose.services[dep], `${name} depends on a real service ${dep}`);
@@ -111,6 +111,30 @@ t.test('docker-compose.yml follows the Compose Specification; the image builds l
   const install = /^RUN (npm ci.*)$/m.exec(dockerfile)![1]!;
   t.ok(ci.includes(install), `CI runs the image's install step: ${install}`);
   t.match(dockerfile, /^USER node$/m, 'the image runs as a non-root user');
+});
+
+t.test('compose: Kafka 4.1 as tested, its data on the volume, the topics created before anyone uses them', async (t) => {
+  const { kafka, 'kafka-init': init } = compose.services;
+  const tested = /^KAFKA_VERSION=\$\{KAFKA_VERSION:-([^}]+)\}$/m.exec(readFileSync(`${root}scripts/kafka.sh`, 'utf8'))![1]!;
+  t.match(tested, /^4\.1\.\d+$/, 'the tests run Kafka 4.1');
+  t.equal(kafka.image, `apache/kafka:${tested}`, 'the stack runs the version the tests run');
+  t.equal(init.image, kafka.image, 'topics are created by the same release');
+
+  const logDirs = String(kafka.environment.KAFKA_LOG_DIRS ?? '').split(',');
+  const volumes = kafka.volumes.map((v: string) => v.split(':'));
+  for (const dir of logDirs) {
+    const mount = volumes.find(([, target]: string[]) => dir === target || dir.startsWith(`${target}/`));
+    t.ok(mount, `log dir ${dir} is on a mounted volume`);
+    t.ok(mount && mount[0] in (compose.volumes ?? {}), `log dir ${dir} is on a named volume that outlives the container`);
+  }
+
+  t.same(init.depends_on, { kafka: { condition: 'service_healthy' } }, 'topics are created once the broker answers');
+  const script = init.command.join('\n');
+  for (const topic of ['orders', 'orders.dlq']) t.match(script, new RegExp(`--create --if-not-exists --topic ${topic.replace('.', '\\.')} `), `creates ${topic}`);
+  t.match(script, /^set -e$/m, 'a failed creation fails the init service');
+  for (const svc of ['fraud-sql', 'generator']) {
+    t.same(compose.services[svc].depends_on['kafka-init'], { condition: 'service_completed_successfully' }, `${svc} starts after the topics exist`);
+  }
 });
 
 t.test('every PostgreSQL panel query returns rows of its shape on real pipeline output', async (t) => {

@@ -1,12 +1,14 @@
 /**
  * Where generated orders go: a Kafka topic (key = IP, batched, acks from all
- * replicas) or JSON lines to a file or stdout. Each output is opened before the
- * first order is made, so a bad destination fails fast with one message.
+ * replicas, optionally compressed) or JSON lines to a file or stdout. Each output
+ * is opened before the first order is made, so a bad destination fails fast with
+ * one message.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { Kafka, Partitioners, logLevel, type Producer } from 'kafkajs';
 import { FraudSqlError } from '../errors.js';
+import { compressionType, type Compression } from '../source/codecs.js';
 import type { GeneratedOrder } from './orders.js';
 
 export interface OrderOutput {
@@ -15,7 +17,12 @@ export interface OrderOutput {
   errors: number;
 }
 
-export async function kafkaOutput(brokers: string[], topic: string): Promise<OrderOutput> {
+export interface KafkaOutputOptions {
+  /** Record-batch compression, to feed the consumer what real producers send (default none). */
+  compression?: Compression;
+}
+
+export async function kafkaOutput(brokers: string[], topic: string, { compression = 'none' }: KafkaOutputOptions = {}): Promise<OrderOutput> {
   const kafka = new Kafka({ clientId: 'fraud-sql-generate', brokers, logLevel: logLevel.NOTHING, retry: { retries: 2, initialRetryTime: 300 }, connectionTimeout: 3_000 });
   const producer: Producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: true });
   try {
@@ -27,7 +34,7 @@ export async function kafkaOutput(brokers: string[], topic: string): Promise<Ord
     errors: 0,
     async write(chunk) {
       try {
-        await producer.send({ topic, acks: -1, messages: chunk.map((o) => ({ key: o.key, value: o.value })) });
+        await producer.send({ topic, acks: -1, compression: compressionType(compression), messages: chunk.map((o) => ({ key: o.key, value: o.value })) });
       } catch {
         out.errors += chunk.length;
       }

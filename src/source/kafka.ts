@@ -9,6 +9,7 @@
  * the lag tools operators already use.
  */
 import { Kafka, Partitioners, logLevel, type SASLOptions, type Consumer, type Producer, type Admin, type EachBatchPayload, type LogEntry } from 'kafkajs';
+import './codecs.js';
 import { FraudSqlError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { retrying, sleep } from '../retry.js';
