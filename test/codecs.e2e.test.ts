@@ -10,7 +10,7 @@ import kafkajs from 'kafkajs';
 import { COMPRESSIONS, compressionType } from '../src/source/codecs.js';
 import { kafkaOutput } from '../src/generator/output.js';
 import { generateOrders } from '../src/generator/orders.js';
-import { BROKERS, assertMatchesOracle, dataset, drainedInPg, kafkaTopic, pgSchema, spawnRun, uniqueName } from './helpers.js';
+import { BROKERS, scenario, uniqueName } from './helpers.js';
 
 const { CompressionCodecs, Kafka, logLevel } = kafkajs;
 const CODECS = COMPRESSIONS.filter((c) => c !== 'none');
@@ -40,19 +40,17 @@ for (const [producer, produce] of Object.entries(PRODUCERS)) {
       // One partition: the codec is under test here. Keyed by order_id over several
       // partitions, one IP's orders are split between them, and bursts are still
       // found per partition (no repartitioning by rule key yet).
-      const topic = await kafkaTopic(t.teardown, 1);
-      const { schema, pool } = await pgSchema(t.teardown);
-      const data = dataset({ seed: 31, count: 4_000, rate: 100, startMs: Date.now() - 60_000 });
+      const s = await scenario(t, { partitions: 1, orders: 4_000, seed: 31, rate: 100, startMs: Date.now() - 60_000 });
       // One message a line: JSON.stringify never writes a raw tab or newline.
-      produce(topic, codec, data.messages.map((m) => `${JSON.parse(String(m.value)).order_id}\t${m.value}\n`).join(''));
+      produce(s.topic, codec, s.messages.map((m) => `${JSON.parse(String(m.value)).order_id}\t${m.value}\n`).join(''));
       // The built CLI in its own process: only the codecs the program itself registers count.
-      const fraudSql = spawnRun(t.teardown, topic, schema);
+      const fraudSql = s.startCli();
       // 4,000 orders drain in seconds; a partition the consumer cannot decode never drains.
-      await drainedInPg(pool, topic, 60_000).catch((err) => {
+      await s.drainedInPg(60_000).catch((err: Error) => {
         throw new Error(`${err.message}; fraud-sql said:\n${fraudSql.output()}`);
       });
-      await assertMatchesOracle(t, pool, data.orders);
-      const { rows } = await pool.query('SELECT count(*)::int AS n FROM dead_letters');
+      await s.expectExact();
+      const { rows } = await s.pool.query('SELECT count(*)::int AS n FROM dead_letters');
       t.equal(rows[0].n, 0, 'no dead letters');
       fraudSql.child.kill('SIGTERM');
       t.same(await fraudSql.exited, { code: 0, signal: null }, 'a clean stop');
@@ -82,7 +80,10 @@ t.test('the generator compresses with each codec; kafkajs and librdkafka read it
     const registered = CompressionCodecs[compressionType(codec) as 1 | 2 | 3 | 4]();
     const decompress = registered.decompress;
     let batches = 0;
-    registered.decompress = (buffer: Buffer) => (batches++, decompress.call(registered, buffer));
+    registered.decompress = (buffer: Buffer) => {
+      batches++;
+      return decompress.call(registered, buffer);
+    };
     const consumer = kafka.consumer({ groupId: `g-${topic}` });
     const read: string[] = [];
     try {
@@ -93,7 +94,10 @@ t.test('the generator compresses with each codec; kafkajs and librdkafka read it
         void consumer.run({
           eachMessage: async ({ message }) => {
             read.push(String(message.value));
-            if (read.length === sent.length) clearTimeout(timer), resolve();
+            if (read.length === sent.length) {
+              clearTimeout(timer);
+              resolve();
+            }
           },
         });
       });

@@ -17,9 +17,9 @@ import { startRun, type RunningApp } from '../src/commands/run.js';
 import { createLogger, silentLogger, type Logger } from '../src/log.js';
 
 export const BROKERS = (process.env.TEST_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
-const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-const uniqueName = (prefix: string) => `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+export const uniqueName = (prefix: string) => `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
 const groupOf = (topic: string) => `g-${topic}`;
 
 type Teardown = (fn: () => Promise<void> | void) => void;
