@@ -5,6 +5,7 @@ import { createLogger } from '../log.js';
 import { generateOrders, SCENARIOS, type Scenario } from '../generator/orders.js';
 import { pace, parseMix } from '../generator/pace.js';
 import { kafkaOutput, lineOutput, type OrderOutput } from '../generator/output.js';
+import { COMPRESSIONS, type Compression } from '../source/codecs.js';
 import { configFrom, onSignals, withSettings } from './common.js';
 
 interface GenerateArgs {
@@ -16,6 +17,7 @@ interface GenerateArgs {
   mix?: string;
   output: string;
   fast: boolean;
+  compression: Compression;
 }
 
 export const generateCommand: CommandModule<object, GenerateArgs> = {
@@ -30,7 +32,8 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       .option('start', { type: 'string', describe: 'event time of the first order, ISO-8601 (default: now)' })
       .option('mix', { type: 'string', describe: `scenario shares in percent, e.g. bot=10,late=1 (${SCENARIOS.join(', ')})` })
       .option('output', { type: 'string', default: 'kafka', describe: 'kafka, a file path, or stdout (JSON lines)' })
-      .option('fast', { type: 'boolean', default: false, describe: 'ignore the rate and send as fast as possible (a backlog)' }),
+      .option('fast', { type: 'boolean', default: false, describe: 'ignore the rate and send as fast as possible (a backlog)' })
+      .option('compression', { choices: COMPRESSIONS, default: 'none' as Compression, describe: 'compress the record batches sent to Kafka' }),
   handler: async (argv) => {
     const config = configFrom(argv);
     const problems: string[] = [];
@@ -44,7 +47,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
     if (problems.length > 0) throw new FraudSqlError('CONFIG_INVALID', `invalid options:\n  - ${problems.join('\n  - ')}`);
     const seed = argv.seed ?? Math.floor(Math.random() * 2 ** 31);
     const toStdout = argv.output === '-' || argv.output === 'stdout';
-    const out: OrderOutput = argv.output === 'kafka' ? await kafkaOutput(config.brokers, config.topic) : await lineOutput(toStdout ? '-' : argv.output);
+    const out: OrderOutput = argv.output === 'kafka' ? await kafkaOutput(config.brokers, config.topic, { compression: argv.compression }) : await lineOutput(toStdout ? '-' : argv.output);
     const tty = process.stderr.isTTY && !toStdout;
     const controller = new AbortController();
     const say = (s: string) => {
