@@ -22,7 +22,10 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: [...ADAPTERS.map((a) => `../${a}/*`), '../commands/*', '../compose.js', '../cli.js', '../config.js', '../lifecycle.js'], message: 'the engine imports only its own ports, plain types and time' },
+            {
+              group: [...ADAPTERS.map((a) => `../${a}/*`), '../commands/*', '../compose.js', '../cli.js', '../config.js', '../lifecycle.js'],
+              message: 'the engine imports only its own ports, plain types and time',
+            },
             // No package at all (kafkajs, pg, DuckDB, Fastify, ...): only Node's own modules.
             { regex: '^(?![.]|node:)', message: 'the engine talks to drivers only through its ports (src/engine/ports.ts)' },
           ],
@@ -36,7 +39,14 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['../commands/*', '../compose.js', '../cli.js', '../lifecycle.js', '../engine/engine.js'], message: 'adapters depend on the engine ports, not on the composition' }] },
+        {
+          patterns: [
+            {
+              group: ['../commands/*', '../compose.js', '../cli.js', '../lifecycle.js', '../engine/engine.js'],
+              message: 'adapters depend on the engine ports, not on the composition',
+            },
+          ],
+        },
       ],
     },
   },

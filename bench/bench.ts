@@ -29,7 +29,9 @@ const opt = (name: string, def: string) => {
 };
 const smoke = args.includes('--smoke');
 const ORDERS = Number(opt('orders', smoke ? '20000' : '2000000'));
-const RATES = opt('rates', smoke ? '1000' : '1000,5000,10000,20000').split(',').map(Number);
+const RATES = opt('rates', smoke ? '1000' : '1000,5000,10000,20000')
+  .split(',')
+  .map(Number);
 const SECONDS = Number(opt('seconds', smoke ? '5' : '30'));
 const PARTITIONS = 4;
 const BROKERS = (process.env.BENCH_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
@@ -52,7 +54,13 @@ function pct(values: number[], p: number): number {
 async function newTopic(name: string): Promise<string> {
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic: name, numPartitions: PARTITIONS }, { topic: `${name}.dlq`, numPartitions: 1 }], waitForLeaders: true });
+  await admin.createTopics({
+    topics: [
+      { topic: name, numPartitions: PARTITIONS },
+      { topic: `${name}.dlq`, numPartitions: 1 },
+    ],
+    waitForLeaders: true,
+  });
   await admin.disconnect();
   return name;
 }
@@ -81,8 +89,14 @@ function startRun(topic: string, schema: string): { child: ChildProcess; rss: { 
   const child = spawn('node', [CLI, 'run'], {
     env: {
       ...process.env,
-      FRAUD_SQL_BROKERS: BROKERS.join(','), FRAUD_SQL_TOPIC: topic, FRAUD_SQL_DLQ_TOPIC: `${topic}.dlq`, FRAUD_SQL_GROUP: `bench-${topic}`,
-      FRAUD_SQL_DATABASE_URL: PG_URL, FRAUD_SQL_PG_SCHEMA: schema, FRAUD_SQL_HTTP_PORT: '0', FRAUD_SQL_LOG_LEVEL: 'info',
+      FRAUD_SQL_BROKERS: BROKERS.join(','),
+      FRAUD_SQL_TOPIC: topic,
+      FRAUD_SQL_DLQ_TOPIC: `${topic}.dlq`,
+      FRAUD_SQL_GROUP: `bench-${topic}`,
+      FRAUD_SQL_DATABASE_URL: PG_URL,
+      FRAUD_SQL_PG_SCHEMA: schema,
+      FRAUD_SQL_HTTP_PORT: '0',
+      FRAUD_SQL_LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -111,20 +125,34 @@ function startRun(topic: string, schema: string): { child: ChildProcess; rss: { 
 
 async function committed(pool: pg.Pool, schema: string, topic: string): Promise<bigint> {
   // Before fraud-sql has created its tables, nothing is committed.
-  const r = await pool.query(`SELECT coalesce(sum(next_offset), 0)::text AS n FROM "${schema}".consumer_progress WHERE topic = $1`, [topic]).catch(() => ({ rows: [{ n: '0' }] }));
+  const r = await pool
+    .query(`SELECT coalesce(sum(next_offset), 0)::text AS n FROM "${schema}".consumer_progress WHERE topic = $1`, [topic])
+    .catch(() => ({ rows: [{ n: '0' }] }));
   return BigInt(r.rows[0].n);
 }
 
-async function produceAll(producer: Producer, topic: string, orders: Iterator<GeneratedOrder>, count: number, onSent?: (o: GeneratedOrder, at: number) => void): Promise<void> {
+async function produceAll(
+  producer: Producer,
+  topic: string,
+  orders: Iterator<GeneratedOrder>,
+  count: number,
+  onSent?: (o: GeneratedOrder, at: number) => void,
+): Promise<void> {
   const chunk = 10_000;
   let inflight: Promise<unknown>[] = [];
-  for (let sent = 0; sent < count; ) {
+  for (let sent = 0; sent < count;) {
     const n = Math.min(chunk, count - sent);
     const batch: GeneratedOrder[] = [];
     for (let i = 0; i < n; i++) batch.push(orders.next().value as GeneratedOrder);
     const at = Date.now();
     if (onSent) for (const o of batch) onSent(o, at);
-    inflight.push(send(producer, topic, batch.map((o) => ({ key: o.key, value: o.value }))));
+    inflight.push(
+      send(
+        producer,
+        topic,
+        batch.map((o) => ({ key: o.key, value: o.value })),
+      ),
+    );
     if (inflight.length >= 4) {
       await Promise.all(inflight);
       inflight = [];
@@ -218,17 +246,21 @@ async function main(): Promise<void> {
       const total = rate * SECONDS;
       const started = Date.now();
       const tickMs = 50;
-      for (let sent = 0; sent < total; ) {
+      for (let sent = 0; sent < total;) {
         const due = Math.min(total, Math.floor(((Date.now() - started) / 1000) * rate));
         const batch: GeneratedOrder[] = [];
         while (sent + batch.length < due) batch.push(gen.next().value as GeneratedOrder);
         if (batch.length > 0) {
           const at = Date.now();
           for (const o of batch) sentAt.set(JSON.parse(o.value).order_id, at);
-          await send(producer, topic, batch.map((o) => ({ key: o.key, value: o.value })));
+          await send(
+            producer,
+            topic,
+            batch.map((o) => ({ key: o.key, value: o.value })),
+          );
           sent += batch.length;
         }
-        await sleep(Math.max(0, tickMs - (Date.now() - started) % tickMs));
+        await sleep(Math.max(0, tickMs - ((Date.now() - started) % tickMs)));
       }
       const behind = Date.now() - started - SECONDS * 1000;
       for (;;) {
@@ -239,7 +271,9 @@ async function main(): Promise<void> {
       const hvLat = hv.map((r) => Number(r.at) - sentAt.get(r.order_id)!).filter((x) => Number.isFinite(x));
       // A burst becomes detectable with the order that makes its IP hot: the first row's creation
       // against the produce time of the newest order the burst contained then.
-      const bursts = (await pool.query(`SELECT ip_address, extract(epoch FROM min(created_at)) * 1000 AS at FROM "${schema}".suspicious_ips GROUP BY ip_address`)).rows;
+      const bursts = (
+        await pool.query(`SELECT ip_address, extract(epoch FROM min(created_at)) * 1000 AS at FROM "${schema}".suspicious_ips GROUP BY ip_address`)
+      ).rows;
       const byIp = new Map<string, number[]>();
       const gen2 = generateOrders({ seed: 2, rate, startMs: started });
       for (let i = 0; i < total; i++) {
@@ -273,17 +307,40 @@ async function main(): Promise<void> {
     await pool.end();
   }
 
-  const t = results.throughput as { ordersPerSecond: number; ordersPerSecondAfterFirstCommit: number | null; secondsIncludingStartup: number; maxRssMb: number; msPerBatchByStage: Record<string, number> };
+  const t = results.throughput as {
+    ordersPerSecond: number;
+    ordersPerSecondAfterFirstCommit: number | null;
+    secondsIncludingStartup: number;
+    maxRssMb: number;
+    msPerBatchByStage: Record<string, number>;
+  };
   const lines = [
     `fraud-sql benchmark, ${results.date}`,
     `machine: ${machine}; broker and PostgreSQL on the same machine; ${PARTITIONS} partitions`,
     '',
     `backlog drain: ${ORDERS.toLocaleString('en-US')} orders in ${t.secondsIncludingStartup.toFixed(1)} s = ${t.ordersPerSecond.toLocaleString('en-US')} orders/s (${t.ordersPerSecondAfterFirstCommit === null ? 'one batch' : `${t.ordersPerSecondAfterFirstCommit.toLocaleString('en-US')}/s after the first commit`}), max RSS ${t.maxRssMb} MB`,
-    `  ms per batch: ${Object.entries(t.msPerBatchByStage).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    `  ms per batch: ${Object.entries(t.msPerBatchByStage)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
     '',
     'rate/s   high-value ms p50 / p95 / p99 / max     burst detection ms p50 / p99 / max   batch orders  max RSS MB',
-    ...(results.latency as { rate: number; highValue: Record<string, number>; suspicious: Record<string, number>; msPerBatchByStage: Record<string, number>; maxRssMb: number }[]).map(
-      (r) => `${String(r.rate).padStart(6)}   ${[r.highValue.p50, r.highValue.p95, r.highValue.p99, r.highValue.max].map((x) => String(Math.round(x))).join(' / ').padEnd(30)}   ${[r.suspicious.p50, r.suspicious.p99, r.suspicious.max].map((x) => String(Math.round(x))).join(' / ').padEnd(28)}   ${String(r.msPerBatchByStage.avgBatchOrders).padStart(11)}  ${r.maxRssMb}`,
+    ...(
+      results.latency as {
+        rate: number;
+        highValue: Record<string, number>;
+        suspicious: Record<string, number>;
+        msPerBatchByStage: Record<string, number>;
+        maxRssMb: number;
+      }[]
+    ).map(
+      (r) =>
+        `${String(r.rate).padStart(6)}   ${[r.highValue.p50, r.highValue.p95, r.highValue.p99, r.highValue.max]
+          .map((x) => String(Math.round(x)))
+          .join(' / ')
+          .padEnd(30)}   ${[r.suspicious.p50, r.suspicious.p99, r.suspicious.max]
+          .map((x) => String(Math.round(x)))
+          .join(' / ')
+          .padEnd(28)}   ${String(r.msPerBatchByStage.avgBatchOrders).padStart(11)}  ${r.maxRssMb}`,
     ),
   ];
   process.stdout.write(lines.join('\n') + '\n');

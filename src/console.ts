@@ -169,7 +169,17 @@ class DetectionLog {
       seen.add(key);
       ips.add(JSON.stringify([rule, partition, ip]));
       const orders = Number(row.order_count);
-      const now: Burst = { rule, partition, ip, startUs: micros(row.window_start), endUs: micros(row.window_end), count: orders, spent: String(row.total_spent), printed: orders, ended: false };
+      const now: Burst = {
+        rule,
+        partition,
+        ip,
+        startUs: micros(row.window_start),
+        endUs: micros(row.window_end),
+        count: orders,
+        spent: String(row.total_spent),
+        printed: orders,
+        ended: false,
+      };
       const before = this.bursts.get(key);
       if (!before) {
         this.bursts.set(key, now);

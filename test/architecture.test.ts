@@ -18,11 +18,28 @@ t.test('src/ has no lint problems', async (t) => {
 });
 
 t.test('the engine may not import an adapter or a driver', async (t) => {
-  for (const spec of ['../sink/postgres.js', '../state/duckdb.js', '../source/kafka.js', '../rules/index.js', '../http/metrics.js', '../compose.js', 'kafkajs', 'pg', '@duckdb/node-api']) {
+  for (const spec of [
+    '../sink/postgres.js',
+    '../state/duckdb.js',
+    '../source/kafka.js',
+    '../rules/index.js',
+    '../http/metrics.js',
+    '../compose.js',
+    'kafkajs',
+    'pg',
+    '@duckdb/node-api',
+  ]) {
     const found = await problems(`import * as x from '${spec}';\nexport const y = x;\n`, 'src/engine/probe.ts');
     t.match(found.join('\n'), /no-restricted-imports/, `${spec} is refused`);
   }
-  t.same(await problems(`import type { SinkPort } from './ports.js';\nimport { EventEmitter } from 'node:events';\nexport type Y = SinkPort | EventEmitter;\n`, 'src/engine/probe.ts'), [], 'its own ports and Node modules are fine');
+  t.same(
+    await problems(
+      `import type { SinkPort } from './ports.js';\nimport { EventEmitter } from 'node:events';\nexport type Y = SinkPort | EventEmitter;\n`,
+      'src/engine/probe.ts',
+    ),
+    [],
+    'its own ports and Node modules are fine',
+  );
 });
 
 t.test('an adapter may not import the composition', async (t) => {

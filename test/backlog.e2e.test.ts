@@ -46,7 +46,9 @@ t.test(`a backlog of ${ORDERS.toLocaleString('en-US')} orders: drained with boun
   const seconds = (Date.now() - draining) / 1000;
   const max = Math.max(...rssMb);
   const tail = rssMb.slice(Math.floor(rssMb.length / 2));
-  t.comment(`drained in ${seconds.toFixed(1)} s (${Math.round(ORDERS / seconds)} orders/s incl. start), RSS max ${max.toFixed(0)} MB, over the second half ${Math.min(...tail).toFixed(0)}-${Math.max(...tail).toFixed(0)} MB`);
+  t.comment(
+    `drained in ${seconds.toFixed(1)} s (${Math.round(ORDERS / seconds)} orders/s incl. start), RSS max ${max.toFixed(0)} MB, over the second half ${Math.min(...tail).toFixed(0)}-${Math.max(...tail).toFixed(0)} MB`,
+  );
   t.ok(run.child.exitCode === null, 'the process is still running');
   t.ok(max <= MAX_RSS_MB, `resident memory stayed at most ${MAX_RSS_MB} MB (max ${max.toFixed(0)} MB)`);
 
@@ -55,7 +57,10 @@ t.test(`a backlog of ${ORDERS.toLocaleString('en-US')} orders: drained with boun
   const url = /on (http:\/\/[\w:.]+)/.exec(run.output())![1]!;
   const stateOrders = Number(/^fraud_sql_state_orders (\S+)/m.exec(await (await fetch(`${url}/metrics`)).text())![1]);
   const horizonOrders = RATE * HORIZON_S;
-  t.ok(stateOrders >= RATE * 120 && stateOrders <= 2 * horizonOrders, `${stateOrders} orders in the window state at the end (${horizonOrders} in ${HORIZON_S} s of event time, of ${ORDERS} in the backlog)`);
+  t.ok(
+    stateOrders >= RATE * 120 && stateOrders <= 2 * horizonOrders,
+    `${stateOrders} orders in the window state at the end (${horizonOrders} in ${HORIZON_S} s of event time, of ${ORDERS} in the backlog)`,
+  );
 
   const consumed = await s.pool.query(`SELECT sum(next_offset)::bigint AS n FROM consumer_progress WHERE topic = $1`, [s.topic]);
   t.equal(Number(consumed.rows[0].n), ORDERS, 'every offset committed');

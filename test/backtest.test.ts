@@ -14,8 +14,17 @@ const QUERIES = new URL('../queries', import.meta.url).pathname;
 
 const T0 = Date.parse('2025-12-30T12:00:00Z');
 const order = (n: number, ip: string, label: string, seconds: number, extra: Record<string, unknown> = {}) => ({
-  order_id: `O${n}`, timestamp: new Date(T0 + seconds * 1000).toISOString(), user_id: 'USER0001', product_id: 'P008',
-  product_name: '마우스', price: 10_000, quantity: 1, ip_address: ip, payment_method: 'card', label, ...extra,
+  order_id: `O${n}`,
+  timestamp: new Date(T0 + seconds * 1000).toISOString(),
+  user_id: 'USER0001',
+  product_id: 'P008',
+  product_name: '마우스',
+  price: 10_000,
+  quantity: 1,
+  ip_address: ip,
+  payment_method: 'card',
+  label,
+  ...extra,
 });
 
 /**
@@ -47,13 +56,29 @@ t.test('each rule is scored against its label at its actual parameters', async (
   const at10 = await backtest(config(), { input });
   t.match(at10.lines.join('\n'), /late_events\s+1\n/, 'the 1,500,000 KRW order is late, so no rule sees it');
   t.same(at10.scores.suspicious_ips, {
-    label: 'bot, burst where orders >= 10 within 60s', keyFields: ['ip_address'],
-    expected: 2, found: 3, hits: 2, labelled: 2, recall: 1, precision: 2 / 3,
+    label: 'bot, burst where orders >= 10 within 60s',
+    keyFields: ['ip_address'],
+    expected: 2,
+    found: 3,
+    hits: 2,
+    labelled: 2,
+    recall: 1,
+    precision: 2 / 3,
   });
-  t.same(at10.scores.high_value_orders, {
-    label: '* where price * quantity >= 500000', keyFields: ['order_id'],
-    expected: 1, found: 1, hits: 1, labelled: 35, recall: 1, precision: 1,
-  }, 'every accepted order is labelled for "*"; only the 250,000 x 2 one meets the threshold');
+  t.same(
+    at10.scores.high_value_orders,
+    {
+      label: '* where price * quantity >= 500000',
+      keyFields: ['order_id'],
+      expected: 1,
+      found: 1,
+      hits: 1,
+      labelled: 35,
+      recall: 1,
+      precision: 1,
+    },
+    'every accepted order is labelled for "*"; only the 250,000 x 2 one meets the threshold',
+  );
   t.notOk('popular_products' in at10.scores, 'a rule without a label gets row counts only');
   t.match(at10.lines.join('\n'), /popular_products\s+no label: rows only/);
   t.match(at10.lines.join('\n'), /suspicious_ips\s+recall 100\.0% \(2 of 2 expected\)\s+precision 66\.7% \(2 of 3 found\)/);
@@ -61,8 +86,14 @@ t.test('each rule is scored against its label at its actual parameters', async (
   // At 12 the bot IP's 11 orders are no longer enough, for the rule and for the truth alike.
   const at12 = await backtest(config(['suspicious_ips.min_orders=12']), { input });
   t.same(at12.scores.suspicious_ips, {
-    label: 'bot, burst where orders >= 12 within 60s', keyFields: ['ip_address'],
-    expected: 1, found: 1, hits: 1, labelled: 2, recall: 1, precision: 1,
+    label: 'bot, burst where orders >= 12 within 60s',
+    keyFields: ['ip_address'],
+    expected: 1,
+    found: 1,
+    hits: 1,
+    labelled: 2,
+    recall: 1,
+    precision: 1,
   });
   const strictHv = await backtest(config(['high_value_orders.threshold=600000']), { input });
   t.same([strictHv.scores.high_value_orders!.expected, strictHv.scores.high_value_orders!.found], [0, 0]);
@@ -92,19 +123,30 @@ t.test('the oracle works for any key that names an order field', async (t) => {
 t.test('--output writes every rule as CSV that a spreadsheet shows as text', async (t) => {
   const dir = t.testdir();
   const hostile = '=HYPERLINK("http://evil.example","click"),\n"x"';
-  writeFileSync(`${dir}/orders.jsonl`, [
-    order(1, '10.0.0.1', 'normal', 0, { order_id: '@SUM(A1)', product_name: hostile, price: 600_000 }),
-    order(2, '10.0.0.2', 'normal', 1, { order_id: '-2+3', product_name: 'plain', price: 700_000 }),
-  ].map((o) => JSON.stringify(o)).join('\n'));
+  writeFileSync(
+    `${dir}/orders.jsonl`,
+    [
+      order(1, '10.0.0.1', 'normal', 0, { order_id: '@SUM(A1)', product_name: hostile, price: 600_000 }),
+      order(2, '10.0.0.2', 'normal', 1, { order_id: '-2+3', product_name: 'plain', price: 700_000 }),
+    ]
+      .map((o) => JSON.stringify(o))
+      .join('\n'),
+  );
   await backtest(loadConfig({ queriesDir: QUERIES }, {}), { input: `${dir}/orders.jsonl`, output: `${dir}/out` });
-  t.equal(readFileSync(`${dir}/out/high_value_orders.csv`, 'utf8'),
+  t.equal(
+    readFileSync(`${dir}/out/high_value_orders.csv`, 'utf8'),
     'source_partition,order_time,order_id,product_name,quantity,total_price,ip_address\r\n' +
-    `0,2025-12-30T12:00:01.000000Z,"'-2+3","plain",1,700000,"10.0.0.2"\r\n` +
-    `0,2025-12-30T12:00:00.000000Z,"'@SUM(A1)","'=HYPERLINK(""http://evil.example"",""click""),\n""x""",1,600000,"10.0.0.1"\r\n`);
+      `0,2025-12-30T12:00:01.000000Z,"'-2+3","plain",1,700000,"10.0.0.2"\r\n` +
+      `0,2025-12-30T12:00:00.000000Z,"'@SUM(A1)","'=HYPERLINK(""http://evil.example"",""click""),\n""x""",1,600000,"10.0.0.1"\r\n`,
+  );
   for (const rule of ['popular_products', 'suspicious_ips', 'realtime_stats']) {
     t.match(readFileSync(`${dir}/out/${rule}.csv`, 'utf8'), /^source_partition,/, `${rule}.csv has its header`);
   }
-  t.equal(readFileSync(`${dir}/out/suspicious_ips.csv`, 'utf8'), 'source_partition,ip_address,window_start,window_end,order_count,total_spent\r\n', 'no burst: the header alone');
+  t.equal(
+    readFileSync(`${dir}/out/suspicious_ips.csv`, 'utf8'),
+    'source_partition,ip_address,window_start,window_end,order_count,total_spent\r\n',
+    'no burst: the header alone',
+  );
   t.equal(csvField(-5, false), '-5', 'a negative number stays a number');
   t.equal(csvField('+82 10', true), `"'+82 10"`);
   t.equal(csvField('\tx', true), `"'\tx"`);
@@ -113,8 +155,21 @@ t.test('--output writes every rule as CSV that a spreadsheet shows as text', asy
 
 t.test('the CLI: generated traffic scored per rule, and --compare shows what a change adds and removes', async (t) => {
   const dir = t.testdir();
-  await exec('node', [CLI, 'generate', '--seed', '5', '--count', '20000', '--fast', '--start', '2025-12-30T12:00:00Z',
-    '--mix', 'normal=84,bot=10,burst=2,near_miss=2,high_value=1,late=1', '--output', `${dir}/orders.jsonl`]);
+  await exec('node', [
+    CLI,
+    'generate',
+    '--seed',
+    '5',
+    '--count',
+    '20000',
+    '--fast',
+    '--start',
+    '2025-12-30T12:00:00Z',
+    '--mix',
+    'normal=84,bot=10,burst=2,near_miss=2,high_value=1,late=1',
+    '--output',
+    `${dir}/orders.jsonl`,
+  ]);
   const { stdout } = await exec('node', [CLI, 'backtest', '--input', `${dir}/orders.jsonl`, '--output', `${dir}/csv`]);
   t.match(stdout, /20,000 orders from/);
   t.match(stdout, /suspicious_ips\s+\d+ rows in suspicious_ips/);

@@ -31,7 +31,24 @@ const PRODUCERS: Record<string, (topic: string, codec: string, lines: string) =>
   kcat: (topic, codec, lines) => kcat(['-P', '-t', topic, '-z', codec, '-K', '\t'], lines),
   // The Java client, which frames snappy and streams lz4 and zstd its own way.
   'the Java client': (topic, codec, lines) =>
-    run(KAFKA_SH, ['tool', 'org.apache.kafka.tools.ConsoleProducer', '--bootstrap-server', BROKERS.join(','), '--topic', topic, '--compression-codec', codec, '--property', 'parse.key=true', '--property', 'key.separator=\t'], lines),
+    run(
+      KAFKA_SH,
+      [
+        'tool',
+        'org.apache.kafka.tools.ConsoleProducer',
+        '--bootstrap-server',
+        BROKERS.join(','),
+        '--topic',
+        topic,
+        '--compression-codec',
+        codec,
+        '--property',
+        'parse.key=true',
+        '--property',
+        'key.separator=\t',
+      ],
+      lines,
+    ),
 };
 
 for (const [producer, produce] of Object.entries(PRODUCERS)) {
@@ -70,7 +87,25 @@ t.test('the generator compresses with each codec; kafkajs and librdkafka read it
     });
     const start = new Date(Date.now() - 60_000).toISOString();
     // The command a user runs: `fraud-sql generate --compression <codec>`.
-    run('node', [CLI, 'generate', '--brokers', BROKERS.join(','), '--topic', topic, '--seed', '7', '--rate', '50', '--start', start, '--count', '500', '--fast', '--compression', codec]);
+    run('node', [
+      CLI,
+      'generate',
+      '--brokers',
+      BROKERS.join(','),
+      '--topic',
+      topic,
+      '--seed',
+      '7',
+      '--rate',
+      '50',
+      '--start',
+      start,
+      '--count',
+      '500',
+      '--fast',
+      '--compression',
+      codec,
+    ]);
     const gen = generateOrders({ seed: 7, rate: 50, startMs: Date.parse(start) });
     const sent = Array.from({ length: 500 }, () => gen.next().value!.value).sort();
 

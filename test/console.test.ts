@@ -24,8 +24,14 @@ const order = (ms: number, partition: number, fields: { id: string; ip: string; 
   ms,
   partition,
   value: JSON.stringify({
-    order_id: fields.id, timestamp: new Date(ms).toISOString(), user_id: 'USER1', product_id: 'P001',
-    product_name: fields.product ?? '노트북', price: fields.price, quantity: fields.quantity ?? 1, ip_address: fields.ip,
+    order_id: fields.id,
+    timestamp: new Date(ms).toISOString(),
+    user_id: 'USER1',
+    product_id: 'P001',
+    product_name: fields.product ?? '노트북',
+    price: fields.price,
+    quantity: fields.quantity ?? 1,
+    ip_address: fields.ip,
   }),
 });
 
@@ -67,7 +73,12 @@ t.test('one line per detection, growth step, burst end and closed window', async
   });
   state.close();
   // Input stops at 12:03:00; the idle ticker then moves the watermarks past the last window.
-  emit(new Map([[0, (T0 + 240_000) * 1000], [1, (T0 + 240_000) * 1000]]));
+  emit(
+    new Map([
+      [0, (T0 + 240_000) * 1000],
+      [1, (T0 + 240_000) * 1000],
+    ]),
+  );
   // What the producer sent reaches the terminal as text: no escape, bell, return or line break.
   const clean = !lines.some((l) => /[\p{Cc}\u202e]/u.test(l));
   t.ok(clean, 'no control character is printed');
@@ -109,10 +120,26 @@ t.test('a shop selling mostly expensive goods: ten high-value orders listed per 
   const listed = new Set(lines.slice(0, 10).map((l) => /^\[high_value_orders\] order "(H\d+)"/.exec(l)?.[1]));
   t.equal(listed.size, 10, 'ten different high-value orders are listed');
   t.notOk(listed.has(undefined), 'the first ten lines are high-value orders');
-  t.equal(lines[10], '[realtime_stats] window ending 2025-12-30 12:00:30 UTC: 14 orders, 11,200,000 KRW, avg 800,000 KRW, 0 suspicious IPs; 4 more high-value orders not listed since the last window');
+  t.equal(
+    lines[10],
+    '[realtime_stats] window ending 2025-12-30 12:00:30 UTC: 14 orders, 11,200,000 KRW, avg 800,000 KRW, 0 suspicious IPs; 4 more high-value orders not listed since the last window',
+  );
 });
 
 t.test('bursts are reported at 10, 20, 50, 100, 200, 500, ...', async (t) => {
-  const cases: [number, number][] = [[9, 0], [10, 10], [19, 10], [20, 20], [49, 20], [50, 50], [99, 50], [100, 100], [250, 200], [999, 500], [1_000, 1_000], [2_500_000, 2_000_000]];
+  const cases: [number, number][] = [
+    [9, 0],
+    [10, 10],
+    [19, 10],
+    [20, 20],
+    [49, 20],
+    [50, 50],
+    [99, 50],
+    [100, 100],
+    [250, 200],
+    [999, 500],
+    [1_000, 1_000],
+    [2_500_000, 2_000_000],
+  ];
   for (const [n, s] of cases) t.equal(step(n), s, `${n} orders: step ${s}`);
 });

@@ -29,7 +29,11 @@ t.test('timestamps with an offset are taken as is', async (t) => {
   t.equal(formatMicros(parseEventTime('2025-12-30T21:10:15Z', 'Asia/Seoul') as number), '2025-12-30T21:10:15.000000Z');
   t.equal(formatMicros(parseEventTime('2025-12-30T21:10:15.5+09:00', 'UTC') as number), '2025-12-30T12:10:15.500000Z');
   t.equal(formatMicros(parseEventTime('2025-12-30 21:10:15-0130', 'UTC') as number), '2025-12-30T22:40:15.000000Z');
-  t.equal(formatMicros(parseEventTime('2025-03-30T02:30:00', 'Europe/Berlin') as number), '2025-03-30T01:30:00.000000Z', 'a wall time skipped by DST lands after the gap');
+  t.equal(
+    formatMicros(parseEventTime('2025-03-30T02:30:00', 'Europe/Berlin') as number),
+    '2025-03-30T01:30:00.000000Z',
+    'a wall time skipped by DST lands after the gap',
+  );
   t.equal(formatMicros(parseEventTime('2025-07-01T12:00:00', 'Europe/Berlin') as number), '2025-07-01T10:00:00.000000Z', 'summer offset');
 });
 
@@ -42,7 +46,13 @@ t.test('every kind of malformed order is a dead letter with a reason', async (t)
     ['fractional price', enc({ ...valid, price: 10.5 }), /"price" must be an integer/],
     ['negative price', enc({ ...valid, price: -1 }), /"price" must be >= 0/],
     ['quantity 0', enc({ ...valid, quantity: 0 }), /"quantity" must be >= 1/],
-    ['price beyond exact range', enc('{"order_id":"A","timestamp":"2025-01-01T00:00:00Z","user_id":"u","product_id":"p","product_name":"n","price":90071992547409930,"quantity":1,"ip_address":"1.2.3.4"}'), /"price" must be <= /],
+    [
+      'price beyond exact range',
+      enc(
+        '{"order_id":"A","timestamp":"2025-01-01T00:00:00Z","user_id":"u","product_id":"p","product_name":"n","price":90071992547409930,"quantity":1,"ip_address":"1.2.3.4"}',
+      ),
+      /"price" must be <= /,
+    ],
     ['bad IP', enc({ ...valid, ip_address: '999.1.1.1' }), /not an IPv4 or IPv6 address/],
     ['bad timestamp', enc({ ...valid, timestamp: 'yesterday' }), /not ISO-8601/],
     ['impossible date', enc({ ...valid, timestamp: '2025-02-30T10:00:00' }), /does not exist/],

@@ -18,10 +18,26 @@ t.test('labelled scenarios: recall and precision per scenario', async (t) => {
   const s = await scenario(t, { partitions: 4 });
   const dir = t.testdir();
   const start = new Date(Date.now() - 600_000).toISOString();
-  const common = ['generate', '--seed', '77', '--rate', '100', '--count', '40000', '--fast', '--start', start, '--mix', 'normal=84,bot=10,burst=2,near_miss=2,high_value=1,card_testing=1'];
+  const common = [
+    'generate',
+    '--seed',
+    '77',
+    '--rate',
+    '100',
+    '--count',
+    '40000',
+    '--fast',
+    '--start',
+    start,
+    '--mix',
+    'normal=84,bot=10,burst=2,near_miss=2,high_value=1,card_testing=1',
+  ];
   await run('node', [CLI, ...common, '--brokers', BROKERS.join(','), '--topic', s.topic]);
   await run('node', [CLI, ...common, '--output', `${dir}/orders.jsonl`]);
-  const orders = readFileSync(`${dir}/orders.jsonl`, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const orders = readFileSync(`${dir}/orders.jsonl`, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 
   const app = await s.startApp();
   await s.drained(app, 300_000);
@@ -38,7 +54,9 @@ t.test('labelled scenarios: recall and precision per scenario', async (t) => {
     const positives = ips.filter(([, e]) => shouldFlag(e.times));
     const tp = positives.filter(([ip]) => flagged.has(ip)).length;
     const fp = ips.filter(([ip, e]) => flagged.has(ip) && !shouldFlag(e.times)).length;
-    rows.push(`${label.padEnd(13)} IPs ${String(ips.length).padStart(6)}  should flag ${String(positives.length).padStart(4)}  flagged ${String(tp + fp).padStart(4)}  recall ${positives.length ? ((100 * tp) / positives.length).toFixed(1) + '%' : 'n/a'}  precision ${tp + fp ? ((100 * tp) / (tp + fp)).toFixed(1) + '%' : 'n/a'}`);
+    rows.push(
+      `${label.padEnd(13)} IPs ${String(ips.length).padStart(6)}  should flag ${String(positives.length).padStart(4)}  flagged ${String(tp + fp).padStart(4)}  recall ${positives.length ? ((100 * tp) / positives.length).toFixed(1) + '%' : 'n/a'}  precision ${tp + fp ? ((100 * tp) / (tp + fp)).toFixed(1) + '%' : 'n/a'}`,
+    );
     return { ips: ips.length, positives: positives.length, tp, fp };
   };
   const bot = score('bot', () => true);
@@ -49,7 +67,9 @@ t.test('labelled scenarios: recall and precision per scenario', async (t) => {
 
   const hvTruth = orders.filter((o) => o.price * o.quantity >= 500_000).map((o) => o.order_id as string);
   const hvTp = hvTruth.filter((id) => hvFound.has(id)).length;
-  rows.push(`high_value    orders ${hvTruth.length}  found ${hvFound.size}  recall ${((100 * hvTp) / hvTruth.length).toFixed(1)}%  precision ${((100 * hvTp) / hvFound.size).toFixed(1)}%`);
+  rows.push(
+    `high_value    orders ${hvTruth.length}  found ${hvFound.size}  recall ${((100 * hvTp) / hvTruth.length).toFixed(1)}%  precision ${((100 * hvTp) / hvFound.size).toFixed(1)}%`,
+  );
   const nearMissHv = orders.filter((o) => o.price * o.quantity === 499_999).map((o) => o.order_id as string);
   rows.push(`499,999 KRW   orders ${nearMissHv.length}  flagged ${nearMissHv.filter((id) => hvFound.has(id)).length}`);
   t.comment('\n' + rows.join('\n'));

@@ -15,7 +15,10 @@ const decode = (value: Buffer | null): Decoded => {
   const text = value?.toString() ?? '';
   if (!/^\d+$/.test(text)) return { ok: false, reason: 'not a number' };
   const eventUs = Number(text) * S;
-  return { ok: true, order: { orderId: `o${text}`, eventUs, userId: 'u', productId: 'p', productName: 'n', price: 1n, quantity: 1, ipAddress: '10.0.0.1', paymentMethod: null } };
+  return {
+    ok: true,
+    order: { orderId: `o${text}`, eventUs, userId: 'u', productId: 'p', productName: 'n', price: 1n, quantity: 1, ipAddress: '10.0.0.1', paymentMethod: null },
+  };
 };
 
 function deferred<T = void>() {
@@ -107,10 +110,21 @@ class ScriptedSource implements SourcePort {
 }
 
 const msg = (partition: number, offset: number, eventS: number | string): SourceMessage => ({
-  topic: 'orders', partition, offset: BigInt(offset), key: null, value: Buffer.from(String(eventS)), timestampMs: 0,
+  topic: 'orders',
+  partition,
+  offset: BigInt(offset),
+  key: null,
+  value: Buffer.from(String(eventS)),
+  timestampMs: 0,
 });
 const loop = { batchMaxSize: 100, batchMaxWaitMs: 0, tickMs: 0, signal: new AbortController().signal };
-const options = (now = () => 0, onOffsetGap: OffsetGapPolicy = 'fail') => ({ latenessMs: 5_000, idleTimeoutMs: 10_000, retentionIntervalMs: 0, now, onOffsetGap });
+const options = (now = () => 0, onOffsetGap: OffsetGapPolicy = 'fail') => ({
+  latenessMs: 5_000,
+  idleTimeoutMs: 10_000,
+  retentionIntervalMs: 0,
+  now,
+  onOffsetGap,
+});
 /** Partitions as a source announces them: offsets from 0, end unknown. */
 const ranges = (...ps: number[]) => new Map(ps.map((p) => [p, { low: 0n, high: null }]));
 
@@ -138,7 +152,10 @@ t.test('commits run one at a time in batch order, while the next batch is alread
       // Batch 2 is ingested while batch 1's commit is still running; then let it finish.
       for (let i = 0; i < 100 && !log.includes('ingest 2 0/2'); i++) await new Promise((r) => setImmediate(r));
       t.ok(log.includes('ingest 2 0/2'), 'the second batch is in the state before the first commit ends');
-      t.notOk(log.some((l) => l.startsWith('commit 0:2-3')), 'but not committed');
+      t.notOk(
+        log.some((l) => l.startsWith('commit 0:2-3')),
+        'but not committed',
+      );
       firstCommit.resolve();
       return null;
     },
@@ -150,7 +167,11 @@ t.test('commits run one at a time in batch order, while the next batch is alread
     'the second commit starts after the first one succeeded, and expects where it ended',
   );
   t.same(engine.committedOffsets(), new Map([[0, 3n]]));
-  t.same(source.told.map((m) => m.get(0)), [2n, 3n], 'the source is told of each commit, in order');
+  t.same(
+    source.told.map((m) => m.get(0)),
+    [2n, 3n],
+    'the source is told of each commit, in order',
+  );
 });
 
 t.test('a failing commit stops the loop with its error; nothing after it is committed', async (t) => {
@@ -173,10 +194,18 @@ t.test('a failing commit stops the loop with its error; nothing after it is comm
     ...Array.from({ length: 50 }, () => endless),
   ]);
   await t.rejects(engine.run(source, loop), /PostgreSQL is gone/);
-  t.same(log.filter((l) => l.startsWith('commit')), ['commit 0:0-1'], 'only the first batch committed');
+  t.same(
+    log.filter((l) => l.startsWith('commit')),
+    ['commit 0:0-1'],
+    'only the first batch committed',
+  );
   t.same(engine.committedOffsets(), new Map([[0, 1n]]), 'progress stays at the last commit: a restart resumes there');
   t.ok(source.fetches < 6, `fetching stopped at once (${source.fetches} fetches)`);
-  t.same(source.told.map((m) => m.get(0)), [1n], 'the source is not told of the failed batch');
+  t.same(
+    source.told.map((m) => m.get(0)),
+    [1n],
+    'the source is not told of the failed batch',
+  );
 });
 
 t.test('a rebalance while a batch is in flight: revoked partitions are dropped, new ones resume where the sink says', async (t) => {
@@ -185,7 +214,14 @@ t.test('a rebalance while a batch is in flight: revoked partitions are dropped, 
     async progress(starts) {
       log.push(`progress ${[...starts.keys()].join(',')}`);
       // Partition 2 was consumed up to offset 7 by another instance; its state replays from 5.
-      return new Map([...starts].map(([p, o]) => [p, p === 2 ? { partition: p, nextOffset: 7n, restoreFrom: 5n, lateOffsets: new Set<bigint>() } : { partition: p, nextOffset: o, restoreFrom: o, lateOffsets: new Set<bigint>() }]));
+      return new Map(
+        [...starts].map(([p, o]) => [
+          p,
+          p === 2
+            ? { partition: p, nextOffset: 7n, restoreFrom: 5n, lateOffsets: new Set<bigint>() }
+            : { partition: p, nextOffset: o, restoreFrom: o, lateOffsets: new Set<bigint>() },
+        ]),
+      );
     },
   });
   const engine = new Engine(ports, options());
@@ -203,7 +239,14 @@ t.test('a rebalance while a batch is in flight: revoked partitions are dropped, 
     },
   ]);
   await engine.run(source, loop);
-  t.same(seek, new Map([[1, 1n], [2, 5n]]), 'partition 1 resumes where it is, partition 2 replays from its restore point');
+  t.same(
+    seek,
+    new Map([
+      [1, 1n],
+      [2, 5n],
+    ]),
+    'partition 1 resumes where it is, partition 2 replays from its restore point',
+  );
   t.ok(log.indexOf('drop 0,2') > log.indexOf('commit 0:0-1 1:0-1'), 'the rebalance waits for the batch in flight to commit');
   t.same(
     log.filter((l) => l.startsWith('ingest')),
@@ -212,7 +255,10 @@ t.test('a rebalance while a batch is in flight: revoked partitions are dropped, 
   );
   t.same(
     committed[1]!.progress.map((a) => [a.partition, a.expected, a.next]),
-    [[1, 1n, 2n], [2, 7n, 8n]],
+    [
+      [1, 1n, 2n],
+      [2, 7n, 8n],
+    ],
     'the second commit covers partitions 1 and 2 only, from where each stood',
   );
 });
@@ -221,7 +267,10 @@ t.test('idle partitions finalise windows on wall-clock time, and only then', asy
   const log: string[] = [];
   const { ports } = fakes(log);
   let now = 1_000_000;
-  const engine = new Engine(ports, options(() => now));
+  const engine = new Engine(
+    ports,
+    options(() => now),
+  );
   const source = new ScriptedSource([
     async () => {
       await source.onAssign([0], ranges(0));
@@ -231,13 +280,23 @@ t.test('idle partitions finalise windows on wall-clock time, and only then', asy
   await engine.run(source, loop);
   t.same(engine.effectiveWatermarks(), new Map([[0, 95 * S]]), 'the watermark is the latest event time minus the lateness');
   await engine.tick();
-  t.notOk(log.some((l) => l.startsWith('finalize')), 'nothing changes while the clock stands still');
+  t.notOk(
+    log.some((l) => l.startsWith('finalize')),
+    'nothing changes while the clock stands still',
+  );
   now += 9_000;
   await engine.tick();
-  t.notOk(log.some((l) => l.startsWith('finalize')), 'nor before the idle timeout (10 s)');
+  t.notOk(
+    log.some((l) => l.startsWith('finalize')),
+    'nor before the idle timeout (10 s)',
+  );
   now += 4_000;
   await engine.tick();
-  t.same(log.filter((l) => l.startsWith('finalize')), ['finalize 0@98'], '3 s past the idle timeout, the watermark moved 3 s with the clock');
+  t.same(
+    log.filter((l) => l.startsWith('finalize')),
+    ['finalize 0@98'],
+    '3 s past the idle timeout, the watermark moved 3 s with the clock',
+  );
 });
 
 t.test('a committed offset outside the topic: fail writes nothing; earliest and latest move the progress', async (t) => {
@@ -261,7 +320,10 @@ t.test('a committed offset outside the topic: fail writes nothing; earliest and 
   const writes = (l: string) => /^(reset|commit|finalize)/.test(l);
   for (const [policy, range, expected] of cases) {
     const log: string[] = [];
-    const engine = new Engine(atFiveHundred(log), options(() => 0, policy));
+    const engine = new Engine(
+      atFiveHundred(log),
+      options(() => 0, policy),
+    );
     const gaps: string[] = [];
     engine.events.on('offset:gap', (g) => gaps.push(`${g.kind}/${g.policy}`));
     const assigning = engine.assign([0], new Map([[0, range]]));

@@ -14,7 +14,9 @@ const BATCH = { FRAUD_SQL_BATCH_MAX_SIZE: '2000' };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function committedRows(s: Scenario): Promise<bigint> {
-  const r = await s.pool.query('SELECT coalesce(sum(next_offset), 0)::text AS n FROM consumer_progress WHERE topic = $1', [s.topic]).catch(() => ({ rows: [{ n: '0' }] }));
+  const r = await s.pool
+    .query('SELECT coalesce(sum(next_offset), 0)::text AS n FROM consumer_progress WHERE topic = $1', [s.topic])
+    .catch(() => ({ rows: [{ n: '0' }] }));
   return BigInt(r.rows[0].n);
 }
 
@@ -66,16 +68,33 @@ t.test('a restart in the middle of open windows rebuilds state and never writes 
   await s.produce(s.messages.slice(0, half));
   const first = s.startCli(BATCH);
   await s.drainedInPg();
-  const before = new Map((await pool.query('SELECT source_partition, stat_time, total_orders::int, suspicious_ip_count FROM realtime_stats_partial')).rows.map((r) => [`${r.source_partition}|${r.stat_time.toISOString()}`, r]));
-  const burstsBefore = new Map((await pool.query('SELECT ip_address, window_start, order_count::int FROM suspicious_ips')).rows.map((r) => [`${r.ip_address}|${r.window_start.toISOString()}`, r.order_count]));
+  const before = new Map(
+    (await pool.query('SELECT source_partition, stat_time, total_orders::int, suspicious_ip_count FROM realtime_stats_partial')).rows.map((r) => [
+      `${r.source_partition}|${r.stat_time.toISOString()}`,
+      r,
+    ]),
+  );
+  const burstsBefore = new Map(
+    (await pool.query('SELECT ip_address, window_start, order_count::int FROM suspicious_ips')).rows.map((r) => [
+      `${r.ip_address}|${r.window_start.toISOString()}`,
+      r.order_count,
+    ]),
+  );
   first.child.kill('SIGKILL');
   await first.exited;
   await s.produce(s.messages.slice(half));
   const second = s.startCli(BATCH);
   await s.drainedInPg();
   await s.expectExact();
-  const after = new Map((await pool.query('SELECT source_partition, stat_time, total_orders::int, suspicious_ip_count FROM realtime_stats_partial')).rows.map((r) => [`${r.source_partition}|${r.stat_time.toISOString()}`, r]));
-  const shrunk = [...before].filter(([k, b]) => !after.has(k) || after.get(k).total_orders < b.total_orders || after.get(k).suspicious_ip_count < b.suspicious_ip_count);
+  const after = new Map(
+    (await pool.query('SELECT source_partition, stat_time, total_orders::int, suspicious_ip_count FROM realtime_stats_partial')).rows.map((r) => [
+      `${r.source_partition}|${r.stat_time.toISOString()}`,
+      r,
+    ]),
+  );
+  const shrunk = [...before].filter(
+    ([k, b]) => !after.has(k) || after.get(k).total_orders < b.total_orders || after.get(k).suspicious_ip_count < b.suspicious_ip_count,
+  );
   t.same(shrunk, [], 'no window lost orders or suspicious IPs across the restart');
   const bursts = (await pool.query('SELECT ip_address, window_start, order_count::int FROM suspicious_ips')).rows;
   const smaller = [...burstsBefore].filter(([k, n]) => {
@@ -203,7 +222,11 @@ t.test('PostgreSQL down for a while: not ready, offsets hold, lag grows, then it
   const status = await (await fetch(`${url}/status`)).json();
   const lag = status.partitions.reduce((a: number, x: { lag: number }) => a + x.lag, 0);
   t.ok(lag >= 5_000, `lag grew to ${lag} while PostgreSQL was down`);
-  t.equal(status.partitions.reduce((a: bigint, x: { committedOffset: string }) => a + BigInt(x.committedOffset), 0n), held, 'offsets did not advance');
+  t.equal(
+    status.partitions.reduce((a: bigint, x: { committedOffset: string }) => a + BigInt(x.committedOffset), 0n),
+    held,
+    'offsets did not advance',
+  );
   t.equal((await fetch(`${url}/readyz`)).status, 503, `still not ready after ${downMs / 1000} s`);
   pgctl('start');
   await s.drainedInPg();

@@ -12,7 +12,21 @@ const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 
 t.test('same seed and options give the same orders, byte for byte', async (t) => {
   const dir = t.testdir();
-  const args = (file: string, seed: number) => [CLI, 'generate', '--seed', String(seed), '--count', '5000', '--fast', '--start', '2025-12-30T12:00:00Z', '--mix', 'late=1,malformed=1', '--output', `${dir}/${file}`];
+  const args = (file: string, seed: number) => [
+    CLI,
+    'generate',
+    '--seed',
+    String(seed),
+    '--count',
+    '5000',
+    '--fast',
+    '--start',
+    '2025-12-30T12:00:00Z',
+    '--mix',
+    'late=1,malformed=1',
+    '--output',
+    `${dir}/${file}`,
+  ];
   await run('node', args('a.jsonl', 42));
   await run('node', args('b.jsonl', 42));
   await run('node', args('c.jsonl', 43));
@@ -54,17 +68,27 @@ t.test('orders are valid, labelled, and scenarios hold their ground truth', asyn
     labels.set(o.label, (labels.get(o.label) ?? 0) + 1);
     const d = decodeOrder(Buffer.from(o.value), { timeZone: 'Asia/Seoul', maxMessageBytes: 65_536 });
     if (d.ok !== (o.label !== 'malformed')) wrongDecode.push(o.value);
-    if (d.ok && (o.label === 'near_miss' || o.label === 'burst')) (byIp.get(`${o.label}|${d.order.ipAddress}`) ?? byIp.set(`${o.label}|${d.order.ipAddress}`, []).get(`${o.label}|${d.order.ipAddress}`)!).push(o.eventMs);
+    if (d.ok && (o.label === 'near_miss' || o.label === 'burst'))
+      (byIp.get(`${o.label}|${d.order.ipAddress}`) ?? byIp.set(`${o.label}|${d.order.ipAddress}`, []).get(`${o.label}|${d.order.ipAddress}`)!).push(o.eventMs);
     if (o.label === 'bot' && JSON.parse(o.value).ip_address !== BOT_IP) botElsewhere.push(o.value);
   }
   t.same(wrongDecode, [], 'labelled orders decode; malformed ones do not');
   t.same(botElsewhere, [], 'the bot buys from one IP');
-  for (const l of ['normal', 'bot', 'burst', 'near_miss', 'high_value', 'card_testing', 'late', 'malformed']) t.ok((labels.get(l) ?? 0) > 0, `scenario ${l} occurs`);
+  for (const l of ['normal', 'bot', 'burst', 'near_miss', 'high_value', 'card_testing', 'late', 'malformed'])
+    t.ok((labels.get(l) ?? 0) > 0, `scenario ${l} occurs`);
   // Sliding-window ground truth: near-miss IPs never reach 10 orders in 60 s; bursts do.
   const nearMiss = [...byIp].filter(([k]) => k.startsWith('near_miss'));
   // Episodes still running when the sample ends are incomplete: a burst has 12 orders.
   const bursts = [...byIp].filter(([k, times]) => k.startsWith('burst') && times.length === 12);
   t.ok(nearMiss.length > 5 && bursts.length > 5, `episodes to check: ${nearMiss.length} near-miss IPs, ${bursts.length} bursts`);
-  t.same(nearMiss.filter(([, times]) => maxWithin(times) > 9).map(([k]) => k), [], 'near-miss IPs never have 10 orders in 60 s');
-  t.same(bursts.filter(([, times]) => maxWithin(times) < 10).map(([k]) => k), [], 'every burst has 10 orders within 60 s');
+  t.same(
+    nearMiss.filter(([, times]) => maxWithin(times) > 9).map(([k]) => k),
+    [],
+    'near-miss IPs never have 10 orders in 60 s',
+  );
+  t.same(
+    bursts.filter(([, times]) => maxWithin(times) < 10).map(([k]) => k),
+    [],
+    'every burst has 10 orders within 60 s',
+  );
 });

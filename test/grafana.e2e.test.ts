@@ -52,7 +52,18 @@ t.test('the dashboard JSON and its provisioning fit together', async (t) => {
     for (const target of p.targets) t.equal(target.datasource.uid, p.datasource.uid, `${p.title}: target datasource`);
   }
   const titles = dashboard.panels.map((p: { title: string }) => p.title).join('\n');
-  for (const want of [/Orders over time/, /Sales over time/, /Top products/, /Suspicious IPs\)/, /High-value orders\)/, /Average order value/, /Suspicious IPs active/, /^High-value orders$/m, /consumer lag/, /latency/]) {
+  for (const want of [
+    /Orders over time/,
+    /Sales over time/,
+    /Top products/,
+    /Suspicious IPs\)/,
+    /High-value orders\)/,
+    /Average order value/,
+    /Suspicious IPs active/,
+    /^High-value orders$/m,
+    /consumer lag/,
+    /latency/,
+  ]) {
     t.match(titles, want, `panel ${want}`);
   }
   t.equal(datasources.apiVersion, 1);
@@ -68,7 +79,14 @@ t.test('the dashboard JSON and its provisioning fit together', async (t) => {
 t.test('PromQL of the pipeline panels is valid (promtool)', async (t) => {
   const dir = t.testdir();
   const rules = {
-    groups: [{ name: 'dashboard', rules: promPanels.flatMap((p: { targets: { expr: string }[] }, i: number) => p.targets.map((x, j) => ({ record: `dashboard:panel${i}_${j}`, expr: x.expr }))) }],
+    groups: [
+      {
+        name: 'dashboard',
+        rules: promPanels.flatMap((p: { targets: { expr: string }[] }, i: number) =>
+          p.targets.map((x, j) => ({ record: `dashboard:panel${i}_${j}`, expr: x.expr })),
+        ),
+      },
+    ],
   };
   writeFileSync(`${dir}/rules.json`, JSON.stringify(rules));
   const r = spawnSync('promtool', ['check', 'rules', `${dir}/rules.json`], { encoding: 'utf8' });
@@ -105,7 +123,8 @@ t.test('docker-compose.yml follows the Compose Specification; the image builds l
   const text = readFileSync(`${root}docker-compose.yml`, 'utf8');
   t.notMatch(text, /^\s+\w*PASSWORD:\s*[^$\s]/m, 'no password literal in the compose file');
   const envExample = readFileSync(`${root}.env.example`, 'utf8');
-  for (const v of new Set([...text.matchAll(/\$\{([A-Z_]+)/g)].map((m) => m[1]!))) t.match(envExample, new RegExp(`^${v}=`, 'm'), `.env.example documents ${v}`);
+  for (const v of new Set([...text.matchAll(/\$\{([A-Z_]+)/g)].map((m) => m[1]!)))
+    t.match(envExample, new RegExp(`^${v}=`, 'm'), `.env.example documents ${v}`);
   const dockerfile = readFileSync(`${root}Dockerfile`, 'utf8');
   const ci = readFileSync(`${root}.ci/run`, 'utf8');
   const install = /^RUN (npm ci.*)$/m.exec(dockerfile)![1]!;
@@ -130,7 +149,8 @@ t.test('compose: Kafka 4.1 as tested, its data on the volume, the topics created
 
   t.same(init.depends_on, { kafka: { condition: 'service_healthy' } }, 'topics are created once the broker answers');
   const script = init.command.join('\n');
-  for (const topic of ['orders', 'orders.dlq']) t.match(script, new RegExp(`--create --if-not-exists --topic ${topic.replace('.', '\\.')} `), `creates ${topic}`);
+  for (const topic of ['orders', 'orders.dlq'])
+    t.match(script, new RegExp(`--create --if-not-exists --topic ${topic.replace('.', '\\.')} `), `creates ${topic}`);
   t.match(script, /^set -e$/m, 'a failed creation fails the init service');
   for (const svc of ['fraud-sql', 'generator']) {
     t.same(compose.services[svc].depends_on['kafka-init'], { condition: 'service_completed_successfully' }, `${svc} starts after the topics exist`);
@@ -165,6 +185,6 @@ t.test('every PostgreSQL panel query returns rows of its shape on real pipeline 
   const panel = pgPanels.find((p: { title: string }) => /Suspicious IPs\)/.test(p.title));
   const shown = (await s.pool.query(expandMacros(panel.targets[0].rawSql, from, to))).rows;
   const bot = shown.filter((r) => r.ip_address === BOT_IP);
-  t.equal(bot.length, 1, 'the bot\'s burst is shown');
+  t.equal(bot.length, 1, "the bot's burst is shown");
   t.ok(bot[0]?.['탐지시간'] < from, `it began before the range: ${bot[0]?.['탐지시간']?.toISOString()}`);
 });

@@ -28,7 +28,13 @@ async function kafkaTopic(teardown: Teardown, partitions: number): Promise<strin
   const topic = uniqueName('orders').replace(/_/g, '-');
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: partitions }, { topic: `${topic}.dlq`, numPartitions: 1 }], waitForLeaders: true });
+  await admin.createTopics({
+    topics: [
+      { topic, numPartitions: partitions },
+      { topic: `${topic}.dlq`, numPartitions: 1 },
+    ],
+    waitForLeaders: true,
+  });
   await admin.disconnect();
   teardown(async () => {
     const a = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
@@ -81,16 +87,20 @@ async function produce(p: Producer, topic: string, messages: Iterable<TestMessag
 }
 
 function testConfig(topic: string, schema: string, extra: Partial<Config> = {}): Readonly<Config> {
-  return loadConfig({}, {}, {
-    brokers: BROKERS,
-    topic,
-    dlqTopic: `${topic}.dlq`,
-    groupId: groupOf(topic),
-    databaseUrl: PG_URL,
-    pgSchema: schema,
-    httpPort: 0,
-    ...extra,
-  });
+  return loadConfig(
+    {},
+    {},
+    {
+      brokers: BROKERS,
+      topic,
+      dlqTopic: `${topic}.dlq`,
+      groupId: groupOf(topic),
+      databaseUrl: PG_URL,
+      pgSchema: schema,
+      httpPort: 0,
+      ...extra,
+    },
+  );
 }
 
 const testLogger = (): Logger => (process.env.TEST_LOG ? createLogger('debug') : silentLogger);
@@ -167,7 +177,14 @@ class Dataset {
       yield { key: o.key, value: o.value };
       if (o.label === 'malformed') continue;
       const j = JSON.parse(o.value);
-      orders.push({ order_id: j.order_id, ms: Date.parse(j.timestamp), product_name: j.product_name, price: j.price, quantity: j.quantity, ip_address: j.ip_address });
+      orders.push({
+        order_id: j.order_id,
+        ms: Date.parse(j.timestamp),
+        product_name: j.product_name,
+        price: j.price,
+        quantity: j.quantity,
+        ip_address: j.ip_address,
+      });
     }
     this.#orders = orders;
   }
@@ -206,7 +223,9 @@ function spawnRun(teardown: Teardown, topic: string, schema: string, env: Record
     out += d;
     if (process.env.TEST_LOG) process.stderr.write(d);
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
@@ -224,7 +243,9 @@ async function drainedInPg(pool: pg.Pool, topic: string, timeoutMs: number): Pro
     const ends = (await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, BigInt(o.high)] as const);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const rows = await pool.query('SELECT kafka_partition, next_offset::text FROM consumer_progress WHERE topic = $1', [topic]).catch(() => ({ rows: [] as { kafka_partition: number; next_offset: string }[] }));
+      const rows = await pool
+        .query('SELECT kafka_partition, next_offset::text FROM consumer_progress WHERE topic = $1', [topic])
+        .catch(() => ({ rows: [] as { kafka_partition: number; next_offset: string }[] }));
       const committed = new Map(rows.rows.map((r) => [r.kafka_partition as number, BigInt(r.next_offset as string)]));
       if (ends.every(([p, end]) => end === 0n || (committed.get(p) ?? -1n) >= end)) return;
       if (Date.now() > deadline) throw new Error(`not drained after ${timeoutMs} ms: ${ends.map(([p, e]) => `${p}: ${committed.get(p)}/${e}`).join(', ')}`);
@@ -236,7 +257,12 @@ async function drainedInPg(pool: pg.Pool, topic: string, timeoutMs: number): Pro
 }
 
 /** The result tables, and where the oracle keeps each. */
-const RESULT_TABLES = { popular_products: 'popular', suspicious_ips: 'suspicious', high_value_orders: 'highValue', realtime_stats: 'stats' } as const satisfies Record<string, keyof Expected>;
+const RESULT_TABLES = {
+  popular_products: 'popular',
+  suspicious_ips: 'suspicious',
+  high_value_orders: 'highValue',
+  realtime_stats: 'stats',
+} as const satisfies Record<string, keyof Expected>;
 export type ResultTable = keyof typeof RESULT_TABLES;
 
 export interface ScenarioOptions {
@@ -353,7 +379,11 @@ export class Scenario {
     for (const table of opts.tables ?? (Object.keys(RESULT_TABLES) as ResultTable[])) {
       const want: Map<string, unknown> = expected[RESULT_TABLES[table]];
       const got: Map<string, unknown> = actual[RESULT_TABLES[table]];
-      this.t.same(entries(got), entries(want), `${table} equals the recomputation${opts.context ? ` ${opts.context}` : ''} (${want.size} ${want.size === 1 ? 'row' : 'rows'})`);
+      this.t.same(
+        entries(got),
+        entries(want),
+        `${table} equals the recomputation${opts.context ? ` ${opts.context}` : ''} (${want.size} ${want.size === 1 ? 'row' : 'rows'})`,
+      );
     }
   }
 }

@@ -13,7 +13,10 @@ t.test('an edited or removed rule applies at the next batch; a broken edit keeps
   const s = await scenario(t, { partitions: 2, orders: 9_000, seed: 21, startMs: Date.now() - 95_000 });
   const { pool, messages, orders } = s;
   const app = await s.startApp({ queriesDir: dir });
-  const reloaded = () => new Promise<{ ok: boolean; problems: { file: string; line: number; column: number; message: string }[] }>((r) => app.engine.events.once('rules:reloaded', r));
+  const reloaded = () =>
+    new Promise<{ ok: boolean; problems: { file: string; line: number; column: number; message: string }[] }>((r) =>
+      app.engine.events.once('rules:reloaded', r),
+    );
 
   await s.produce(messages.slice(0, 3_000));
   await s.drained(app);
@@ -29,8 +32,14 @@ t.test('an edited or removed rule applies at the next batch; a broken edit keeps
   await s.drained(app);
   const newRows = (await pool.query('SELECT total_price::int AS total, rule_version FROM high_value_orders WHERE rule_version <> $1', [v1[0]])).rows;
   t.ok(newRows.length > 0, `${newRows.length} high-value rows from the edited rule`);
-  t.ok(newRows.every((r) => r.total >= 1_000_000), 'every new row meets the new threshold');
-  const inBetween = orders.slice(3_000, 6_000).filter((o) => o.price * o.quantity >= 500_000 && o.price * o.quantity < 1_000_000).map((o) => o.order_id);
+  t.ok(
+    newRows.every((r) => r.total >= 1_000_000),
+    'every new row meets the new threshold',
+  );
+  const inBetween = orders
+    .slice(3_000, 6_000)
+    .filter((o) => o.price * o.quantity >= 500_000 && o.price * o.quantity < 1_000_000)
+    .map((o) => o.order_id);
   t.ok(inBetween.length > 0, `${inBetween.length} later orders between 500,000 and 1,000,000 KRW`);
   const flagged = (await pool.query('SELECT order_id FROM high_value_orders WHERE order_id = ANY($1)', [inBetween])).rows;
   t.same(flagged, [], 'none of them is high value under the edited rule');
@@ -65,7 +74,11 @@ t.test('an edited or removed rule applies at the next batch; a broken edit keeps
   await s.produce(messages.slice(7_500));
   await s.drained(app);
   const lastIds = orders.slice(7_500).map((o) => o.order_id);
-  t.same((await pool.query('SELECT order_id FROM high_value_orders WHERE order_id = ANY($1)', [lastIds])).rows, [], 'no high-value rows once the rule is removed');
+  t.same(
+    (await pool.query('SELECT order_id FROM high_value_orders WHERE order_id = ANY($1)', [lastIds])).rows,
+    [],
+    'no high-value rows once the rule is removed',
+  );
   // Window state survived both reloads, and the old popular_products kept running:
   // everything but high-value (whose threshold changed) equals the recomputation.
   await s.expectExact({ tables: ['popular_products', 'realtime_stats', 'suspicious_ips'], context: 'across every reload' });

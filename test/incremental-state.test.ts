@@ -18,7 +18,7 @@ const QUERIES = new URL('../queries', import.meta.url).pathname;
 /** A small deterministic generator for the test's own choices (batch cuts, drops). */
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
 interface Case {
@@ -33,8 +33,24 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { name: 'a bot that never pauses, over 13 state horizons', seed: 11, count: 20_000, rate: 12, mix: { normal: 80, bot: 15, burst: 3, near_miss: 2 }, dropBot: 0, maxBatch: 400 },
-  { name: 'a bot hovering around 10 orders a minute: bursts start, stop and merge', seed: 12, count: 12_000, rate: 2, mix: { normal: 82, bot: 13, burst: 3, near_miss: 2 }, dropBot: 0.3, maxBatch: 40 },
+  {
+    name: 'a bot that never pauses, over 13 state horizons',
+    seed: 11,
+    count: 20_000,
+    rate: 12,
+    mix: { normal: 80, bot: 15, burst: 3, near_miss: 2 },
+    dropBot: 0,
+    maxBatch: 400,
+  },
+  {
+    name: 'a bot hovering around 10 orders a minute: bursts start, stop and merge',
+    seed: 12,
+    count: 12_000,
+    rate: 2,
+    mix: { normal: 82, bot: 13, burst: 3, near_miss: 2 },
+    dropBot: 0.3,
+    maxBatch: 40,
+  },
 ];
 
 for (const c of CASES) {
@@ -49,11 +65,18 @@ for (const c of CASES) {
       if (o.label === 'bot' && rnd() < c.dropBot) continue;
       // Keyed by IP as in Kafka: two partitions, each IP on one.
       values.push({ partition: j.ip_address.endsWith('9') ? 1 : 0, value: Buffer.from(o.value) });
-      orders.push({ order_id: j.order_id, ms: Date.parse(j.timestamp), product_name: j.product_name, price: j.price, quantity: j.quantity, ip_address: j.ip_address });
+      orders.push({
+        order_id: j.order_id,
+        ms: Date.parse(j.timestamp),
+        product_name: j.product_name,
+        price: j.price,
+        quantity: j.quantity,
+        ip_address: j.ip_address,
+      });
     }
     const spanS = (orders[orders.length - 1]!.ms - orders[0]!.ms) / 1000;
     function* batches() {
-      for (let i = 0; i < values.length; ) {
+      for (let i = 0; i < values.length;) {
         const n = 1 + Math.floor(rnd() * c.maxBatch);
         yield values.slice(i, i + n);
         i += n;
@@ -85,12 +108,22 @@ async function readDuck(state: Awaited<ReturnType<typeof runInMemory>>['state'])
   const iso = (v: unknown) => new Date(String(v)).toISOString();
   const out: Expected = { popular: new Map(), suspicious: new Map(), highValue: new Map(), stats: new Map() };
   for (const r of rowsOf(await state.query('SELECT ip_address, window_start, window_end, order_count, total_spent FROM suspicious_ips'))) {
-    out.suspicious.set(`${r.ip_address}|${iso(r.window_start)}`, { window_end: iso(r.window_end), order_count: Number(r.order_count), total_spent: Number(r.total_spent) });
+    out.suspicious.set(`${r.ip_address}|${iso(r.window_start)}`, {
+      window_end: iso(r.window_end),
+      order_count: Number(r.order_count),
+      total_spent: Number(r.total_spent),
+    });
   }
-  for (const r of rowsOf(await state.query('SELECT stat_time, sum(total_orders) AS o, sum(total_sales) AS s, sum(suspicious_ip_count) AS c FROM realtime_stats_partial GROUP BY ALL'))) {
+  for (const r of rowsOf(
+    await state.query(
+      'SELECT stat_time, sum(total_orders) AS o, sum(total_sales) AS s, sum(suspicious_ip_count) AS c FROM realtime_stats_partial GROUP BY ALL',
+    ),
+  )) {
     out.stats.set(iso(r.stat_time), { total_orders: Number(r.o), total_sales: Number(r.s), suspicious_ip_count: Number(r.c) });
   }
-  for (const r of rowsOf(await state.query('SELECT window_start, product_name, sum(order_count) AS o, sum(total_sales) AS s FROM popular_products_partial GROUP BY ALL'))) {
+  for (const r of rowsOf(
+    await state.query('SELECT window_start, product_name, sum(order_count) AS o, sum(total_sales) AS s FROM popular_products_partial GROUP BY ALL'),
+  )) {
     out.popular.set(`${iso(r.window_start)}|${r.product_name}`, { order_count: Number(r.o), total_sales: Number(r.s) });
   }
   return out;

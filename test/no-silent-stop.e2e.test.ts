@@ -43,9 +43,16 @@ t.test('a consumer that stops for good: 503 with the reason, a metric, one line,
 
   // In process: the probe and the metric while it stops.
   const app = await s.startApp({ failpoint: 'fetch-error:1' });
-  const failed = app.done.then(() => null, (err: Error) => err);
+  const failed = app.done.then(
+    () => null,
+    (err: Error) => err,
+  );
   const seen = await readyzUntil(app.url, (s, b) => s === 503 && /stopped/.test(String(b.consumer)));
-  t.match(seen.body, { ready: false, checks: { consuming: false }, consumer: /stopped: Kafka consumption stopped: .*injected fetch error/ }, '/readyz says why');
+  t.match(
+    seen.body,
+    { ready: false, checks: { consuming: false }, consumer: /stopped: Kafka consumption stopped: .*injected fetch error/ },
+    '/readyz says why',
+  );
   t.match((await failed)?.message, /Kafka consumption stopped/, 'the batch loop ends with the reason');
   t.match(await app.metrics.registry.getSingleMetricAsString('fraud_sql_consumer_crashes_total'), /outcome="stopped"} 1/, 'counted');
   const progress = await s.pool.query('SELECT count(*)::int AS n FROM consumer_progress WHERE next_offset > 0');
@@ -55,7 +62,10 @@ t.test('a consumer that stops for good: 503 with the reason, a metric, one line,
   const run = s.startCli({ FRAUD_SQL_FAILPOINT: 'fetch-error:1' });
   const { code } = await run.exited;
   t.equal(code, 1, 'exits non-zero, so the orchestrator restarts it');
-  const lines = run.output().split('\n').filter((l) => /consumption stopped/.test(l));
+  const lines = run
+    .output()
+    .split('\n')
+    .filter((l) => /consumption stopped/.test(l));
   t.equal(lines.length, 1, `one line says why:\n${run.output()}`);
   t.notMatch(run.output(), /\n\s+at /, 'no stack trace');
 });
@@ -66,7 +76,10 @@ t.test('a failing batch (a result table dropped under it): exit non-zero with th
   const app = await s.startApp();
   await s.drained(app);
   await s.pool.query('DROP TABLE high_value_orders CASCADE');
-  const failed = app.done.then(() => null, (err: Error) => err);
+  const failed = app.done.then(
+    () => null,
+    (err: Error) => err,
+  );
   await s.produce(s.messages.slice(200));
   const seen = await readyzUntil(app.url, (s, b) => s === 503 && /stopped/.test(String(b.consumer)));
   t.match(String(seen.body.consumer), /high_value_orders/, '/readyz names the failure');
@@ -84,7 +97,14 @@ t.test('a missing topic: one waiting line, 503, then consumption once it exists;
   while (!/waiting for topic/.test(run.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   t.match(run.output(), new RegExp(`waiting for topic "${topic}" on .*--create-topics`), 'one line says what it waits for');
   await new Promise((r) => setTimeout(r, 3_000));
-  t.equal(run.output().split('\n').filter((l) => /waiting for topic/.test(l)).length, 1, 'said once, not per retry');
+  t.equal(
+    run
+      .output()
+      .split('\n')
+      .filter((l) => /waiting for topic/.test(l)).length,
+    1,
+    'said once, not per retry',
+  );
   t.equal(run.child.exitCode, null, 'still running: no crash');
   const url = /metrics and health on (\S+)/.exec(run.output())![1]!;
   const waiting = await readyzUntil(url, (s) => s === 503);
@@ -93,7 +113,9 @@ t.test('a missing topic: one waiting line, 503, then consumption once it exists;
   await s.reconnectProducer();
   await s.produce();
   for (let i = 0; i < 300; i++) {
-    const r = await s.pool.query('SELECT coalesce(sum(next_offset), 0)::int AS n FROM consumer_progress WHERE topic = $1', [topic]).catch(() => ({ rows: [{ n: 0 }] }));
+    const r = await s.pool
+      .query('SELECT coalesce(sum(next_offset), 0)::int AS n FROM consumer_progress WHERE topic = $1', [topic])
+      .catch(() => ({ rows: [{ n: 0 }] }));
     if (r.rows[0].n === 300) break;
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -138,7 +160,11 @@ t.test('committed offsets past the end of a recreated topic: fail by default, ea
 
   const failing = s.startCli();
   t.equal((await failing.exited).code, 1, 'fails by default');
-  t.match(failing.output(), /partition 0: committed offset 200 is past the end of the topic \(offsets 0\.\.50\).*--on-offset-gap earliest/, 'one clear line with what to do');
+  t.match(
+    failing.output(),
+    /partition 0: committed offset 200 is past the end of the topic \(offsets 0\.\.50\).*--on-offset-gap earliest/,
+    'one clear line with what to do',
+  );
   t.same((await s.pool.query('SELECT next_offset::int AS n FROM consumer_progress')).rows, before.rows, 'nothing was written');
 
   const recovering = await s.startApp({ onOffsetGap: 'earliest' });
@@ -162,7 +188,10 @@ t.test('committed offsets before the start (retention deleted unprocessed orders
 
   const failing = s.startCli();
   t.equal((await failing.exited).code, 1);
-  t.match(failing.output(), /partition 0: committed offset 100 is before the start of the topic \(offsets 250\.\.300\).*retention deleted orders that were never processed/);
+  t.match(
+    failing.output(),
+    /partition 0: committed offset 100 is before the start of the topic \(offsets 250\.\.300\).*retention deleted orders that were never processed/,
+  );
 
   const skipping = await s.startApp({ onOffsetGap: 'latest' });
   const deadline = Date.now() + 20_000;

@@ -33,13 +33,18 @@ t.test('/metrics passes promtool and counts exactly what was produced', async (t
   t.equal(metricValue(text, 'fraud_sql_messages_total'), valid + malformed);
   t.equal(metricValue(text, 'fraud_sql_consumer_lag', '{partition="0"}'), 0, 'no lag once drained');
   t.ok((metricValue(text, 'fraud_sql_end_to_end_latency_seconds_count') ?? 0) >= valid, 'end-to-end latency observed per message');
-  for (const stage of ['decode', 'ingest', 'rules', 'sink']) t.ok(text.includes(`fraud_sql_batch_stage_seconds_count{stage="${stage}"}`), `stage ${stage} timed`);
-  for (const rule of ['suspicious_ips', 'high_value_orders', 'popular_products', 'realtime_stats']) t.ok(text.includes(`fraud_sql_rule_duration_seconds_count{rule="${rule}"}`), `rule ${rule} timed`);
+  for (const stage of ['decode', 'ingest', 'rules', 'sink'])
+    t.ok(text.includes(`fraud_sql_batch_stage_seconds_count{stage="${stage}"}`), `stage ${stage} timed`);
+  for (const rule of ['suspicious_ips', 'high_value_orders', 'popular_products', 'realtime_stats'])
+    t.ok(text.includes(`fraud_sql_rule_duration_seconds_count{rule="${rule}"}`), `rule ${rule} timed`);
   t.ok(text.includes('fraud_sql_watermark_seconds{partition="0"}'), 'watermark per partition');
 
   const status = await (await fetch(`${app.url}/status`)).json();
   t.equal(status.partitions.length, 2);
-  t.same(status.partitions.map((s: { lag: number }) => s.lag), [0, 0]);
+  t.same(
+    status.partitions.map((s: { lag: number }) => s.lag),
+    [0, 0],
+  );
   t.equal(status.rules.length, 4);
   t.ok(status.lastBatch.size > 0);
   t.same(await (await fetch(`${app.url}/healthz`)).json(), { status: 'ok' });

@@ -96,7 +96,11 @@ export async function readTables(pool: { query: (sql: string) => Promise<{ rows:
   }
   const suspicious = new Map<string, { window_end: string; order_count: number; total_spent: number }>();
   for (const r of (await pool.query('SELECT ip_address, window_start, window_end, order_count, total_spent FROM suspicious_ips')).rows) {
-    suspicious.set(`${r.ip_address}|${ts(r.window_start)}`, { window_end: ts(r.window_end), order_count: Number(r.order_count), total_spent: Number(r.total_spent) });
+    suspicious.set(`${r.ip_address}|${ts(r.window_start)}`, {
+      window_end: ts(r.window_end),
+      order_count: Number(r.order_count),
+      total_spent: Number(r.total_spent),
+    });
   }
   const highValue = new Map<string, { total_price: number; order_time: string }>();
   for (const r of (await pool.query('SELECT order_id, total_price, order_time FROM high_value_orders')).rows) {
@@ -104,7 +108,11 @@ export async function readTables(pool: { query: (sql: string) => Promise<{ rows:
   }
   const stats = new Map<string, { total_orders: number; total_sales: number; suspicious_ip_count: number }>();
   for (const r of (await pool.query('SELECT stat_time, total_orders, total_sales, suspicious_ip_count FROM realtime_stats')).rows) {
-    stats.set(ts(r.stat_time), { total_orders: Number(r.total_orders), total_sales: Number(r.total_sales), suspicious_ip_count: Number(r.suspicious_ip_count) });
+    stats.set(ts(r.stat_time), {
+      total_orders: Number(r.total_orders),
+      total_sales: Number(r.total_sales),
+      suspicious_ip_count: Number(r.suspicious_ip_count),
+    });
   }
   return { popular, suspicious, highValue, stats };
 }

@@ -11,8 +11,15 @@ let seq = 0;
 function order(ip: string, ms: number, price = 10_000, quantity = 1, product = '마우스'): OracleOrder & { json: string } {
   const o = { order_id: `ORD${ms}${String(++seq).padStart(4, '0')}`, ms, product_name: product, price, quantity, ip_address: ip };
   const json = JSON.stringify({
-    order_id: o.order_id, timestamp: new Date(ms).toISOString(), user_id: 'USER0001', product_id: 'P008',
-    product_name: product, price, quantity, ip_address: ip, payment_method: 'card',
+    order_id: o.order_id,
+    timestamp: new Date(ms).toISOString(),
+    user_id: 'USER0001',
+    product_id: 'P008',
+    product_name: product,
+    price,
+    quantity,
+    ip_address: ip,
+    payment_method: 'card',
   });
   return { ...o, json };
 }
@@ -43,32 +50,49 @@ t.test('hand-built edge cases produce exactly the expected rows', async (t) => {
   await s.drained(app);
 
   const sus = (await pool.query('SELECT ip_address, window_start, window_end, order_count, total_spent FROM suspicious_ips')).rows;
-  t.same(sus, [{
-    ip_address: A,
-    window_start: new Date(T0 + 55_000),
-    window_end: new Date(T0 + 64_000),
-    order_count: '10',
-    total_spent: '100000',
-  }], 'one burst row for A, none for B (9 orders in 60 s)');
+  t.same(
+    sus,
+    [
+      {
+        ip_address: A,
+        window_start: new Date(T0 + 55_000),
+        window_end: new Date(T0 + 64_000),
+        order_count: '10',
+        total_spent: '100000',
+      },
+    ],
+    'one burst row for A, none for B (9 orders in 60 s)',
+  );
 
   const hvRows = (await pool.query('SELECT order_id, total_price, quantity FROM high_value_orders')).rows;
   t.same(hvRows, [{ order_id: hv.order_id, total_price: '500000', quantity: 2 }], '250,000 x 2 is high value; 499,999 x 1 is not');
 
-  const stats = (await pool.query("SELECT to_char(stat_time AT TIME ZONE 'UTC', 'HH24:MI:SS') AS t, total_orders::int, total_sales::bigint::int, suspicious_ip_count FROM realtime_stats ORDER BY 1")).rows;
-  t.same(stats, [
-    // [12:00:00, 12:00:30): B x5 (0,6,12,18,24 s), hv, nearMiss
-    { t: '12:00:30', total_orders: 7, total_sales: 5 * 10_000 + 500_000 + 499_999, suspicious_ip_count: 0 },
-    // [12:00:30, 12:01:00): B x4 (30..48 s), edge, A x5 (55..59 s): A's first 5 orders are burst members
-    { t: '12:01:00', total_orders: 10, total_sales: 100_000, suspicious_ip_count: 1 },
-    // [12:01:00, 12:01:30): A x5, newest, outOfOrder
-    { t: '12:01:30', total_orders: 7, total_sales: 70_000, suspicious_ip_count: 1 },
-  ], 'window edges, out-of-order within lateness, burst members per window');
+  const stats = (
+    await pool.query(
+      "SELECT to_char(stat_time AT TIME ZONE 'UTC', 'HH24:MI:SS') AS t, total_orders::int, total_sales::bigint::int, suspicious_ip_count FROM realtime_stats ORDER BY 1",
+    )
+  ).rows;
+  t.same(
+    stats,
+    [
+      // [12:00:00, 12:00:30): B x5 (0,6,12,18,24 s), hv, nearMiss
+      { t: '12:00:30', total_orders: 7, total_sales: 5 * 10_000 + 500_000 + 499_999, suspicious_ip_count: 0 },
+      // [12:00:30, 12:01:00): B x4 (30..48 s), edge, A x5 (55..59 s): A's first 5 orders are burst members
+      { t: '12:01:00', total_orders: 10, total_sales: 100_000, suspicious_ip_count: 1 },
+      // [12:01:00, 12:01:30): A x5, newest, outOfOrder
+      { t: '12:01:30', total_orders: 7, total_sales: 70_000, suspicious_ip_count: 1 },
+    ],
+    'window edges, out-of-order within lateness, burst members per window',
+  );
 
   const late = (await pool.query('SELECT order_id, event_time FROM late_events')).rows;
   t.same(late, [{ order_id: tooLate.order_id, event_time: new Date(T0 + 10_000) }], 'the late order is recorded and not applied');
 
   const popular = (await pool.query(`SELECT window_start, product_name, order_count::int FROM popular_products WHERE product_name = '마우스' ORDER BY 1`)).rows;
-  t.same(popular.map((r) => r.order_count), [5, 10, 7]);
+  t.same(
+    popular.map((r) => r.order_count),
+    [5, 10, 7],
+  );
 
   // The independent oracle agrees on everything (the late order excluded).
   await s.expectExact({ orders: sent.concat(outOfOrder) });
@@ -109,7 +133,19 @@ t.test('malformed messages go to the dead letters; the orders around them are pr
     t.equal(r.kafka_offset, 2 * i + 1, `${poison[i]![0]}: original offset kept`);
     t.equal(r.kafka_partition, 0);
   });
-  t.match(dl.map((r) => r.reason), [/not JSON/, /missing field "user_id"/, /"quantity" must be an integer/, /"price" must be >= 0/, /"quantity" must be >= 1/, /not an IPv4/, /not ISO-8601/, /exceeds the 65536-byte limit/]);
+  t.match(
+    dl.map((r) => r.reason),
+    [
+      /not JSON/,
+      /missing field "user_id"/,
+      /"quantity" must be an integer/,
+      /"price" must be >= 0/,
+      /"quantity" must be >= 1/,
+      /not an IPv4/,
+      /not ISO-8601/,
+      /exceeds the 65536-byte limit/,
+    ],
+  );
   t.equal(dl[7].payload_bytes, 1_000_000, 'the size of the oversized message is recorded');
   const counted = await s.pool.query('SELECT sum(total_orders)::int AS n FROM realtime_stats');
   t.equal(counted.rows[0].n, goods.length, 'every valid order around the poison is counted');

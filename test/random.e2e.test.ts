@@ -27,19 +27,37 @@ t.test(`${COUNT} random orders equal an independent recomputation; a replay chan
   await s.expectExact();
 
   // The original dashboard's queries, unchanged.
-  const q1 = (await pool.query(`SELECT stat_time as time, total_orders FROM realtime_stats WHERE stat_time > NOW() - INTERVAL '10 minutes' ORDER BY stat_time;`)).rows;
+  const q1 = (
+    await pool.query(`SELECT stat_time as time, total_orders FROM realtime_stats WHERE stat_time > NOW() - INTERVAL '10 minutes' ORDER BY stat_time;`)
+  ).rows;
   const cutoff = Date.now() - 10 * 60_000;
   const expectedQ1 = entries(expected.stats).filter(([k]) => Date.parse(k) > cutoff);
   t.ok(q1.length > 0, 'orders over time has rows');
   t.same(q1.map((r) => [r.time.toISOString(), Number(r.total_orders)]).slice(-5), expectedQ1.map(([k, v]) => [k, v.total_orders]).slice(-5));
-  const q2 = (await pool.query(`SELECT stat_time as time, total_sales / 1000000.0 as "매출(백만원)" FROM realtime_stats WHERE stat_time > NOW() - INTERVAL '10 minutes' ORDER BY stat_time;`)).rows;
+  const q2 = (
+    await pool.query(
+      `SELECT stat_time as time, total_sales / 1000000.0 as "매출(백만원)" FROM realtime_stats WHERE stat_time > NOW() - INTERVAL '10 minutes' ORDER BY stat_time;`,
+    )
+  ).rows;
   t.equal(Number(q2[q2.length - 1]['매출(백만원)']), expectedQ1[expectedQ1.length - 1]![1].total_sales / 1e6, 'sales in millions');
-  const q3 = (await pool.query(`SELECT product_name, SUM(order_count) as total_orders FROM popular_products WHERE created_at > NOW() - INTERVAL '5 minutes' GROUP BY product_name ORDER BY total_orders DESC LIMIT 5;`)).rows;
+  const q3 = (
+    await pool.query(
+      `SELECT product_name, SUM(order_count) as total_orders FROM popular_products WHERE created_at > NOW() - INTERVAL '5 minutes' GROUP BY product_name ORDER BY total_orders DESC LIMIT 5;`,
+    )
+  ).rows;
   const byProduct = new Map<string, number>();
   for (const [k, v] of expected.popular) byProduct.set(k.split('|')[1]!, (byProduct.get(k.split('|')[1]!) ?? 0) + v.order_count);
   const top5 = [...byProduct].sort((a, b) => b[1] - a[1]).slice(0, 5);
-  t.same(q3.map((r) => [r.product_name, Number(r.total_orders)]), top5, 'top 5 products');
-  const q4 = (await pool.query(`SELECT ip_address, order_count, total_spent / 1000000.0 as "금액(백만원)", window_start as "탐지시간" FROM suspicious_ips WHERE created_at > NOW() - INTERVAL '10 minutes' ORDER BY order_count DESC;`)).rows;
+  t.same(
+    q3.map((r) => [r.product_name, Number(r.total_orders)]),
+    top5,
+    'top 5 products',
+  );
+  const q4 = (
+    await pool.query(
+      `SELECT ip_address, order_count, total_spent / 1000000.0 as "금액(백만원)", window_start as "탐지시간" FROM suspicious_ips WHERE created_at > NOW() - INTERVAL '10 minutes' ORDER BY order_count DESC;`,
+    )
+  ).rows;
   t.equal(q4.length, expected.suspicious.size, 'suspicious IPs table');
   t.equal(q4[0].ip_address, '192.168.99.99', 'the macro bot tops the list');
   const q5 = (await pool.query(`SELECT COUNT(*) as count FROM high_value_orders WHERE created_at > NOW() - INTERVAL '5 minutes';`)).rows;

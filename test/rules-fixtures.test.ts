@@ -22,7 +22,11 @@ const cli = async (...args: string[]) => {
 t.test('the built-in rules pass their fixtures', async (t) => {
   const outcomes = await runFixtures(loadConfig({ queriesDir: QUERIES }, {}));
   t.ok(outcomes.length >= 7, `${outcomes.length} fixtures`);
-  for (const rule of ['high_value_orders', 'popular_products', 'suspicious_ips', 'realtime_stats']) t.ok(outcomes.some((o) => o.rule === rule), `${rule} has fixtures`);
+  for (const rule of ['high_value_orders', 'popular_products', 'suspicious_ips', 'realtime_stats'])
+    t.ok(
+      outcomes.some((o) => o.rule === rule),
+      `${rule} has fixtures`,
+    );
   for (const o of outcomes) t.ok(o.ok, `${o.rule}/${o.file.split('/').pop()}: ${o.description}${o.problem ? '\n' + o.problem : ''}`);
 });
 
@@ -36,7 +40,11 @@ t.test('a fixture that does not match fails with the difference', async (t) => {
   const r = await cli('rules', 'test', '--queries-dir', dir, 'suspicious_ips');
   t.equal(r.code, 1);
   t.match(r.out, /FAIL suspicious_ips: burst-across-a-minute-boundary/);
-  t.match(r.out, /\n\s+row ip_address="10\.0\.0\.9" window_start=2025-12-30T12:00:55\.000000Z: order_count expected 11, written 10\n/, 'the differing column, in the row named by its key');
+  t.match(
+    r.out,
+    /\n\s+row ip_address="10\.0\.0\.9" window_start=2025-12-30T12:00:55\.000000Z: order_count expected 11, written 10\n/,
+    'the differing column, in the row named by its key',
+  );
   t.notMatch(r.out, /not written|not expected/, 'the row is there, only a column differs');
   t.match(r.out, /2 passed, 1 failed/);
 });
@@ -47,8 +55,16 @@ t.test('a row missing or extra as a whole is named as a whole', async (t) => {
     '  expected, not written: ip_address="b" order_count=2',
     '  written, not expected: ip_address="c" order_count=2',
   ]);
-  t.same(compareRows([row('a', 1), row('a', 2)], [row('a', 1), row('a', 3)], ['ip_address', 'order_count'], ['ip_address']), ['  row ip_address="a": order_count expected 2, written 3'], 'the one row of a key that differs');
-  t.same(compareRows([{ order_count: 2 }], [{ order_count: 3 }], ['order_count'], ['ip_address']), ['  expected, not written: order_count=2', '  written, not expected: order_count=3'], 'no key named: whole rows');
+  t.same(
+    compareRows([row('a', 1), row('a', 2)], [row('a', 1), row('a', 3)], ['ip_address', 'order_count'], ['ip_address']),
+    ['  row ip_address="a": order_count expected 2, written 3'],
+    'the one row of a key that differs',
+  );
+  t.same(
+    compareRows([{ order_count: 2 }], [{ order_count: 3 }], ['order_count'], ['ip_address']),
+    ['  expected, not written: order_count=2', '  written, not expected: order_count=3'],
+    'no key named: whole rows',
+  );
 });
 
 const burst = (ips: string[]) => ips.map((ip, i) => ({ timestamp: `2025-12-30T12:00:${String(i * 5).padStart(2, '0')}Z`, ip_address: ip }));
@@ -56,12 +72,15 @@ const burst = (ips: string[]) => ips.map((ip, i) => ({ timestamp: `2025-12-30T12
 t.test('an order in a fixture may leave out what its rule does not read', async (t) => {
   const dir = t.testdir();
   cpSync(QUERIES, dir, { recursive: true });
-  writeFileSync(`${dir}/fixtures/suspicious_ips/defaults.json`, JSON.stringify({
-    description: 'ten orders with a timestamp and an IP only',
-    batches: [burst(Array(10).fill('10.0.0.1'))],
-    // 10 x the default price x quantity
-    expect: [{ ip_address: '10.0.0.1', order_count: 10, total_spent: 10 * ORDER_DEFAULTS.price * ORDER_DEFAULTS.quantity }],
-  }));
+  writeFileSync(
+    `${dir}/fixtures/suspicious_ips/defaults.json`,
+    JSON.stringify({
+      description: 'ten orders with a timestamp and an IP only',
+      batches: [burst(Array(10).fill('10.0.0.1'))],
+      // 10 x the default price x quantity
+      expect: [{ ip_address: '10.0.0.1', order_count: 10, total_spent: 10 * ORDER_DEFAULTS.price * ORDER_DEFAULTS.quantity }],
+    }),
+  );
   const [o] = (await runFixtures(loadConfig({ queriesDir: dir }, {}), 'suspicious_ips')).filter((x) => x.file.endsWith('defaults.json'));
   t.ok(o!.ok, o!.problem ?? 'passes');
 });
@@ -75,10 +94,13 @@ t.test('an order the engine rejects fails the fixture with its reason', async (t
   writeFileSync(`${dir}/fixtures/suspicious_ips/rejected.json`, JSON.stringify({ description: 'two bad orders', batches, expect: [] }));
   const [o] = (await runFixtures(loadConfig({ queriesDir: dir }, {}), 'suspicious_ips')).filter((x) => x.file.endsWith('rejected.json'));
   t.notOk(o!.ok, 'though the rule wrote what was expected (no burst of 8)');
-  t.equal(o!.problem, [
-    '  batch 1, order 4 (order_id "F1-4") rejected: field "price" must be >= 0, got -1',
-    '  batch 1, order 7 (order_id "F1-7") rejected: missing field "timestamp"',
-  ].join('\n'));
+  t.equal(
+    o!.problem,
+    [
+      '  batch 1, order 4 (order_id "F1-4") rejected: field "price" must be >= 0, got -1',
+      '  batch 1, order 7 (order_id "F1-7") rejected: missing field "timestamp"',
+    ].join('\n'),
+  );
 });
 
 t.test('rules check: clear errors for a missing directory, an empty rule, a rule with no header', async (t) => {
@@ -98,7 +120,10 @@ t.test('rules check: clear errors for a missing directory, an empty rule, a rule
 t.test('rules check reports a SQL error at its file, line and column', async (t) => {
   const dir = t.testdir();
   mkdirSync(dir, { recursive: true });
-  writeFileSync(`${dir}/broken.sql`, '-- target: high_value_orders\n-- key: order_id\n-- state: 0s\nSELECT order_id,\n       no_such_column\nFROM batch_orders\n');
+  writeFileSync(
+    `${dir}/broken.sql`,
+    '-- target: high_value_orders\n-- key: order_id\n-- state: 0s\nSELECT order_id,\n       no_such_column\nFROM batch_orders\n',
+  );
   const r = await cli('rules', 'check', '--queries-dir', dir);
   t.equal(r.code, 1);
   t.match(r.out, new RegExp(`FAIL ${dir}/broken.sql:5:8: .*no_such_column`));

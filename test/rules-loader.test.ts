@@ -28,11 +28,19 @@ t.test('diagnostics carry file, line and column', async (t) => {
   t.same(diagnostics, [{ file: 'q/r.sql', line: 8, column: 3, message: 'unknown parameter $nope (declare it with "-- param nope = ...")' }]);
   t.match(parseRule('q/x.sql', 'SELECT 1\n').diagnostics[0]!.message, /no header/);
   t.match(parseRule('q/x.sql', header).diagnostics[0]!.message, /no SELECT/);
-  t.match(parseRule('q/x.sql', '-- key: a\n-- state: 0s\nSELECT 1\n').diagnostics.map((d) => d.message).join('\n'), /missing "-- target/);
+  t.match(
+    parseRule('q/x.sql', '-- key: a\n-- state: 0s\nSELECT 1\n')
+      .diagnostics.map((d) => d.message)
+      .join('\n'),
+    /missing "-- target/,
+  );
 });
 
 t.test('duration expressions', async (t) => {
-  const p = new Map([['w', parseParamValue('30s') as never], ['b', parseParamValue('60s') as never]]);
+  const p = new Map([
+    ['w', parseParamValue('30s') as never],
+    ['b', parseParamValue('60s') as never],
+  ]);
   t.equal(evalDuration('$w + 2 * $b', p), 150_000_000);
   t.equal(evalDuration('0s', p), 0);
   t.match(evalDuration('$w +', p), /unexpected end/);
@@ -65,7 +73,10 @@ t.test('parameter overrides reach the SQL and the version; a bad one blocks the 
   t.not(tuned.version, base.version, 'another parameter value is another rule version');
   const bad = loadRules(dir, new Map([['suspicious_ips.nope', '3']]));
   t.same(bad.rules.map((r) => r.name).sort(), ['high_value_orders', 'popular_products']);
-  t.match(bad.diagnostics.map((d) => d.message), [/has no parameter "nope"/, /not loaded: it reads the results of "suspicious_ips", whose rule is invalid/]);
+  t.match(
+    bad.diagnostics.map((d) => d.message),
+    [/has no parameter "nope"/, /not loaded: it reads the results of "suspicious_ips", whose rule is invalid/],
+  );
 });
 
 t.test('a label names generator scenarios and a condition at the actual parameters', async (t) => {
@@ -78,26 +89,46 @@ t.test('a label names generator scenarios and a condition at the actual paramete
 SELECT 1
 `;
   t.same(parseRule('q/ips.sql', ips).rule!.label, {
-    scenarios: ['bot', 'burst'], condition: { kind: 'orders_within', min: 10, windowMicros: 60_000_000 }, keyFields: ['ip_address'],
+    scenarios: ['bot', 'burst'],
+    condition: { kind: 'orders_within', min: 10, windowMicros: 60_000_000 },
+    keyFields: ['ip_address'],
     text: 'bot, burst where orders >= 10 within 60s',
   });
   const overridden = parseRule('q/ips.sql', ips, new Map([['ips.min_orders', '12']])).rule!.label!;
   t.same(overridden.condition, { kind: 'orders_within', min: 12, windowMicros: 60_000_000 }, 'an override reaches the label');
-  t.same(parseRule('q/r.sql', header + '-- label: * where price * quantity >= $threshold\nSELECT 1\n').rule!.label!.condition, { kind: 'total_at_least', min: 500000n });
-  t.same(parseRule('q/r.sql', header + '-- label: card_testing\nSELECT 1\n').rule!.label, { scenarios: ['card_testing'], condition: null, keyFields: ['order_id'], text: 'card_testing' });
+  t.same(parseRule('q/r.sql', header + '-- label: * where price * quantity >= $threshold\nSELECT 1\n').rule!.label!.condition, {
+    kind: 'total_at_least',
+    min: 500000n,
+  });
+  t.same(parseRule('q/r.sql', header + '-- label: card_testing\nSELECT 1\n').rule!.label, {
+    scenarios: ['card_testing'],
+    condition: null,
+    keyFields: ['order_id'],
+    text: 'card_testing',
+  });
   t.equal(parseRule('q/r.sql', header + 'SELECT 1\n').rule!.label, null, 'no label, no score');
 });
 
 t.test('a wrong label is reported at its file, line and column', async (t) => {
   const problems = (label: string, key = 'order_id') =>
-    parseRule('q/r.sql', header.replace('-- key: order_id', `-- key: ${key}`) + `-- label: ${label}\nSELECT 1\n`).diagnostics.map((d) => `${d.line}:${d.column}: ${d.message}`);
-  t.same(problems('bot, bots'), ['7:16: label "bots" is not a generator scenario (one of: normal, bot, burst, near_miss, high_value, card_testing, late, malformed)']);
+    parseRule('q/r.sql', header.replace('-- key: order_id', `-- key: ${key}`) + `-- label: ${label}\nSELECT 1\n`).diagnostics.map(
+      (d) => `${d.line}:${d.column}: ${d.message}`,
+    );
+  t.same(problems('bot, bots'), [
+    '7:16: label "bots" is not a generator scenario (one of: normal, bot, burst, near_miss, high_value, card_testing, late, malformed)',
+  ]);
   t.same(problems('*, bot'), ['7:11: label "*" (every order) cannot be combined with scenario names']);
   t.same(problems(''), ['7:1: label names no scenario (e.g. "-- label: bot, burst", or "*" for every order)']);
   t.same(problems('bot where orders >= $window within $window'), ['7:31: label: $window is a duration, not a integer']);
-  t.same(problems('bot where orders >= $threshold within $threshold'), ['7:49: label: $threshold is a integer, not a duration'], 'the second operand, not the first');
+  t.same(
+    problems('bot where orders >= $threshold within $threshold'),
+    ['7:49: label: $threshold is a integer, not a duration'],
+    'the second operand, not the first',
+  );
   t.same(problems('bot where orders >= 10 within $nope'), ['7:41: label: unknown parameter $nope']);
-  t.same(problems('bot where count(*) > 3'), ['7:21: a label condition reads "where orders >= N within D" or "where price * quantity >= N" (N, D: literals or $params)']);
+  t.same(problems('bot where count(*) > 3'), [
+    '7:21: a label condition reads "where orders >= N within D" or "where price * quantity >= N" (N, D: literals or $params)',
+  ]);
   t.same(problems('bot', 'source_partition, stat_time'), [
     '7:11: label: the key (source_partition, stat_time) has no column that names an order field (order_id, user_id, product_id, product_name, ip_address, payment_method), so a row cannot be traced to orders',
   ]);

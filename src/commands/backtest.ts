@@ -84,7 +84,10 @@ export async function backtest(
   const lines = await readInput(opts.input);
   const say = (s: string) => opts.progress?.(s);
   const started = Date.now();
-  const tick = (label: string) => (n: number) => say(`${label}: ${n.toLocaleString('en-US')} / ${lines.length.toLocaleString('en-US')} orders, ${Math.round(n / Math.max(0.001, (Date.now() - started) / 1000)).toLocaleString('en-US')}/s`);
+  const tick = (label: string) => (n: number) =>
+    say(
+      `${label}: ${n.toLocaleString('en-US')} / ${lines.length.toLocaleString('en-US')} orders, ${Math.round(n / Math.max(0.001, (Date.now() - started) / 1000)).toLocaleString('en-US')}/s`,
+    );
   const main = await run(config, dir, lines, tick(dir));
   const out: string[] = [];
   const counts: Record<string, number> = {};
@@ -110,7 +113,9 @@ export async function backtest(
       const v = await score(main.state, rule.target, rule.label, orders);
       scores[rule.name] = v;
       const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-      out.push(`  ${rule.name.padEnd(20)} recall ${pct(v.recall)} (${v.hits} of ${v.expected} expected)  precision ${pct(v.precision)} (${v.hits} of ${v.found} found)`);
+      out.push(
+        `  ${rule.name.padEnd(20)} recall ${pct(v.recall)} (${v.hits} of ${v.expected} expected)  precision ${pct(v.precision)} (${v.hits} of ${v.found} found)`,
+      );
       out.push(`  ${''.padEnd(20)} label ${v.label}, per ${v.keyFields.join(', ')}: ${v.labelled} values labelled, ${v.expected} of them meet the condition`);
     }
     if (opts.output) {
@@ -136,7 +141,9 @@ export async function backtest(
           const values = (r: Record<string, unknown>) =>
             JSON.stringify(Object.entries(r).filter(([c]) => !['rule_version', 'created_at', 'updated_at'].includes(c)));
           const changed = [...a.keys()].filter((k) => b.has(k) && values(a.get(k)!) !== values(b.get(k)!));
-          out.push(`  ${table}: ${onlyB.length} rows only with ${opts.compare}, ${onlyA.length} rows only with ${dir}, ${changed.length} rows with other values`);
+          out.push(
+            `  ${table}: ${onlyB.length} rows only with ${opts.compare}, ${onlyA.length} rows only with ${dir}, ${changed.length} rows with other values`,
+          );
           for (const k of onlyB.slice(0, 5)) out.push(`    + ${k}`);
           for (const k of onlyA.slice(0, 5)) out.push(`    - ${k}`);
           for (const k of changed.slice(0, 5)) out.push(`    ~ ${k}`);
@@ -204,7 +211,12 @@ export const backtestCommand: CommandModule<object, { input: string; compare?: s
   handler: async (argv) => {
     const config = configFrom(argv);
     const tty = process.stderr.isTTY;
-    const report = await backtest(config, { input: argv.input, compare: argv.compare, output: argv.output, progress: tty ? (s) => process.stderr.write(`\r${s}   `) : undefined });
+    const report = await backtest(config, {
+      input: argv.input,
+      compare: argv.compare,
+      output: argv.output,
+      progress: tty ? (s) => process.stderr.write(`\r${s}   `) : undefined,
+    });
     if (tty) process.stderr.write('\n');
     process.stdout.write(report.lines.join('\n') + '\n');
   },

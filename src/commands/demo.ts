@@ -92,13 +92,22 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
         rules: rules.prepared().map((p) => ({ name: p.rule.name, file: p.rule.file, version: p.rule.version, state: 'active' })),
       }),
     });
-    const statsWindow = rules.prepared().find((p) => p.rule.name === 'realtime_stats')?.rule.params.get('window');
+    const statsWindow = rules
+      .prepared()
+      .find((p) => p.rule.name === 'realtime_stats')
+      ?.rule.params.get('window');
     mountDashboard(http, new DuckDashboard(state, statsWindow?.kind === 'duration' ? statsWindow.micros / 1e6 : null));
     const url = await listen(http, config.httpHost, config.httpPort);
     life.defer(() => http.close());
 
     const orders = generateOrders({ seed: opts.seed, rate: opts.rate, startMs: Date.now(), mix: opts.mix });
-    const source = new GeneratorSource(orders, { rate: opts.rate, count: opts.count, signal: life.signal, topic: TOPIC, bufferMessages: config.batchMaxSize * 2 });
+    const source = new GeneratorSource(orders, {
+      rate: opts.rate,
+      count: opts.count,
+      signal: life.signal,
+      topic: TOPIC,
+      bufferMessages: config.batchMaxSize * 2,
+    });
     const done = engine.run(source, loopOptions(config, life.signal));
     return { url, engine, state, done, stop: life.stopper(done) };
   } catch (err) {
@@ -118,7 +127,23 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
   command: 'demo',
   describe: 'the embedded default: generated orders, the same rules, results in a DuckDB file and on a web page (no Kafka or PostgreSQL needed)',
   builder: (y) =>
-    withSettings(y, ['queriesDir', 'params', 'httpHost', 'httpPort', 'latenessMs', 'idleTimeoutMs', 'batchMaxSize', 'batchMaxWaitMs', 'timeZone', 'console', 'logLevel', 'databaseUrl', 'pgSchema', 'pgSslMode', 'pgSslCa'])
+    withSettings(y, [
+      'queriesDir',
+      'params',
+      'httpHost',
+      'httpPort',
+      'latenessMs',
+      'idleTimeoutMs',
+      'batchMaxSize',
+      'batchMaxWaitMs',
+      'timeZone',
+      'console',
+      'logLevel',
+      'databaseUrl',
+      'pgSchema',
+      'pgSslMode',
+      'pgSslCa',
+    ])
       .option('rate', { type: 'number', default: 20, describe: 'orders per second' })
       .option('seed', { type: 'number', describe: 'seed of the order generator (default: random)' })
       .option('mix', { type: 'string', describe: `scenario shares in percent, e.g. bot=10,burst=1 (${SCENARIOS.join(', ')})` })

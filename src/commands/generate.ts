@@ -47,19 +47,26 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
     if (problems.length > 0) throw new FraudSqlError('CONFIG_INVALID', `invalid options:\n  - ${problems.join('\n  - ')}`);
     const seed = argv.seed ?? Math.floor(Math.random() * 2 ** 31);
     const toStdout = argv.output === '-' || argv.output === 'stdout';
-    const out: OrderOutput = argv.output === 'kafka' ? await kafkaOutput(config.brokers, config.topic, { compression: argv.compression }) : await lineOutput(toStdout ? '-' : argv.output);
+    const out: OrderOutput =
+      argv.output === 'kafka'
+        ? await kafkaOutput(config.brokers, config.topic, { compression: argv.compression })
+        : await lineOutput(toStdout ? '-' : argv.output);
     const tty = process.stderr.isTTY && !toStdout;
     const controller = new AbortController();
     const say = (s: string) => {
       if (!toStdout) process.stderr.write(s);
     };
-    say(`generating to ${argv.output === 'kafka' ? `${config.topic} on ${config.brokers.join(',')}` : argv.output} (seed ${seed}, ${argv.fast ? 'as fast as possible' : `${argv.rate}/s`})\n`);
+    say(
+      `generating to ${argv.output === 'kafka' ? `${config.topic} on ${config.brokers.join(',')}` : argv.output} (seed ${seed}, ${argv.fast ? 'as fast as possible' : `${argv.rate}/s`})\n`,
+    );
     const counts: Partial<Record<Scenario, number>> = {};
     let sent = 0;
     const started = Date.now();
     const progress = () => {
       const s = (Date.now() - started) / 1000;
-      process.stderr.write(`\rsent ${sent.toLocaleString('en-US')}  rate ${Math.round(sent / Math.max(s, 0.001)).toLocaleString('en-US')}/s  errors ${out.errors}   `);
+      process.stderr.write(
+        `\rsent ${sent.toLocaleString('en-US')}  rate ${Math.round(sent / Math.max(s, 0.001)).toLocaleString('en-US')}/s  errors ${out.errors}   `,
+      );
     };
     const timer = tty ? setInterval(progress, 500) : null;
     const finished = (async () => {
@@ -71,12 +78,20 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
           sent += chunk.length;
           for (const o of chunk) counts[o.label] = (counts[o.label] ?? 0) + 1;
         },
-        { rate: argv.rate, count: argv.count, durationMs: argv.duration !== undefined ? argv.duration * 1000 : undefined, fast: argv.fast, signal: controller.signal },
+        {
+          rate: argv.rate,
+          count: argv.count,
+          durationMs: argv.duration !== undefined ? argv.duration * 1000 : undefined,
+          fast: argv.fast,
+          signal: controller.signal,
+        },
       );
       if (timer) clearInterval(timer);
       await out.close();
       if (tty) progress();
-      const mixText = Object.entries(counts).map(([k, v]) => `${k}=${v}`).join(' ');
+      const mixText = Object.entries(counts)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ');
       say(`\n${controller.signal.aborted ? 'stopped' : 'done'}: ${r.sent} orders in ${(r.elapsedMs / 1000).toFixed(1)} s, ${out.errors} errors (${mixText})\n`);
       if (out.errors > 0) process.exitCode = 1;
     })();

@@ -37,8 +37,16 @@ const test: CommandModule<object, { rule?: string }> = {
     const config = configFrom(argv);
     const outcomes = await runFixtures(config, argv.rule);
     for (const o of outcomes) {
-      process.stdout.write(`${o.ok ? 'ok  ' : 'FAIL'} ${o.rule}: ${path.basename(o.file, '.json')} (${Math.round(o.ms)} ms)${o.description ? ` - ${o.description}` : ''}\n`);
-      if (o.problem) process.stdout.write(`${o.problem.split('\n').map((l) => `       ${l.trim()}`).join('\n')}\n`);
+      process.stdout.write(
+        `${o.ok ? 'ok  ' : 'FAIL'} ${o.rule}: ${path.basename(o.file, '.json')} (${Math.round(o.ms)} ms)${o.description ? ` - ${o.description}` : ''}\n`,
+      );
+      if (o.problem)
+        process.stdout.write(
+          `${o.problem
+            .split('\n')
+            .map((l) => `       ${l.trim()}`)
+            .join('\n')}\n`,
+        );
     }
     const failed = outcomes.filter((o) => !o.ok).length;
     process.stdout.write(`${outcomes.length - failed} passed, ${failed} failed\n`);

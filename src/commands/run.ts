@@ -62,15 +62,29 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     const state = await DuckState.open(':memory:');
     life.defer(() => state.close());
     const rules = await RuleSet.load(state, config.queriesDir, paramOverrides(config));
-    logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir}`, { rules: rules.prepared().map((p) => p.rule.name).join(',') });
+    logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir}`, {
+      rules: rules
+        .prepared()
+        .map((p) => p.rule.name)
+        .join(','),
+    });
 
     const metrics = new Metrics();
     const sink = await openSink(config, logger, { signal, onRetry: () => metrics.retries.inc({ dependency: 'postgres' }) });
     life.defer(() => sink.close());
 
     const source = new KafkaSource({
-      brokers: config.brokers, sessionTimeoutMs: config.kafkaSessionTimeoutMs, security: kafkaSecurity(config), clientId: config.clientId, groupId: config.groupId, topic: config.topic, dlqTopic: config.dlqTopic,
-      logger, bufferMessages: config.batchMaxSize * 2, signal, onRetry: () => metrics.retries.inc({ dependency: 'kafka' }),
+      brokers: config.brokers,
+      sessionTimeoutMs: config.kafkaSessionTimeoutMs,
+      security: kafkaSecurity(config),
+      clientId: config.clientId,
+      groupId: config.groupId,
+      topic: config.topic,
+      dlqTopic: config.dlqTopic,
+      logger,
+      bufferMessages: config.batchMaxSize * 2,
+      signal,
+      onRetry: () => metrics.retries.inc({ dependency: 'kafka' }),
       onCrash: (restart) => metrics.consumerCrashes.inc({ outcome: restart ? 'restarted' : 'stopped' }),
       createTopics: config.createTopics ? { partitions: config.topicPartitions, replicationFactor: config.topicReplicationFactor } : undefined,
       failpoint: fail,
@@ -83,14 +97,15 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         sink,
         rules,
         deadLetters: {
-          send: (dls) => retrying(() => source.sendDeadLetters(dls), {
-            shouldRetry: (e) => e instanceof FraudSqlError && e.retriable,
-            signal,
-            onRetry: (e, _a, wait) => {
-              metrics.retries.inc({ dependency: 'kafka' });
-              logger.warn(`${(e as Error).message}; retrying the dead-letter write in ${(wait / 1000).toFixed(1)} s`);
-            },
-          }),
+          send: (dls) =>
+            retrying(() => source.sendDeadLetters(dls), {
+              shouldRetry: (e) => e instanceof FraudSqlError && e.retriable,
+              signal,
+              onRetry: (e, _a, wait) => {
+                metrics.retries.inc({ dependency: 'kafka' });
+                logger.warn(`${(e as Error).message}; retrying the dead-letter write in ${(wait / 1000).toFixed(1)} s`);
+              },
+            }),
         },
       },
       { failpoint: fail },
@@ -108,7 +123,11 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       metrics.rulesInvalid.set(r.problems.length);
       ruleProblems = r.problems;
       if (r.ok) {
-        logger.info('rules reloaded', { changed: r.changed.join(',') || undefined, added: r.added.join(',') || undefined, removed: r.removed.join(',') || undefined });
+        logger.info('rules reloaded', {
+          changed: r.changed.join(',') || undefined,
+          added: r.added.join(',') || undefined,
+          removed: r.removed.join(',') || undefined,
+        });
       } else {
         for (const d of r.problems) logger.error(`rule edit rejected, the previous rules keep running: ${formatDiagnostic(d)}`);
       }
@@ -129,14 +148,23 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       return [...committed].map(([partition, next]) => {
         const end = ends.get(partition) ?? next;
         const wm = watermarks.get(partition);
-        return { partition, committedOffset: next.toString(), endOffset: end.toString(), lag: Number(end - next), watermark: wm === undefined ? null : formatMicros(wm) };
+        return {
+          partition,
+          committedOffset: next.toString(),
+          endOffset: end.toString(),
+          lag: Number(end - next),
+          watermark: wm === undefined ? null : formatMicros(wm),
+        };
       });
     };
     const http = buildServer(metrics, {
       ready: async () => {
         const [postgres, kafka] = await Promise.all([
           withTimeout(sink.ping(), 2_000).catch(() => false),
-          withTimeout(source.endOffsets(), 2_000).then(() => true, () => false),
+          withTimeout(source.endOffsets(), 2_000).then(
+            () => true,
+            () => false,
+          ),
         ]);
         const consumer = consumerState();
         const checks = { postgres, kafka, consuming: consumer.consuming, partitionsAssigned: source.assigned().length > 0 };

@@ -103,11 +103,21 @@ export class Engine {
           }
           // A restore point Kafka has already deleted cannot be replayed; start at what is left.
           const from = pr.restoreFrom < starts.get(p)! ? starts.get(p)! : pr.restoreFrom;
-          this.partitions.set(p, { nextOffset: pr.nextOffset, computedOffset: pr.nextOffset, position: from, maxEventUs: null, lastArrivalMs: this.opts.now(), lateOffsets: pr.lateOffsets });
+          this.partitions.set(p, {
+            nextOffset: pr.nextOffset,
+            computedOffset: pr.nextOffset,
+            position: from,
+            maxEventUs: null,
+            lastArrivalMs: this.opts.now(),
+            lateOffsets: pr.lateOffsets,
+          });
         }
       }
       // Across a gap nothing is carried: the orders the carried results came from are gone.
-      await this.restoreResults([...gone, ...gapped], fresh.filter((p) => !gapped.includes(p)));
+      await this.restoreResults(
+        [...gone, ...gapped],
+        fresh.filter((p) => !gapped.includes(p)),
+      );
       for (const [p, s] of this.partitions) seek.set(p, s.position);
       this.events.safeEmit('assigned', { partitions: [...partitions], seek });
       return seek;
@@ -178,7 +188,10 @@ export class Engine {
     const where = `partition ${partition}: committed offset ${committed} is ${kind === 'past-end' ? 'past the end' : 'before the start'} of the topic (offsets ${range.low}..${range.high ?? '?'})`;
     if (policy === 'fail') {
       const why = kind === 'past-end' ? 'the topic was recreated or its log truncated' : 'retention deleted orders that were never processed';
-      throw new FraudSqlError('OFFSET_GAP', `${where}: ${why}. Nothing was written. Restart with --on-offset-gap earliest (process all the topic holds) or latest (skip to its end)`);
+      throw new FraudSqlError(
+        'OFFSET_GAP',
+        `${where}: ${why}. Nothing was written. Restart with --on-offset-gap earliest (process all the topic holds) or latest (skip to its end)`,
+      );
     }
     const resumeAt = policy === 'earliest' ? range.low : (range.high ?? range.low);
     await this.ports.sink.resetProgress(partition, resumeAt);
@@ -275,7 +288,15 @@ export class Engine {
           continue;
         }
         const r = run.result!;
-        resultSets.push({ rule: run.rule.name, target: run.rule.target, key: run.rule.key, replace: run.rule.replace, grows: run.rule.grows, version: run.rule.version, ...r });
+        resultSets.push({
+          rule: run.rule.name,
+          target: run.rule.target,
+          key: run.rule.key,
+          replace: run.rule.replace,
+          grows: run.rule.grows,
+          version: run.rule.version,
+          ...r,
+        });
         results.push({ rule: run.rule.name, target: run.rule.target, names: r.names, columns: r.columns, rowCount: r.rowCount });
       }
     }

@@ -27,8 +27,8 @@ export interface BatchStats {
 export interface EngineEvents {
   'batch:end': [BatchStats];
   'rule:error': [{ rule: string; diagnostic: Diagnostic }];
-  'assigned': [{ partitions: number[]; seek: Map<number, bigint> }];
-  'finalized': [{ watermarks: Map<number, number> }];
+  assigned: [{ partitions: number[]; seek: Map<number, bigint> }];
+  finalized: [{ watermarks: Map<number, number> }];
   'rules:reloaded': [{ ok: boolean; problems: Diagnostic[] }];
   /** A partition's committed offset is outside the topic (see OffsetGapPolicy). */
   'offset:gap': [{ partition: number; kind: 'past-end' | 'before-start'; committed: bigint; low: bigint; high: bigint | null; policy: string }];

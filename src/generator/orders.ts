@@ -89,7 +89,12 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
   };
   const normalIp = () => `${rnd.int(1, 223)}.${rnd.int(0, 255)}.${rnd.int(0, 255)}.${rnd.int(1, 254)}`;
   const user = () => `USER${String(rnd.int(1, 9999)).padStart(4, '0')}`;
-  const qty = () => rnd.weighted([[1, 70], [2, 22], [3, 8]] as const);
+  const qty = () =>
+    rnd.weighted([
+      [1, 70],
+      [2, 22],
+      [3, 8],
+    ] as const);
 
   const perSecond = (share: number) => (opts.rate * share) / 100;
   const carry: Record<string, number> = {};
@@ -135,9 +140,11 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
     for (let i = quota('high_value', mix.high_value); i > 0; i--) {
       const kind = rnd.int(0, 2);
       const f: Fields =
-        kind === 0 ? { ip: normalIp(), user: user(), product: NEAR_MISS, quantity: 1 } // 499,999: not high-value
-        : kind === 1 ? { ip: normalIp(), user: user(), product: AT_THRESHOLD, quantity: 2 } // 500,000: high-value
-        : { ip: normalIp(), user: user(), product: PRODUCTS[0], quantity: rnd.int(1, 3) };
+        kind === 0
+          ? { ip: normalIp(), user: user(), product: NEAR_MISS, quantity: 1 } // 499,999: not high-value
+          : kind === 1
+            ? { ip: normalIp(), user: user(), product: AT_THRESHOLD, quantity: 2 } // 500,000: high-value
+            : { ip: normalIp(), user: user(), product: PRODUCTS[0], quantity: rnd.int(1, 3) };
       add('high_value', f);
     }
     for (let i = quota('card_testing', mix.card_testing); i > 0; i--) add('card_testing', { ip: normalIp(), user: cardUser, product: TINY, quantity: 1 });
@@ -165,7 +172,12 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
       price: f.product.price,
       quantity: f.quantity,
       ip_address: f.ip,
-      payment_method: rnd.weighted([['card', 70], ['bank_transfer', 15], ['kakaopay', 10], ['naverpay', 5]] as const),
+      payment_method: rnd.weighted([
+        ['card', 70],
+        ['bank_transfer', 15],
+        ['kakaopay', 10],
+        ['naverpay', 5],
+      ] as const),
       label,
     };
     return { key: f.ip, value: JSON.stringify(order), label, eventMs: ms };
@@ -173,15 +185,29 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
 
   function malformed(ms: number): GeneratedOrder {
     seq++;
-    const base = { order_id: `ORD${ms}${String(seq).padStart(6, '0')}`, timestamp: isoWithOffset(ms, offsetMin), user_id: user(), product_id: 'P001', product_name: '노트북', price: 1_500_000, quantity: 1, ip_address: normalIp() };
+    const base = {
+      order_id: `ORD${ms}${String(seq).padStart(6, '0')}`,
+      timestamp: isoWithOffset(ms, offsetMin),
+      user_id: user(),
+      product_id: 'P001',
+      product_name: '노트북',
+      price: 1_500_000,
+      quantity: 1,
+      ip_address: normalIp(),
+    };
     const kind = rnd.int(0, 5);
     const value =
-      kind === 0 ? '{"order_id": "broken' // not JSON
-      : kind === 1 ? JSON.stringify({ ...base, price: undefined }) // missing field
-      : kind === 2 ? JSON.stringify({ ...base, price: -100 }) // negative price
-      : kind === 3 ? JSON.stringify({ ...base, quantity: 0 })
-      : kind === 4 ? JSON.stringify({ ...base, ip_address: '999.1.1.1' })
-      : JSON.stringify({ ...base, timestamp: 'yesterday' });
+      kind === 0
+        ? '{"order_id": "broken' // not JSON
+        : kind === 1
+          ? JSON.stringify({ ...base, price: undefined }) // missing field
+          : kind === 2
+            ? JSON.stringify({ ...base, price: -100 }) // negative price
+            : kind === 3
+              ? JSON.stringify({ ...base, quantity: 0 })
+              : kind === 4
+                ? JSON.stringify({ ...base, ip_address: '999.1.1.1' })
+                : JSON.stringify({ ...base, timestamp: 'yesterday' });
     return { key: 'malformed', value, label: 'malformed', eventMs: ms };
   }
 }

@@ -23,7 +23,13 @@ export interface KafkaOutputOptions {
 }
 
 export async function kafkaOutput(brokers: string[], topic: string, { compression = 'none' }: KafkaOutputOptions = {}): Promise<OrderOutput> {
-  const kafka = new Kafka({ clientId: 'fraud-sql-generate', brokers, logLevel: logLevel.NOTHING, retry: { retries: 2, initialRetryTime: 300 }, connectionTimeout: 3_000 });
+  const kafka = new Kafka({
+    clientId: 'fraud-sql-generate',
+    brokers,
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 2, initialRetryTime: 300 },
+    connectionTimeout: 3_000,
+  });
   const producer: Producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: true });
   try {
     await producer.connect();

@@ -47,7 +47,10 @@ export async function pace(
 export function parseMix(text: string, known: readonly string[]): Record<string, number> | string {
   const out: Record<string, number> = {};
   const problems: string[] = [];
-  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^([a-z_]+)=(\d+(?:\.\d+)?)$/.exec(part);
     if (!m) problems.push(`"${part}" is not scenario=percent`);
     else if (!known.includes(m[1]!)) problems.push(`unknown scenario "${m[1]}" (known: ${known.join(', ')})`);

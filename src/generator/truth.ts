@@ -64,7 +64,8 @@ export function expectedKeys(orders: Iterable<TruthOrder>, spec: TruthSpec): { e
     }
     if (!isLabelled(o)) continue;
     labelled.add(k);
-    if (cond === null || (cond.kind === 'total_at_least' && BigInt(o.fields.price as number) * BigInt(o.fields.quantity as number) >= cond.min)) expected.add(k);
+    if (cond === null || (cond.kind === 'total_at_least' && BigInt(o.fields.price as number) * BigInt(o.fields.quantity as number) >= cond.min))
+      expected.add(k);
   }
   if (cond?.kind === 'orders_within') {
     for (const k of labelled) if (maxWithin(times.get(k)!, cond.windowMicros) >= cond.min) expected.add(k);

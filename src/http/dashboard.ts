@@ -62,8 +62,12 @@ export class DuckDashboard implements DashboardSource {
     return {
       generatedAt: new Date().toISOString(),
       totals: {
-        orders: num(totals!.orders), sales: num(totals!.sales), suspiciousIps: num(totals!.suspicious),
-        highValue: num(totals!.high_value), deadLetters: num(totals!.dead_letters), lateEvents: num(totals!.late_events),
+        orders: num(totals!.orders),
+        sales: num(totals!.sales),
+        suspiciousIps: num(totals!.suspicious),
+        highValue: num(totals!.high_value),
+        deadLetters: num(totals!.dead_letters),
+        lateEvents: num(totals!.late_events),
       },
       series: series.map((r) => ({
         time: String(r.stat_time),
@@ -75,12 +79,20 @@ export class DuckDashboard implements DashboardSource {
       })),
       topProducts: top.map((r) => ({ product: String(r.product_name), orders: num(r.orders), sales: num(r.sales) })),
       suspiciousIps: sus.map((r) => ({
-        ip: String(r.ip_address), orders: num(r.order_count), spent: num(r.total_spent),
-        since: String(r.window_start), until: String(r.window_end), final: Boolean(r.is_final),
+        ip: String(r.ip_address),
+        orders: num(r.order_count),
+        spent: num(r.total_spent),
+        since: String(r.window_start),
+        until: String(r.window_end),
+        final: Boolean(r.is_final),
       })),
       highValueOrders: hv.map((r) => ({
-        orderId: String(r.order_id), product: String(r.product_name), quantity: num(r.quantity),
-        total: num(r.total_price), ip: String(r.ip_address), time: String(r.order_time),
+        orderId: String(r.order_id),
+        product: String(r.product_name),
+        quantity: num(r.quantity),
+        total: num(r.total_price),
+        ip: String(r.ip_address),
+        time: String(r.order_time),
       })),
     };
   }

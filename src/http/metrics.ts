@@ -6,10 +6,26 @@ export class Metrics {
   readonly registry = new Registry();
   readonly messages = new Counter({ name: 'fraud_sql_messages_total', help: 'Kafka messages handled (new, not replayed)', registers: [this.registry] });
   readonly orders = new Counter({ name: 'fraud_sql_records_consumed_total', help: 'Valid orders ingested', registers: [this.registry] });
-  readonly replayed = new Counter({ name: 'fraud_sql_replayed_total', help: 'Messages re-read after a restart to rebuild window state', registers: [this.registry] });
-  readonly duplicates = new Counter({ name: 'fraud_sql_duplicate_orders_total', help: 'Orders whose order_id was already counted', registers: [this.registry] });
-  readonly deadLetters = new Counter({ name: 'fraud_sql_dead_letters_total', help: 'Malformed messages sent to the dead-letter topic and table', registers: [this.registry] });
-  readonly late = new Counter({ name: 'fraud_sql_late_events_total', help: 'Orders later than the allowed lateness (recorded, not applied)', registers: [this.registry] });
+  readonly replayed = new Counter({
+    name: 'fraud_sql_replayed_total',
+    help: 'Messages re-read after a restart to rebuild window state',
+    registers: [this.registry],
+  });
+  readonly duplicates = new Counter({
+    name: 'fraud_sql_duplicate_orders_total',
+    help: 'Orders whose order_id was already counted',
+    registers: [this.registry],
+  });
+  readonly deadLetters = new Counter({
+    name: 'fraud_sql_dead_letters_total',
+    help: 'Malformed messages sent to the dead-letter topic and table',
+    registers: [this.registry],
+  });
+  readonly late = new Counter({
+    name: 'fraud_sql_late_events_total',
+    help: 'Orders later than the allowed lateness (recorded, not applied)',
+    registers: [this.registry],
+  });
   readonly batches = new Counter({ name: 'fraud_sql_batches_total', help: 'Micro-batches committed', registers: [this.registry] });
   readonly ruleErrors = new Counter({ name: 'fraud_sql_rule_errors_total', help: 'Rule runs that failed', labelNames: ['rule'], registers: [this.registry] });
   readonly stage = new Histogram({
@@ -38,11 +54,35 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [this.registry],
   });
-  readonly retries = new Counter({ name: 'fraud_sql_retries_total', help: 'Retried operations against an unreachable dependency', labelNames: ['dependency'], registers: [this.registry] });
-  readonly ruleReloads = new Counter({ name: 'fraud_sql_rule_reloads_total', help: 'Reloads of queries/ after an edit', labelNames: ['result'], registers: [this.registry] });
-  readonly rulesInvalid = new Gauge({ name: 'fraud_sql_rules_invalid', help: 'Problems in the rule files on disk (the last valid rules keep running)', registers: [this.registry] });
-  readonly lag = new Gauge({ name: 'fraud_sql_consumer_lag', help: 'Messages in Kafka not yet committed, per partition', labelNames: ['partition'], registers: [this.registry] });
-  readonly watermark = new Gauge({ name: 'fraud_sql_watermark_seconds', help: 'Event-time watermark per partition (Unix seconds)', labelNames: ['partition'], registers: [this.registry] });
+  readonly retries = new Counter({
+    name: 'fraud_sql_retries_total',
+    help: 'Retried operations against an unreachable dependency',
+    labelNames: ['dependency'],
+    registers: [this.registry],
+  });
+  readonly ruleReloads = new Counter({
+    name: 'fraud_sql_rule_reloads_total',
+    help: 'Reloads of queries/ after an edit',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly rulesInvalid = new Gauge({
+    name: 'fraud_sql_rules_invalid',
+    help: 'Problems in the rule files on disk (the last valid rules keep running)',
+    registers: [this.registry],
+  });
+  readonly lag = new Gauge({
+    name: 'fraud_sql_consumer_lag',
+    help: 'Messages in Kafka not yet committed, per partition',
+    labelNames: ['partition'],
+    registers: [this.registry],
+  });
+  readonly watermark = new Gauge({
+    name: 'fraud_sql_watermark_seconds',
+    help: 'Event-time watermark per partition (Unix seconds)',
+    labelNames: ['partition'],
+    registers: [this.registry],
+  });
   readonly lastBatchSize = new Gauge({ name: 'fraud_sql_last_batch_messages', help: 'Messages in the last micro-batch', registers: [this.registry] });
   readonly consumerCrashes = new Counter({
     name: 'fraud_sql_consumer_crashes_total',
@@ -50,7 +90,11 @@ export class Metrics {
     labelNames: ['outcome'],
     registers: [this.registry],
   });
-  readonly consuming = new Gauge({ name: 'fraud_sql_consuming', help: '1 while the Kafka consumer is consuming, 0 while it waits, restarts or has stopped', registers: [this.registry] });
+  readonly consuming = new Gauge({
+    name: 'fraud_sql_consuming',
+    help: '1 while the Kafka consumer is consuming, 0 while it waits, restarts or has stopped',
+    registers: [this.registry],
+  });
   readonly offsetGaps = new Counter({
     name: 'fraud_sql_offset_gaps_total',
     help: 'Partitions whose committed offset was outside the topic (past-end: recreated or truncated; before-start: deleted by retention)',

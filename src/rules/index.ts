@@ -28,7 +28,10 @@ export class RuleSet implements RulesPort {
    * every such rule whose version changed (a rule that reads its own results
    * keeps them, unless its output columns changed).
    */
-  async reload(dir: string, overrides?: ParamOverrides): Promise<{ ok: boolean; problems: Diagnostic[]; changed: string[]; added: string[]; removed: string[] }> {
+  async reload(
+    dir: string,
+    overrides?: ParamOverrides,
+  ): Promise<{ ok: boolean; problems: Diagnostic[]; changed: string[]; added: string[]; removed: string[] }> {
     const scratch = await DuckState.open(':memory:', { threads: 1 });
     let check: Awaited<ReturnType<typeof checkRules>>;
     try {

@@ -6,13 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import {
-  evalDuration,
-  parseParamValue,
-  substitute,
-  type ParamValue,
-  type Substitution,
-} from './params.js';
+import { evalDuration, parseParamValue, substitute, type ParamValue, type Substitution } from './params.js';
 import type { Diagnostic, RuleOutput } from '../engine/ports.js';
 import { SCENARIOS } from '../generator/orders.js';
 
@@ -131,7 +125,11 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   if (!target) report(1, 1, 'missing "-- target: <table>"');
   else if (!IDENT.test(target.value)) report(target.line, 1, `target "${target.value}" is not a table name`);
   const keyField = fields.get('key');
-  const list = (s: string | undefined) => (s ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  const list = (s: string | undefined) =>
+    (s ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   const key = list(keyField?.value);
   if (!keyField) report(1, 1, 'missing "-- key: <columns>"');
   else if (key.length === 0) report(keyField.line, 1, 'key names no column');
@@ -164,12 +162,17 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
     if (u.line > bodyStart) report(u.line, u.column, `unknown parameter $${u.name} (declare it with "-- param ${u.name} = ...")`);
   }
   // Comments are documentation: only references in the SQL itself order the rules.
-  const code = body.text.split('\n').map((l) => l.replace(/--.*$/, '')).join('\n');
+  const code = body.text
+    .split('\n')
+    .map((l) => l.replace(/--.*$/, ''))
+    .join('\n');
   const read = new Set([...code.matchAll(/\b(?:result|changed)_([a-z_][a-z0-9_]*)\b/g)].map((m) => m[1]!));
   const readsOwnResults = read.delete(name);
 
   const labelField = fields.get('label');
-  const label = labelField ? parseLabel(labelField.value, lines[labelField.line - 1]!, key, params, (column, message) => report(labelField.line, column, message)) : null;
+  const label = labelField
+    ? parseLabel(labelField.value, lines[labelField.line - 1]!, key, params, (column, message) => report(labelField.line, column, message))
+    : null;
 
   const version = createHash('sha256')
     .update(text)
@@ -215,7 +218,10 @@ function parseLabel(
   const at = (text: string) => Math.max(1, line.indexOf(text) + 1);
   const where = /^(.*?)\s+where\s+(.*)$/.exec(value);
   const [namesText, conditionText] = where ? [where[1]!, where[2]!] : [value, undefined];
-  const names = namesText.split(',').map((x) => x.trim()).filter(Boolean);
+  const names = namesText
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
   let ok = true;
   const fail = (column: number, message: string) => {
     ok = false;
@@ -228,14 +234,17 @@ function parseLabel(
   }
   const keyFields = key.filter((c) => ORDER_KEY_FIELDS.includes(c));
   if (keyFields.length === 0) {
-    fail(at(value), `label: the key (${key.join(', ')}) has no column that names an order field (${ORDER_KEY_FIELDS.join(', ')}), so a row cannot be traced to orders`);
+    fail(
+      at(value),
+      `label: the key (${key.join(', ')}) has no column that names an order field (${ORDER_KEY_FIELDS.join(', ')}), so a row cannot be traced to orders`,
+    );
   }
 
   /** A literal or a `$param` of the given kind, as its value. */
   const operand = <K extends ParamValue['kind']>(m: RegExpExecArray, group: number, kind: K): Extract<ParamValue, { kind: K }> | null => {
     const text = m[group]!;
     const column = line.lastIndexOf(m.input) + m.indices![group]![0] + 1;
-    const v = text.startsWith('$') ? params.get(text.slice(1)) ?? `unknown parameter ${text}` : parseParamValue(text);
+    const v = text.startsWith('$') ? (params.get(text.slice(1)) ?? `unknown parameter ${text}`) : parseParamValue(text);
     if (typeof v === 'string') fail(column, `label: ${v}`);
     else if (v.kind !== kind) fail(column, `label: ${text} is a ${v.kind}, not a ${kind}`);
     else return v as Extract<ParamValue, { kind: K }>;
@@ -273,7 +282,9 @@ export function loadRules(dir: string, overrides: ParamOverrides = new Map()): {
   let files: string[];
   try {
     if (!statSync(dir).isDirectory()) throw new Error('not a directory');
-    files = readdirSync(dir).filter((f) => f.endsWith('.sql')).sort();
+    files = readdirSync(dir)
+      .filter((f) => f.endsWith('.sql'))
+      .sort();
   } catch (err) {
     return { rules: [], diagnostics: [{ file: dir, line: 0, column: 0, message: `cannot read the rules directory: ${(err as Error).message}` }] };
   }
@@ -320,8 +331,12 @@ function orderRules(rules: Rule[], diagnostics: Diagnostic[], invalid: ReadonlyS
       if (!d) {
         ok = false;
         diagnostics.push({
-          file: r.file, line: 1, column: 1,
-          message: invalid.has(dep) ? `not loaded: it reads the results of "${dep}", whose rule is invalid` : `reads the results of "${dep}", but no rule is named so`,
+          file: r.file,
+          line: 1,
+          column: 1,
+          message: invalid.has(dep)
+            ? `not loaded: it reads the results of "${dep}", whose rule is invalid`
+            : `reads the results of "${dep}", but no rule is named so`,
         });
       } else {
         visit(d, [...trail, r.name]);

@@ -4,10 +4,7 @@
  * or a 'quoted string'. In the SQL, `$name` is replaced by a literal of the same
  * meaning in DuckDB and PostgreSQL (`INTERVAL '30 seconds'`, `10`, `'text'`).
  */
-export type ParamValue =
-  | { kind: 'duration'; micros: number }
-  | { kind: 'integer'; value: bigint }
-  | { kind: 'string'; value: string };
+export type ParamValue = { kind: 'duration'; micros: number } | { kind: 'integer'; value: bigint } | { kind: 'string'; value: string };
 
 const DURATION = /^(\d+)\s*(us|ms|s|m|h)$/;
 const UNIT_MICROS: Record<string, number> = { us: 1, ms: 1_000, s: 1_000_000, m: 60_000_000, h: 3_600_000_000 };
@@ -25,9 +22,7 @@ export function parseParamValue(text: string): ParamValue | string {
 export function sqlLiteral(v: ParamValue): string {
   switch (v.kind) {
     case 'duration':
-      return v.micros % 1_000_000 === 0
-        ? `INTERVAL '${v.micros / 1_000_000} seconds'`
-        : `INTERVAL '${v.micros} microseconds'`;
+      return v.micros % 1_000_000 === 0 ? `INTERVAL '${v.micros / 1_000_000} seconds'` : `INTERVAL '${v.micros} microseconds'`;
     case 'integer':
       return v.value.toString();
     case 'string':

@@ -155,7 +155,12 @@ async function updateMirror(state: DuckState, rule: Rule, changed: string): Prom
 }
 
 /** Drops mirrored rows that are final and older than the state horizon. */
-export async function trimMirrors(state: DuckState, prepared: readonly PreparedRule[], watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<void> {
+export async function trimMirrors(
+  state: DuckState,
+  prepared: readonly PreparedRule[],
+  watermarks: ReadonlyMap<number, number>,
+  horizonUs: number,
+): Promise<void> {
   if (watermarks.size === 0) return;
   const wm = [...watermarks].map(([p, us]) => `(${p}, make_timestamp(${Math.floor(us)}::BIGINT))`).join(', ');
   for (const p of prepared) {

@@ -25,9 +25,15 @@ export class DuckSink implements SinkPort {
       defs.push(`PRIMARY KEY (${TARGET_KEYS[table]!.join(', ')})`);
       await state.run(`CREATE TABLE IF NOT EXISTS ${table} (${defs.join(', ')})`);
     }
-    await state.run(`CREATE TABLE IF NOT EXISTS dead_letters (topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT, reason VARCHAR, payload VARCHAR, created_at TIMESTAMP DEFAULT now())`);
-    await state.run(`CREATE TABLE IF NOT EXISTS late_events (topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT, order_id VARCHAR, event_time TIMESTAMP, created_at TIMESTAMP DEFAULT now())`);
-    await state.run(`CREATE TABLE IF NOT EXISTS consumer_progress (topic VARCHAR, kafka_partition INTEGER, next_offset BIGINT, watermark TIMESTAMP, PRIMARY KEY (topic, kafka_partition))`);
+    await state.run(
+      `CREATE TABLE IF NOT EXISTS dead_letters (topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT, reason VARCHAR, payload VARCHAR, created_at TIMESTAMP DEFAULT now())`,
+    );
+    await state.run(
+      `CREATE TABLE IF NOT EXISTS late_events (topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT, order_id VARCHAR, event_time TIMESTAMP, created_at TIMESTAMP DEFAULT now())`,
+    );
+    await state.run(
+      `CREATE TABLE IF NOT EXISTS consumer_progress (topic VARCHAR, kafka_partition INTEGER, next_offset BIGINT, watermark TIMESTAMP, PRIMARY KEY (topic, kafka_partition))`,
+    );
     return new DuckSink(state, topic);
   }
 
@@ -44,7 +50,9 @@ export class DuckSink implements SinkPort {
   }
 
   async resetProgress(partition: number, nextOffset: bigint): Promise<void> {
-    await this.state.run(`UPDATE consumer_progress SET next_offset = ${nextOffset}, watermark = NULL WHERE topic = '${this.topic}' AND kafka_partition = ${partition}`);
+    await this.state.run(
+      `UPDATE consumer_progress SET next_offset = ${nextOffset}, watermark = NULL WHERE topic = '${this.topic}' AND kafka_partition = ${partition}`,
+    );
   }
 
   /** As PgSink.openResults, from the demo's own tables. */
@@ -53,7 +61,9 @@ export class DuckSink implements SinkPort {
     const select = q.columns.map((c) => (types[c] === 'timestamptz' ? `epoch_us(${c})` : c));
     const watermark = `(SELECT cp.watermark FROM consumer_progress cp WHERE cp.topic = '${this.topic}' AND cp.kafka_partition = source_partition)`;
     const recent = q.finalAfter ? `(${q.finalAfter}) >= ${watermark} - to_microseconds(${Math.floor(horizonUs)}::BIGINT)` : `${watermark} IS NOT NULL`;
-    const r = await this.state.query(`SELECT ${select.join(', ')} FROM ${q.target} WHERE source_partition IN (${partitions.map(Number).join(', ')}) AND ${recent}`);
+    const r = await this.state.query(
+      `SELECT ${select.join(', ')} FROM ${q.target} WHERE source_partition IN (${partitions.map(Number).join(', ')}) AND ${recent}`,
+    );
     return { ...r, names: [...q.columns] };
   }
 
@@ -83,17 +93,27 @@ export class DuckSink implements SinkPort {
       }
       for (const d of input.deadLetters) {
         await s.conn.run('INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, reason, payload) VALUES ($1, $2, $3, $4, $5)', [
-          d.topic, d.partition, d.offset, d.reason, d.value ? d.value.subarray(0, 4096).toString('utf8') : null,
+          d.topic,
+          d.partition,
+          d.offset,
+          d.reason,
+          d.value ? d.value.subarray(0, 4096).toString('utf8') : null,
         ]);
       }
       for (const l of input.late) {
         await s.conn.run('INSERT INTO late_events (topic, kafka_partition, kafka_offset, order_id, event_time) VALUES ($1, $2, $3, $4, $5::TIMESTAMP)', [
-          l.topic, l.partition, l.offset, l.order.orderId, formatMicros(l.order.eventUs).replace('Z', ''),
+          l.topic,
+          l.partition,
+          l.offset,
+          l.order.orderId,
+          formatMicros(l.order.eventUs).replace('Z', ''),
         ]);
       }
       for (const p of input.progress) {
         const wm = p.watermarkUs === null ? 'NULL' : `make_timestamp(${Math.floor(p.watermarkUs)}::BIGINT)`;
-        await s.run(`UPDATE consumer_progress SET next_offset = ${p.next}, watermark = ${wm} WHERE topic = '${this.topic}' AND kafka_partition = ${p.partition}`);
+        await s.run(
+          `UPDATE consumer_progress SET next_offset = ${p.next}, watermark = ${wm} WHERE topic = '${this.topic}' AND kafka_partition = ${p.partition}`,
+        );
       }
       await this.finalizeRows(input.finalizers, input.watermarks);
       await s.run('COMMIT');

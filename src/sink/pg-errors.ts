@@ -21,7 +21,9 @@ export function mapPgError(err: unknown, databaseUrl: string): FraudSqlError {
   if (
     UNREACHABLE_CODES.has(code) ||
     code.startsWith('08') || // connection exceptions
-    code === '57P01' || code === '57P02' || code === '57P03' || // shutdown, crash, starting up
+    code === '57P01' ||
+    code === '57P02' ||
+    code === '57P03' || // shutdown, crash, starting up
     /Connection terminated|connection timeout|Client has encountered a connection error/i.test(e.message ?? '')
   ) {
     return new FraudSqlError('PG_UNREACHABLE', `cannot reach PostgreSQL at ${where} (${code || e.message})`, { retriable: true, cause: err });

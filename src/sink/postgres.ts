@@ -122,7 +122,9 @@ export class PgSink implements SinkPort {
       await c.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
       // One migrator at a time, even with several processes starting together.
       await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`fraud-sql-migrate:${this.opts.schema}`]);
-      await c.query(`CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+      await c.query(
+        `CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+      );
       const done = new Set((await c.query(`SELECT version FROM ${schema}.schema_migrations`)).rows.map((r) => r.version as number));
       let applied = 0;
       for (const m of MIGRATIONS) {
@@ -215,7 +217,10 @@ export class PgSink implements SinkPort {
         p.map((x) => (x.watermarkUs === null ? null : formatMicros(x.watermarkUs))),
       ]);
       if (r.rowCount !== p.length) {
-        throw new FraudSqlError('PG_FENCED', `another consumer advanced partitions of ${topic} (expected offsets ${p.map((x) => `${x.partition}@${x.expected}`).join(', ')}); this batch is discarded`);
+        throw new FraudSqlError(
+          'PG_FENCED',
+          `another consumer advanced partitions of ${topic} (expected offsets ${p.map((x) => `${x.partition}@${x.expected}`).join(', ')}); this batch is discarded`,
+        );
       }
     }
     for (const rs of input.results) {

@@ -150,19 +150,35 @@ export const MANAGED_COLUMNS = new Set(['id', 'is_final', 'rule_version', 'creat
 /** Result tables rules may target, with the columns a rule may write and their types. */
 export const TARGETS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   popular_products_partial: {
-    source_partition: 'integer', window_start: 'timestamptz', window_end: 'timestamptz',
-    product_name: 'text', order_count: 'bigint', total_sales: 'bigint',
+    source_partition: 'integer',
+    window_start: 'timestamptz',
+    window_end: 'timestamptz',
+    product_name: 'text',
+    order_count: 'bigint',
+    total_sales: 'bigint',
   },
   suspicious_ips: {
-    source_partition: 'integer', window_start: 'timestamptz', window_end: 'timestamptz',
-    ip_address: 'text', order_count: 'bigint', total_spent: 'bigint',
+    source_partition: 'integer',
+    window_start: 'timestamptz',
+    window_end: 'timestamptz',
+    ip_address: 'text',
+    order_count: 'bigint',
+    total_spent: 'bigint',
   },
   high_value_orders: {
-    source_partition: 'integer', order_time: 'timestamptz', order_id: 'text', product_name: 'text',
-    quantity: 'integer', total_price: 'bigint', ip_address: 'text',
+    source_partition: 'integer',
+    order_time: 'timestamptz',
+    order_id: 'text',
+    product_name: 'text',
+    quantity: 'integer',
+    total_price: 'bigint',
+    ip_address: 'text',
   },
   realtime_stats_partial: {
-    source_partition: 'integer', stat_time: 'timestamptz', total_orders: 'bigint', total_sales: 'bigint',
+    source_partition: 'integer',
+    stat_time: 'timestamptz',
+    total_orders: 'bigint',
+    total_sales: 'bigint',
     suspicious_ip_count: 'integer',
   },
 };

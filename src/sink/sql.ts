@@ -31,7 +31,9 @@ export function upsertSql(table: string, columns: readonly Column[], key: readon
     `ON CONFLICT (${key.map(q).join(', ')}) DO UPDATE SET ${sets.join(', ')}`,
     `WHERE (${compared.map((c) => `${q(table)}.${c}`).join(', ')}) IS DISTINCT FROM (${compared.map((c) => `EXCLUDED.${c}`).join(', ')})`,
     ...(grows.length > 0
-      ? [`AND (${q(table)}."rule_version" IS DISTINCT FROM EXCLUDED."rule_version" OR (${grows.map((g) => `EXCLUDED.${q(g)} >= ${q(table)}.${q(g)}`).join(' AND ')}))`]
+      ? [
+          `AND (${q(table)}."rule_version" IS DISTINCT FROM EXCLUDED."rule_version" OR (${grows.map((g) => `EXCLUDED.${q(g)} >= ${q(table)}.${q(g)}`).join(' AND ')}))`,
+        ]
       : []),
   ].join('\n');
 }

@@ -32,7 +32,7 @@ async function unsnappy(buffer: Buffer): Promise<Buffer> {
   // librdkafka and kafkajs send one raw block; only the Java client frames.
   if (buffer.length < XERIAL_HEADER_BYTES || !buffer.subarray(0, XERIAL_MAGIC.length).equals(XERIAL_MAGIC)) return raw(buffer);
   const blocks: Promise<Buffer>[] = [];
-  for (let at = XERIAL_HEADER_BYTES; at < buffer.length; ) {
+  for (let at = XERIAL_HEADER_BYTES; at < buffer.length;) {
     const size = buffer.readUInt32BE(at);
     at += 4;
     blocks.push(raw(buffer.subarray(at, at + size)));
@@ -57,5 +57,7 @@ export const COMPRESSIONS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
 
 export function compressionType(c: Compression): CompressionType {
-  return { none: CompressionTypes.None, gzip: CompressionTypes.GZIP, snappy: CompressionTypes.Snappy, lz4: CompressionTypes.LZ4, zstd: CompressionTypes.ZSTD }[c];
+  return { none: CompressionTypes.None, gzip: CompressionTypes.GZIP, snappy: CompressionTypes.Snappy, lz4: CompressionTypes.LZ4, zstd: CompressionTypes.ZSTD }[
+    c
+  ];
 }

@@ -54,23 +54,33 @@ const DLQ_PAYLOAD_MAX = 262_144;
 
 /** kafkajs log entries to one readable line each; its connection chatter is debug. */
 function logCreator(logger: Logger) {
-  return () => ({ namespace, level, log }: LogEntry) => {
-    const { message, broker, error } = log as { message: string; broker?: string; error?: string };
-    const text = `kafka ${namespace}: ${message}${broker ? ` (broker ${broker})` : ''}${error && !message.includes(error) ? `: ${error}` : ''}`;
-    if (level === logLevel.ERROR || level === logLevel.WARN) {
-      // Reconnect attempts are reported once per retry by the adapter, and crashes by
-      // its CRASH handler (one line, with what happens next); keep kafkajs' own at debug.
-      if (/Connection error|Failed to connect|ECONNREFUSED|Crash: |Error when calling eachBatch|Restarting the consumer|rebalanc|Topic creation errors|Limiting retries|switched default partitioner/i.test(text)) logger.debug(text);
-      else logger.warn(text);
-    } else logger.debug(text);
-  };
+  return () =>
+    ({ namespace, level, log }: LogEntry) => {
+      const { message, broker, error } = log as { message: string; broker?: string; error?: string };
+      const text = `kafka ${namespace}: ${message}${broker ? ` (broker ${broker})` : ''}${error && !message.includes(error) ? `: ${error}` : ''}`;
+      if (level === logLevel.ERROR || level === logLevel.WARN) {
+        // Reconnect attempts are reported once per retry by the adapter, and crashes by
+        // its CRASH handler (one line, with what happens next); keep kafkajs' own at debug.
+        if (
+          /Connection error|Failed to connect|ECONNREFUSED|Crash: |Error when calling eachBatch|Restarting the consumer|rebalanc|Topic creation errors|Limiting retries|switched default partitioner/i.test(
+            text,
+          )
+        )
+          logger.debug(text);
+        else logger.warn(text);
+      } else logger.debug(text);
+    };
 }
 
 export function mapKafkaError(err: unknown, brokers: readonly string[]): FraudSqlError {
   if (err instanceof FraudSqlError) return err;
   const e = err as Error & { retriable?: boolean; name?: string };
   const msg = e.message ?? String(err);
-  if (/ECONNREFUSED|ENOTFOUND|ETIMEDOUT|Connection|connect|broker|KafkaJSNumberOfRetriesExceeded|KafkaJSConnectionError|KafkaJSBrokerNotFound|ECONNRESET|Closed connection/i.test(`${e.name} ${msg}`)) {
+  if (
+    /ECONNREFUSED|ENOTFOUND|ETIMEDOUT|Connection|connect|broker|KafkaJSNumberOfRetriesExceeded|KafkaJSConnectionError|KafkaJSBrokerNotFound|ECONNRESET|Closed connection/i.test(
+      `${e.name} ${msg}`,
+    )
+  ) {
     return new FraudSqlError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${brokers.join(',')} (${msg})`, { retriable: true, cause: err });
   }
   return new FraudSqlError('KAFKA_FAILED', `Kafka error: ${msg}`, { retriable: e.retriable ?? false, cause: err });
@@ -115,7 +125,12 @@ export class KafkaSource implements SourcePort {
       maxBytes: 16 * 1024 * 1024,
       retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
     });
-    this.producer = this.kafka.producer({ allowAutoTopicCreation: true, idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+    this.producer = this.kafka.producer({
+      allowAutoTopicCreation: true,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
     this.admin = this.kafka.admin();
   }
 
@@ -187,7 +202,10 @@ export class KafkaSource implements SourcePort {
   private async ensureTopics(): Promise<void> {
     const { topic, dlqTopic, createTopics, logger, brokers, signal } = this.opts;
     const topics = createTopics
-      ? [{ topic, numPartitions: createTopics.partitions, replicationFactor: createTopics.replicationFactor }, { topic: dlqTopic, numPartitions: 1, replicationFactor: createTopics.replicationFactor }]
+      ? [
+          { topic, numPartitions: createTopics.partitions, replicationFactor: createTopics.replicationFactor },
+          { topic: dlqTopic, numPartitions: 1, replicationFactor: createTopics.replicationFactor },
+        ]
       : [{ topic: dlqTopic }];
     // false when they exist already; the DLQ is created either way, as producers do on first use.
     const created = await this.admin.createTopics({ topics, waitForLeaders: true }).catch((err) => {

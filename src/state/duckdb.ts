@@ -8,12 +8,7 @@
  * - batch_orders (view): the orders of the current micro-batch.
  * - result_<rule>: current rows of a rule that another rule reads.
  */
-import {
-  DuckDBConnection,
-  DuckDBInstance,
-  DuckDBTimestampValue,
-  type DuckDBValue,
-} from '@duckdb/node-api';
+import { DuckDBConnection, DuckDBInstance, DuckDBTimestampValue, type DuckDBValue } from '@duckdb/node-api';
 import { FraudSqlError } from '../errors.js';
 import type { Columns, IngestRow } from '../engine/ports.js';
 import { formatMicros } from '../time.js';
