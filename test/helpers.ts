@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Test } from 'tap';
 import { generateOrders, type GeneratorOptions } from '../src/generator/orders.js';
-import { entries, readTables, recompute, type Expected, type OracleOrder } from './oracle.js';
+import { entries, oracleOrder, readTables, recompute, type Expected, type OracleOrder } from './oracle.js';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import pg from 'pg';
 import { loadConfig, type Config } from '../src/config.js';
@@ -176,15 +176,7 @@ class Dataset {
       const o = gen.next().value!;
       yield { key: o.key, value: o.value };
       if (o.label === 'malformed') continue;
-      const j = JSON.parse(o.value);
-      orders.push({
-        order_id: j.order_id,
-        ms: Date.parse(j.timestamp),
-        product_name: j.product_name,
-        price: j.price,
-        quantity: j.quantity,
-        ip_address: j.ip_address,
-      });
+      orders.push(oracleOrder(JSON.parse(o.value)));
     }
     this.#orders = orders;
   }

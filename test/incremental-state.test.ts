@@ -11,7 +11,7 @@ import { generateOrders } from '../src/generator/orders.js';
 import { runInMemory } from '../src/compose.js';
 import { loadConfig } from '../src/config.js';
 import { rowsOf } from '../src/types.js';
-import { entries, recompute, type Expected, type OracleOrder } from './oracle.js';
+import { entries, oracleOrder, recompute, type Expected, type OracleOrder } from './oracle.js';
 
 const QUERIES = new URL('../queries', import.meta.url).pathname;
 
@@ -65,14 +65,7 @@ for (const c of CASES) {
       if (o.label === 'bot' && rnd() < c.dropBot) continue;
       // Keyed by IP as in Kafka: two partitions, each IP on one.
       values.push({ partition: j.ip_address.endsWith('9') ? 1 : 0, value: Buffer.from(o.value) });
-      orders.push({
-        order_id: j.order_id,
-        ms: Date.parse(j.timestamp),
-        product_name: j.product_name,
-        price: j.price,
-        quantity: j.quantity,
-        ip_address: j.ip_address,
-      });
+      orders.push(oracleOrder(j));
     }
     const spanS = (orders[orders.length - 1]!.ms - orders[0]!.ms) / 1000;
     function* batches() {

@@ -14,6 +14,25 @@ export interface OracleOrder {
   ip_address: string;
 }
 
+/** The oracle's view of an order event as produced (the JSON of design.md section 1, with an offset). */
+export function oracleOrder(json: {
+  order_id: string;
+  timestamp: string;
+  product_name: string;
+  price: number;
+  quantity: number;
+  ip_address: string;
+}): OracleOrder {
+  return {
+    order_id: json.order_id,
+    ms: Date.parse(json.timestamp),
+    product_name: json.product_name,
+    price: json.price,
+    quantity: json.quantity,
+    ip_address: json.ip_address,
+  };
+}
+
 export interface Expected {
   popular: Map<string, { order_count: number; total_sales: number }>; // `${windowStartIso}|${product}`
   suspicious: Map<string, { window_end: string; order_count: number; total_spent: number }>; // `${ip}|${windowStartIso}`

@@ -128,3 +128,13 @@ t.test('rules check reports a SQL error at its file, line and column', async (t)
   t.equal(r.code, 1);
   t.match(r.out, new RegExp(`FAIL ${dir}/broken.sql:5:8: .*no_such_column`));
 });
+
+t.test('rules test runs with the configured lateness, as run does', async (t) => {
+  const fixture = 'late-and-out-of-order';
+  const allowed = await cli('rules', 'test', 'popular_products');
+  t.equal(allowed.code, 0, 'with the default 5 s lateness the out-of-order order counts');
+  const strict = await cli('rules', 'test', 'popular_products', '--lateness-ms', '0');
+  t.equal(strict.code, 1, 'with no lateness it is late, and the fixture no longer holds');
+  t.match(strict.out, new RegExp(`FAIL popular_products: ${fixture}`));
+  t.match(strict.out, /order_count expected 2, written 1/);
+});
