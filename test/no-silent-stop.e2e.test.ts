@@ -83,7 +83,52 @@ t.test('a failing batch (a result table dropped under it): exit non-zero with th
   await s.produce(s.messages.slice(200));
   const seen = await readyzUntil(app.url, (s, b) => s === 503 && /stopped/.test(String(b.consumer)));
   t.match(String(seen.body.consumer), /high_value_orders/, '/readyz names the failure');
+  const metrics = await (await fetch(`${app.url}/metrics`)).text();
+  t.match(metrics, /^fraud_sql_consuming 0$/m, 'the consuming gauge says so');
   t.match((await failed)?.message, /high_value_orders/, 'the loop ends with the database error, not silently');
+
+  // As an operator runs it: the same failure is one line and exit status 1.
+  const run = s.startCli();
+  t.equal((await run.exited).code, 1, 'exits non-zero');
+  t.equal(
+    run
+      .output()
+      .split('\n')
+      .filter((l) => /relation "high_value_orders" does not exist/.test(l)).length,
+    1,
+    `one line names it:\n${run.output()}`,
+  );
+  t.notMatch(run.output(), /\n\s+at /, 'no stack trace');
+});
+
+t.test('a topic deleted and recreated under a running process: stop with the offset gap, not skip in silence', async (t) => {
+  const s = await scenario(t, { partitions: 1, orders: 260, seed: 9, rate: 50, startMs: START });
+  const a = await admin(t.teardown);
+  await s.produce(s.messages.slice(0, 200));
+  const run = s.startCli();
+  await s.drainedInPg();
+  await deleteTopic(a, s.topic);
+  for (let i = 0; !(await a.createTopics({ topics: [{ topic: s.topic, numPartitions: 1 }], waitForLeaders: true }).catch(() => false)); i++) {
+    if (i > 100) throw new Error('could not recreate the topic');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await s.reconnectProducer();
+  await s.produce(s.messages.slice(200));
+  const { code } = await run.exited;
+  t.equal(code, 1, 'exits non-zero instead of dropping the new orders as already seen');
+  t.match(run.output(), /partition 0: while consuming, the next offset 200 is past the end of the topic \(offsets 0\.\.60\).*--on-offset-gap/);
+});
+
+t.test('SIGTERM while waiting for a topic: a clean exit, and the topic is not created by asking for it', async (t) => {
+  const s = await scenario(t, { partitions: 1 });
+  const a = await admin(t.teardown);
+  await deleteTopic(a, s.topic);
+  const run = s.startCli();
+  const deadline = Date.now() + 20_000;
+  while (!/waiting for topic/.test(run.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  run.child.kill('SIGTERM');
+  t.equal((await run.exited).code, 0, 'a requested stop is a clean exit');
+  t.notOk((await a.listTopics()).includes(s.topic), 'the topic still does not exist');
 });
 
 t.test('a missing topic: one waiting line, 503, then consumption once it exists; --create-topics creates it', async (t) => {

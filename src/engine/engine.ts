@@ -41,6 +41,8 @@ export class Engine {
   /** Orders in the state after the last retention pass. */
   private stateOrders = 0;
   private lastFinalized = new Map<number, number>();
+  /** The running source's offset ranges (see checkJumps); null for sources without an end. */
+  private offsetRange: ((partition: number) => Promise<OffsetRange>) | null = null;
 
   constructor(
     private readonly ports: EnginePorts,
@@ -138,8 +140,17 @@ export class Engine {
    */
   async run(source: SourcePort, opts: LoopOptions): Promise<void> {
     const fail = this.opts.failpoint ?? (() => {});
-    const onCommitted = (b: BatchStats) =>
-      void source.committed(new Map(b.partitions.map((p) => [p.partition, p.nextOffset]))).then(() => fail('after-kafka-commit'));
+    this.offsetRange = source.offsetRange?.bind(source) ?? null;
+    // Told in commit order: a later mirror never lands before an earlier one.
+    let told = Promise.resolve();
+    const onCommitted = (b: BatchStats) => {
+      const offsets = new Map(b.partitions.map((p) => [p.partition, p.nextOffset]));
+      // Best effort: a mirror that fails must not break the chain for the next one.
+      told = told
+        .then(() => source.committed(offsets))
+        .then(() => fail('after-kafka-commit'))
+        .catch(() => {});
+    };
     this.events.on('batch:end', onCommitted);
     const ticker = opts.tickMs > 0 ? setInterval(() => void this.tick().catch((err) => this.events.safeEmit('tick:error', err as Error)), opts.tickMs) : null;
     const failed = new AbortController();
@@ -148,7 +159,12 @@ export class Engine {
     const pending: Promise<unknown>[] = [];
     const inFlight = this.ports.sink.concurrentCommit ? 2 : 0;
     try {
-      await source.start((parts, low) => this.assign(parts, low));
+      try {
+        await source.start((parts, ranges) => this.assign(parts, ranges));
+      } catch (err) {
+        if (opts.signal.aborted) return; // stopped while connecting: a clean end
+        throw err;
+      }
       while (!fetching.aborted) {
         const batch = await source.next(opts.batchMaxSize, opts.batchMaxWaitMs, fetching);
         if (batch === null) break;
@@ -180,22 +196,45 @@ export class Engine {
    * or latest offset. Returns where the partition resumes after a move, null
    * without a gap.
    */
-  private async checkGap(partition: number, committed: bigint, range: OffsetRange): Promise<bigint | null> {
+  private async checkGap(partition: number, committed: bigint, range: OffsetRange, whileConsuming = false): Promise<bigint | null> {
     const kind = range.high !== null && committed > range.high ? 'past-end' : committed < range.low ? 'before-start' : null;
     if (kind === null) return null;
-    const policy = this.opts.onOffsetGap;
+    // Found while consuming, the gap stops the process whatever the policy: the
+    // partition's state and results are mid-flight. The restart applies the policy.
+    const policy = whileConsuming ? 'fail' : this.opts.onOffsetGap;
     this.events.safeEmit('offset:gap', { partition, kind, committed, low: range.low, high: range.high, policy });
-    const where = `partition ${partition}: committed offset ${committed} is ${kind === 'past-end' ? 'past the end' : 'before the start'} of the topic (offsets ${range.low}..${range.high ?? '?'})`;
+    const where = `partition ${partition}: ${whileConsuming ? 'while consuming, the next offset' : 'committed offset'} ${committed} is ${kind === 'past-end' ? 'past the end' : 'before the start'} of the topic (offsets ${range.low}..${range.high ?? '?'})`;
     if (policy === 'fail') {
       const why = kind === 'past-end' ? 'the topic was recreated or its log truncated' : 'retention deleted orders that were never processed';
       throw new FraudSqlError(
         'OFFSET_GAP',
-        `${where}: ${why}. Nothing was written. Restart with --on-offset-gap earliest (process all the topic holds) or latest (skip to its end)`,
+        `${where}: ${why}. Nothing past it was written. Restart with --on-offset-gap earliest (process all the topic holds) or latest (skip to its end)`,
       );
     }
     const resumeAt = policy === 'earliest' ? range.low : (range.high ?? range.low);
     await this.ports.sink.resetProgress(partition, resumeAt);
     return resumeAt;
+  }
+
+  /**
+   * An offset that does not follow the partition's position is usually harmless
+   * (a redelivery; transaction markers and compaction leave holes), but it is also
+   * how a Kafka client shows a topic recreated under it or a log trimmed by
+   * retention: it silently starts over at the earliest offset. Those are told
+   * apart by the offsets the source holds now.
+   */
+  private async checkJumps(messages: readonly SourceMessage[]): Promise<void> {
+    if (!this.offsetRange) return;
+    const expected = new Map<number, bigint>();
+    const jumped = new Set<number>();
+    for (const m of messages) {
+      const p = this.partitions.get(m.partition);
+      if (!p) continue;
+      const at = expected.get(m.partition) ?? p.position;
+      if (m.offset !== at) jumped.add(m.partition);
+      expected.set(m.partition, m.offset >= at ? m.offset + 1n : at);
+    }
+    for (const partition of jumped) await this.checkGap(partition, this.partitions.get(partition)!.position, await this.offsetRange(partition), true);
   }
 
   /**
@@ -232,6 +271,7 @@ export class Engine {
     const sentAt: number[] = [];
     const arrival = now();
 
+    await this.checkJumps(messages);
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i]!;
       const p = this.partitions.get(m.partition);

@@ -138,6 +138,8 @@ export interface SourcePort {
   next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<readonly SourceMessage[] | null>;
   /** Told of the offsets whose results are committed (Kafka mirrors them for lag tools). */
   committed(offsets: ReadonlyMap<number, bigint>): Promise<void>;
+  /** The offsets a partition holds now; a source without one never has offset gaps. */
+  offsetRange?(partition: number): Promise<OffsetRange>;
 }
 
 export type Decoded = { ok: true; order: Order } | { ok: false; reason: string };

@@ -53,6 +53,7 @@ export class DuckSink implements SinkPort {
     await this.state.run(
       `UPDATE consumer_progress SET next_offset = ${nextOffset}, watermark = NULL WHERE topic = '${this.topic}' AND kafka_partition = ${partition}`,
     );
+    await this.state.run(`DELETE FROM late_events WHERE topic = '${this.topic}' AND kafka_partition = ${partition} AND kafka_offset >= ${nextOffset}`);
   }
 
   /** As PgSink.openResults, from the demo's own tables. */

@@ -18,6 +18,8 @@ import {
   INSERT_DEAD_LETTERS,
   INSERT_LATE_EVENTS,
   READ_PROGRESS,
+  RESET_PROGRESS,
+  FORGET_LATE_FROM,
   UPDATE_WATERMARKS,
   finalizeSql,
   replaceSql,
@@ -172,8 +174,8 @@ export class PgSink implements SinkPort {
     const { consumerGroup, topic } = this.opts;
     const types = TARGETS[q.target]!;
     const select = q.columns.map((c) => (types[c] === 'timestamptz' ? `(extract(epoch FROM "${c}") * 1000000)::bigint::text` : `"${c}"::text`));
-    // With no watermark committed (a new partition, or progress reset to replay the
-    // topic), nothing is carried: the rules start from the orders alone.
+    // With no watermark committed (a new partition, or progress reset by resetProgress),
+    // nothing is carried: the rules start from the orders alone.
     const watermark = `(SELECT cp.watermark FROM consumer_progress cp
       WHERE cp.consumer_group = $2 AND cp.topic = $3 AND cp.kafka_partition = source_partition)`;
     const recent = q.finalAfter ? `(${q.finalAfter}) >= ${watermark} - $4 * interval '1 microsecond'` : `${watermark} IS NOT NULL`;
@@ -187,14 +189,17 @@ export class PgSink implements SinkPort {
     });
   }
 
-  /** Sets a partition's progress outright (the demo, whose offsets live in its own file). */
+  /**
+   * Starts a partition over at `nextOffset` (after an offset gap, and for the demo,
+   * whose offsets live in its own file): nothing before it is carried.
+   */
   async resetProgress(partition: number, nextOffset: bigint): Promise<void> {
+    const { consumerGroup, topic } = this.opts;
     await this.withRetry('reset progress', () =>
-      this.pool.query(
-        `INSERT INTO consumer_progress (consumer_group, topic, kafka_partition, next_offset, restore_from) VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET next_offset = $4, restore_from = $4`,
-        [this.opts.consumerGroup, this.opts.topic, partition, nextOffset.toString()],
-      ),
+      this.tx(async (c) => {
+        await c.query(RESET_PROGRESS, [consumerGroup, topic, partition, nextOffset.toString()]);
+        await c.query(FORGET_LATE_FROM, [topic, partition, nextOffset.toString()]);
+      }),
     );
   }
 

@@ -89,6 +89,17 @@ INSERT INTO consumer_progress (consumer_group, topic, kafka_partition, next_offs
 SELECT $1, $2, p, o, o FROM unnest($3::integer[], $4::bigint[]) AS u(p, o)
 ON CONFLICT DO NOTHING`;
 
+/**
+ * A partition starts over at $4: no watermark (so no results are carried), and the
+ * late events recorded at or after $4 no longer describe the orders there (a
+ * recreated topic reuses its offsets), so a replay must not skip those offsets.
+ */
+export const RESET_PROGRESS = `
+INSERT INTO consumer_progress (consumer_group, topic, kafka_partition, next_offset, restore_from) VALUES ($1, $2, $3, $4, $4)
+ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET next_offset = $4, restore_from = $4, watermark = NULL, updated_at = now()`;
+
+export const FORGET_LATE_FROM = `DELETE FROM late_events WHERE topic = $1 AND kafka_partition = $2 AND kafka_offset >= $3`;
+
 export const READ_PROGRESS = `
 SELECT p.kafka_partition, p.next_offset::text, p.restore_from::text,
        coalesce((SELECT array_agg(l.kafka_offset::text) FROM late_events l

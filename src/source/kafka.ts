@@ -115,6 +115,8 @@ export class KafkaSource implements SourcePort {
     });
     this.consumer = this.kafka.consumer({
       groupId: opts.groupId,
+      // A deleted topic must not come back empty by asking for it (see ensureTopics).
+      allowAutoTopicCreation: false,
       // A member that died without leaving holds its partitions until this expires.
       // Heartbeats continue while the engine works (fetching is decoupled from batch
       // processing), so a short timeout is safe with long batches.
@@ -157,7 +159,10 @@ export class KafkaSource implements SourcePort {
         },
       },
     );
+    // Stopped while connecting or waiting for the topic: no subscription, nothing created.
+    if (signal?.aborted) return;
     await this.ensureTopics();
+    if (signal?.aborted) return;
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       const parts = e.payload.memberAssignment[topic] ?? [];
       // An assignment that cannot be honoured (an offset gap, PostgreSQL refusing) ends consumption.
@@ -308,6 +313,12 @@ export class KafkaSource implements SourcePort {
   }
 
   /** High watermark per assigned partition, for lag. */
+  async offsetRange(partition: number): Promise<OffsetRange> {
+    const o = (await this.admin.fetchTopicOffsets(this.opts.topic)).find((x) => x.partition === partition);
+    // A partition the topic no longer has: nothing there, so any position is past its end.
+    return o ? { low: BigInt(o.low), high: BigInt(o.high) } : { low: 0n, high: 0n };
+  }
+
   async endOffsets(): Promise<Map<number, bigint>> {
     const out = new Map<number, bigint>();
     for (const o of await this.admin.fetchTopicOffsets(this.opts.topic)) out.set(o.partition, BigInt(o.high));
