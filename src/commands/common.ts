@@ -38,7 +38,7 @@ export function onSignals(stop: () => Promise<void>, logger: Logger): void {
       process.exit(130);
     }
     signalled = true;
-    logger.info(`${sig}: stopping after the current batch`);
+    logger.info(`${sig}: stopping (a second ${sig} forces it)`);
     setTimeout(() => {
       logger.error(`shutdown took longer than ${SHUTDOWN_GRACE_MS / 1000} s; exiting`);
       process.exit(1);
@@ -47,4 +47,19 @@ export function onSignals(stop: () => Promise<void>, logger: Logger): void {
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
+}
+
+/**
+ * Runs a long-lived command until it ends: signals stop it gracefully; a failure
+ * sets exit status 1, and the process exits even if releasing a resource hangs.
+ */
+export async function untilDone(app: { done: Promise<void>; stop: () => Promise<void> }, logger: Logger): Promise<void> {
+  onSignals(app.stop, logger);
+  await app.done.catch(() => {
+    process.exitCode = 1;
+    setTimeout(() => {
+      logger.error(`shutdown took longer than ${SHUTDOWN_GRACE_MS / 1000} s; exiting`);
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS).unref();
+  });
 }

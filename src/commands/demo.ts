@@ -20,7 +20,7 @@ import { parseMix } from '../generator/pace.js';
 import { GeneratorSource } from '../generator/source.js';
 import { Lifecycle } from '../lifecycle.js';
 import { loopOptions, newEngine, openSink, wireEngine } from '../compose.js';
-import { configFrom, onSignals, withSettings } from './common.js';
+import { configFrom, untilDone, withSettings } from './common.js';
 
 export interface DemoOptions {
   file: string;
@@ -157,7 +157,6 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
     const seed = argv.seed ?? Math.floor(Math.random() * 2 ** 31);
     const demo = await startDemo(config, logger, { file: argv.file, rate: argv.rate, seed, mix });
     logger.info(`demo running: open ${demo.url} (orders: ${argv.rate}/s, seed ${seed}, results in ${argv.file}); Ctrl-C stops`);
-    onSignals(demo.stop, logger);
-    await demo.done;
+    await untilDone(demo, logger);
   },
 };

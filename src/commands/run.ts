@@ -23,7 +23,7 @@ import { failpoint } from '../failpoint.js';
 import { formatDiagnostic } from '../rules/loader.js';
 import { watchDirectory } from '../watch.js';
 import { loopOptions, newEngine, openSink, wireEngine } from '../compose.js';
-import { ALL_KEYS, configFrom, onSignals, withSettings } from './common.js';
+import { ALL_KEYS, configFrom, untilDone, withSettings } from './common.js';
 
 export interface RunningApp {
   engine: Engine;
@@ -210,9 +210,6 @@ export const runCommand: CommandModule<object, Record<string, unknown>> = {
     const logger = createLogger(config.logLevel);
     logger.info('starting fraud-sql run', { brokers: config.brokers.join(','), database: redactUrl(config.databaseUrl), topic: config.topic });
     const app = await startRun(config, logger);
-    onSignals(app.stop, logger);
-    await app.done.catch(() => {
-      process.exitCode = 1;
-    });
+    await untilDone(app, logger);
   },
 };

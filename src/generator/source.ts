@@ -30,7 +30,10 @@ export class GeneratorSource implements SourcePort {
         while (!this.buffer.hasSpace() && !signal.aborted) await this.buffer.waitForSpace(1_000);
       },
       { rate: this.opts.rate, count: this.opts.count, signal, tickMs: 250 },
-    ).finally(() => this.buffer.end());
+    ).then(
+      () => this.buffer.end(),
+      (err: Error) => this.buffer.fail(err),
+    );
   }
 
   next(maxSize: number, maxWaitMs: number, signal: AbortSignal) {

@@ -55,32 +55,32 @@ export class MessageBuffer {
    * `maxWaitMs` after the first message arrived; waits while nothing arrives.
    */
   async next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<SourceMessage[] | null> {
-    while (this.items.length === 0 && !signal.aborted && !this.ended) {
-      await new Promise<void>((r) => {
-        const wake = () => {
-          clearTimeout(t);
-          signal.removeEventListener('abort', wake);
-          r();
-        };
-        const t = setTimeout(wake, 250);
-        this.waiters.push(wake);
-        signal.addEventListener('abort', wake, { once: true });
-      });
-    }
+    while (this.items.length === 0 && !signal.aborted && !this.ended) await this.wait(250, signal);
     if (this.failure) throw this.failure;
     if (this.items.length === 0 && this.ended) return null;
     const deadline = Date.now() + maxWaitMs;
     while (this.items.length < maxSize && !signal.aborted && !this.ended) {
       const left = deadline - Date.now();
       if (left <= 0) break;
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, left);
-      });
+      await this.wait(left, signal);
     }
     const out = this.items.splice(0, maxSize);
     this.wakeSpace();
     return out;
+  }
+
+  /** Until a push, the end, an abort or `ms`, whichever comes first. */
+  private wait(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((r) => {
+      const wake = () => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', wake);
+        r();
+      };
+      const t = setTimeout(wake, ms);
+      this.waiters.push(wake);
+      signal.addEventListener('abort', wake, { once: true });
+    });
   }
 
   private wakeSpace(): void {
