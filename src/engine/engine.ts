@@ -41,7 +41,7 @@ export class Engine {
   /** Orders in the state after the last retention pass. */
   private stateOrders = 0;
   private lastFinalized = new Map<number, number>();
-  /** The running source's offset ranges (see checkJumps); null for sources without an end. */
+  /** The running source's offset ranges (see checkJump); null for sources without an end. */
   private offsetRange: ((partition: number) => Promise<OffsetRange>) | null = null;
 
   constructor(
@@ -223,18 +223,8 @@ export class Engine {
    * retention: it silently starts over at the earliest offset. Those are told
    * apart by the offsets the source holds now.
    */
-  private async checkJumps(messages: readonly SourceMessage[]): Promise<void> {
-    if (!this.offsetRange) return;
-    const expected = new Map<number, bigint>();
-    const jumped = new Set<number>();
-    for (const m of messages) {
-      const p = this.partitions.get(m.partition);
-      if (!p) continue;
-      const at = expected.get(m.partition) ?? p.position;
-      if (m.offset !== at) jumped.add(m.partition);
-      expected.set(m.partition, m.offset >= at ? m.offset + 1n : at);
-    }
-    for (const partition of jumped) await this.checkGap(partition, this.partitions.get(partition)!.position, await this.offsetRange(partition), true);
+  private async checkJump(partition: number, position: bigint): Promise<void> {
+    if (this.offsetRange) await this.checkGap(partition, position, await this.offsetRange(partition), true);
   }
 
   /**
@@ -271,11 +261,12 @@ export class Engine {
     const sentAt: number[] = [];
     const arrival = now();
 
-    await this.checkJumps(messages);
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i]!;
       const p = this.partitions.get(m.partition);
-      if (!p || m.offset < p.position) continue; // revoked, or delivered twice by the source
+      if (!p) continue; // revoked
+      if (m.offset !== p.position) await this.checkJump(m.partition, p.position);
+      if (m.offset < p.position) continue; // delivered twice by the source
       p.position = m.offset + 1n;
       const isReplay = m.offset < p.nextOffset;
       if (!isReplay) {
