@@ -224,7 +224,11 @@ export class Engine {
    * apart by the offsets the source holds now.
    */
   private async checkJump(partition: number, position: bigint): Promise<void> {
-    if (this.offsetRange) await this.checkGap(partition, position, await this.offsetRange(partition), true);
+    if (!this.offsetRange) return;
+    // Detection only: when the source cannot say right now (a rebalance, a broker
+    // hiccup), the batch goes on; the next irregular offset asks again.
+    const range = await this.offsetRange(partition).catch(() => null);
+    if (range) await this.checkGap(partition, position, range, true);
   }
 
   /**

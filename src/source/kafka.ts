@@ -12,7 +12,7 @@ import { Kafka, Partitioners, logLevel, type SASLOptions, type Consumer, type Pr
 import './codecs.js';
 import { FraudSqlError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { retrying, sleep } from '../retry.js';
+import { backoffMs, DEFAULT_RETRY, retrying, sleep } from '../retry.js';
 import type { DeadLetter, SourceMessage } from '../types.js';
 import type { AssignHandler, OffsetRange, SourcePort } from '../engine/ports.js';
 import { MessageBuffer } from './buffer.js';
@@ -97,6 +97,8 @@ export class KafkaSource implements SourcePort {
   private assignment: number[] = [];
   private onAssign: AssignHandler | null = null;
   private assigning: Promise<void> = Promise.resolve();
+  /** Counts group joins: an assignment still being retried gives way to a newer one. */
+  private generation = 0;
   private running = false;
   private health: SourceHealth = { consuming: false, state: 'connecting' };
 
@@ -165,8 +167,8 @@ export class KafkaSource implements SourcePort {
     if (signal?.aborted) return;
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       const parts = e.payload.memberAssignment[topic] ?? [];
-      // An assignment that cannot be honoured (an offset gap, PostgreSQL refusing) ends consumption.
-      this.assigning = this.assigning.then(() => this.handleAssignment(parts)).catch((err) => this.fail(err as Error));
+      const generation = ++this.generation;
+      this.assigning = this.assigning.then(() => this.assignRetrying(parts, generation));
     });
     // kafkajs restarts its consumer after a retriable crash; after any other one it
     // just stops fetching while the process looks alive. That ends consumption here.
@@ -226,6 +228,27 @@ export class KafkaSource implements SourcePort {
       await sleep(1_000, signal);
     }
     if (waited && !signal?.aborted) logger.info(`topic "${topic}" exists now`);
+  }
+
+  /**
+   * Applies an assignment. A failure that can pass (a rebalance racing this one, a
+   * broker or PostgreSQL hiccup) is retried with backoff until a newer assignment
+   * arrives; an offset gap, or failing for a minute, ends consumption: partitions
+   * that are never set up would otherwise stop being consumed in silence.
+   */
+  private async assignRetrying(partitions: number[], generation: number): Promise<void> {
+    const started = Date.now();
+    for (let attempt = 1; generation === this.generation && !this.opts.signal?.aborted; attempt++) {
+      try {
+        await this.handleAssignment(partitions);
+        return;
+      } catch (err) {
+        if ((err instanceof FraudSqlError && err.code === 'OFFSET_GAP') || Date.now() - started > 60_000) return this.fail(err as Error);
+        const wait = backoffMs(DEFAULT_RETRY, attempt, Math.random());
+        this.opts.logger.warn(`partition assignment failed: ${(err as Error).message}; retrying in ${(wait / 1000).toFixed(1)} s`);
+        await sleep(wait, this.opts.signal);
+      }
+    }
   }
 
   private async handleAssignment(partitions: number[]): Promise<void> {
