@@ -47,7 +47,8 @@ SELECT
   t.window_start + $window                             AS stat_time,
   coalesce(p.total_orders, 0) + coalesce(a.orders, 0)  AS total_orders,
   coalesce(p.total_sales, 0) + coalesce(a.sales, 0)    AS total_sales,
-  coalesce(s.suspicious_ip_count, 0)                   AS suspicious_ip_count
+  -- INTEGER: the column's type in the original design's table.
+  coalesce(s.suspicious_ip_count, 0)::INTEGER          AS suspicious_ip_count
 FROM touched t
 LEFT JOIN added a USING (kafka_partition, window_start)
 LEFT JOIN suspicious s USING (kafka_partition, window_start)

@@ -33,7 +33,9 @@ WITH touched AS (
   GROUP BY ALL
 ),
 previous AS (
-  SELECT r.*, t.first_new
+  -- Typed, as the rule's own output types come from this (queries/README.md, "Incremental rules").
+  SELECT r.source_partition, r.ip_address, r.window_start::TIMESTAMP AS window_start, r.window_end::TIMESTAMP AS window_end,
+         r.order_count::BIGINT AS order_count, r.total_spent::HUGEINT AS total_spent, t.first_new
   FROM result_suspicious_ips r
   JOIN touched t ON t.kafka_partition = r.source_partition AND t.ip_address = r.ip_address
 ),

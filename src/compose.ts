@@ -8,7 +8,7 @@ import { paramOverrides, pgSsl, type Config } from './config.js';
 import { printDetections } from './console.js';
 import { Engine } from './engine/engine.js';
 import type { EngineEmitter } from './engine/events.js';
-import type { EnginePorts, FailpointName, LoopOptions } from './engine/ports.js';
+import type { EnginePorts, FailpointName, LoopOptions, SinkPort } from './engine/ports.js';
 import type { Logger } from './log.js';
 import { RuleSet } from './rules/index.js';
 import { DuckSink } from './sink/duck.js';
@@ -16,6 +16,7 @@ import { PgSink } from './sink/postgres.js';
 import { decodeOrder } from './source/decode.js';
 import { RecordedSource, type RecordedMessage } from './source/recorded.js';
 import { DuckState } from './state/duckdb.js';
+import type { ResultTable } from './sink/tables.js';
 
 /**
  * An engine over these ports, with the configured lateness, idle timeout and
@@ -60,7 +61,7 @@ export function wireEngine(engine: Engine, config: Readonly<Config>, logger: Log
 export function openSink(
   config: Readonly<Config>,
   logger: Logger,
-  opts: { signal?: AbortSignal; onRetry?: () => void; consumerGroup?: string; topic?: string } = {},
+  opts: { signal?: AbortSignal; onRetry?: () => void; consumerGroup?: string; topic?: string; tables?: readonly ResultTable[] } = {},
 ): Promise<PgSink> {
   return PgSink.open({
     databaseUrl: config.databaseUrl,
@@ -71,7 +72,37 @@ export function openSink(
     logger,
     signal: opts.signal,
     onRetry: opts.onRetry,
+    tables: opts.tables,
   });
+}
+
+/**
+ * Writes every batch to the DuckDB sink and to PostgreSQL, with the DuckDB file's
+ * progress: the embedded run is the one that counts, PostgreSQL follows it.
+ */
+export function teeSink(duck: DuckSink, pg: PgSink): SinkPort {
+  return {
+    concurrentCommit: false,
+    progress: async (starts) => {
+      const p = await duck.progress(starts);
+      for (const [partition, pr] of p) await pg.resetProgress(partition, pr.nextOffset);
+      return p;
+    },
+    commit: async (input) => {
+      await pg.commit(input);
+      await duck.commit(input);
+    },
+    finalize: async (f, w) => {
+      await pg.finalize(f, w);
+      await duck.finalize(f, w);
+    },
+    resetProgress: async (partition, offset) => {
+      await pg.resetProgress(partition, offset);
+      await duck.resetProgress(partition, offset);
+    },
+    // The DuckDB file is where results carry over from.
+    openResults: (q, partitions, horizonUs) => duck.openResults(q, partitions, horizonUs),
+  };
 }
 
 /**
@@ -85,12 +116,19 @@ export async function runInMemory(
   config: Readonly<Config>,
   dir: string,
   batches: Iterable<readonly RecordedMessage[]>,
-  hooks: { onBatch?: (messages: number) => void; listen?: (events: EngineEmitter) => void } = {},
+  hooks: {
+    onBatch?: (messages: number) => void;
+    listen?: (events: EngineEmitter) => void;
+    /** Written to as well, with its tables created from the rules (the sinks' parity test). */
+    postgres?: PgSink;
+  } = {},
 ): Promise<{ state: DuckState; rules: RuleSet }> {
   const state = await DuckState.open(':memory:', { threads: 1 });
   try {
     const rules = await RuleSet.load(state, dir, paramOverrides(config));
-    const sink = await DuckSink.open(state, 'input');
+    const duck = await DuckSink.open(state, 'input', rules.tables());
+    await hooks.postgres?.ensureTables(rules.tables());
+    const sink = hooks.postgres ? teeSink(duck, hooks.postgres) : duck;
     const engine = newEngine(config, { state, sink, rules, deadLetters: { send: async () => {} } }, { eventTimeOnly: true });
     hooks.listen?.(engine.events);
     const { onBatch } = hooks;

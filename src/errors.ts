@@ -18,7 +18,9 @@ export type ErrorCode =
   | 'OFFSET_GAP'
   | 'STATE_LOCKED'
   | 'PORT_IN_USE'
-  | 'INPUT_INVALID';
+  | 'INPUT_INVALID'
+  | 'TABLE_CHANGE_REFUSED'
+  | 'TABLE_UNKNOWN';
 
 export class FraudSqlError extends Error {
   readonly code: ErrorCode;

@@ -79,6 +79,7 @@ function fakes(log: string[], sinkOverrides: Partial<SinkPort> = {}) {
       },
       async restoreMirror() {},
       async trim() {},
+      async finalize() {},
       prepared: () => [],
     },
     deadLetters: {

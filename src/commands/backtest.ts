@@ -12,7 +12,6 @@ import { createInterface } from 'node:readline';
 import type { CommandModule } from 'yargs';
 import type { Config } from '../config.js';
 import { FraudSqlError } from '../errors.js';
-import { TARGET_KEYS } from '../sink/schema.js';
 import type { DuckState } from '../state/duckdb.js';
 import { rowsOf } from '../types.js';
 import { expectedKeys, keyOf, type TruthOrder } from '../generator/truth.js';
@@ -131,7 +130,7 @@ export async function backtest(
       try {
         out.push(`compared with ${opts.compare}:`);
         for (const table of new Set([...main.rules.prepared(), ...other.rules.prepared()].map((p) => p.rule.target))) {
-          const key = TARGET_KEYS[table]!;
+          const key = [...main.rules.tables(), ...other.rules.tables()].find((t) => t.name === table)!.key;
           const id = (r: Record<string, unknown>) => key.map((k) => String(r[k])).join('|');
           const a = new Map((await tableRows(main.state, table)).map((r) => [id(r), r]));
           const b = new Map((await tableRows(other.state, table)).map((r) => [id(r), r]));

@@ -19,7 +19,7 @@ import { generateOrders, SCENARIOS, type Scenario } from '../generator/orders.js
 import { parseMix } from '../generator/pace.js';
 import { GeneratorSource } from '../generator/source.js';
 import { Lifecycle } from '../lifecycle.js';
-import { loopOptions, newEngine, openSink, wireEngine } from '../compose.js';
+import { loopOptions, newEngine, openSink, teeSink, wireEngine } from '../compose.js';
 import { configFrom, untilDone, withSettings } from './common.js';
 
 export interface DemoOptions {
@@ -49,33 +49,12 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
     // Window state does not outlive a demo run; the results do.
     await state.run('DELETE FROM orders');
     const rules = await RuleSet.load(state, config.queriesDir, paramOverrides(config));
-    const duckSink = await DuckSink.open(state, TOPIC);
+    const duckSink = await DuckSink.open(state, TOPIC, rules.tables());
     let sink: SinkPort = duckSink;
     if (config.databaseConfigured) {
-      const pgSink = await openSink(config, logger, { signal: life.signal, consumerGroup: 'fraud-sql-demo', topic: TOPIC });
+      const pgSink = await openSink(config, logger, { signal: life.signal, consumerGroup: 'fraud-sql-demo', topic: TOPIC, tables: rules.tables() });
       life.defer(() => pgSink.close());
-      sink = {
-        concurrentCommit: false,
-        progress: async (starts) => {
-          const p = await duckSink.progress(starts);
-          for (const [partition, pr] of p) await pgSink.resetProgress(partition, pr.nextOffset);
-          return p;
-        },
-        commit: async (input) => {
-          await pgSink.commit(input);
-          await duckSink.commit(input);
-        },
-        finalize: async (f, w) => {
-          await pgSink.finalize(f, w);
-          await duckSink.finalize(f, w);
-        },
-        resetProgress: async (partition, offset) => {
-          await pgSink.resetProgress(partition, offset);
-          await duckSink.resetProgress(partition, offset);
-        },
-        // The demo's own file is where its results carry over from.
-        openResults: (q, partitions, horizonUs) => duckSink.openResults(q, partitions, horizonUs),
-      };
+      sink = teeSink(duckSink, pgSink);
       logger.info('writing results to PostgreSQL too');
     }
     const engine = newEngine(config, { state, sink, rules, deadLetters: { send: async () => {} } });

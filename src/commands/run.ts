@@ -70,7 +70,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     });
 
     const metrics = new Metrics();
-    const sink = await openSink(config, logger, { signal, onRetry: () => metrics.retries.inc({ dependency: 'postgres' }) });
+    const sink = await openSink(config, logger, { signal, onRetry: () => metrics.retries.inc({ dependency: 'postgres' }), tables: rules.tables() });
     life.defer(() => sink.close());
 
     const source = new KafkaSource({
@@ -118,7 +118,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     // one leaves the running rules alone and is reported with file:line:column.
     let ruleProblems: Diagnostic[] = [];
     const reload = async () => {
-      const r = await engine.exclusive(() => rules.reload(config.queriesDir, paramOverrides(config)));
+      const r = await engine.exclusive(() => rules.reload(config.queriesDir, paramOverrides(config), (tables) => sink.ensureTables(tables)));
       metrics.ruleReloads.inc({ result: r.ok ? 'applied' : 'rejected' });
       metrics.rulesInvalid.set(r.problems.length);
       ruleProblems = r.problems;

@@ -359,6 +359,7 @@ export class Engine {
     }));
     for (const a of progress) this.partitions.get(a.partition)!.computedOffset = a.next;
     const finalizers = this.finalizers();
+    await rules.finalize(watermarks);
 
     const commitStage = async (): Promise<BatchStats> => {
       const t5 = performance.now();
@@ -408,6 +409,7 @@ export class Engine {
       const changed = [...wms].some(([p, w]) => this.lastFinalized.get(p) !== w);
       if (!changed) return;
       await this.ports.sink.finalize(this.finalizers(), wms);
+      await this.ports.rules.finalize(wms);
       this.lastFinalized = wms;
       this.events.safeEmit('finalized', { watermarks: wms });
     });

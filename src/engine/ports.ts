@@ -177,6 +177,8 @@ export interface RulesPort {
   /** Sets the rows of result_<rule> for these partitions (none: forgets them). */
   restoreMirror(rule: string, partitions: readonly number[], rows: Columns | null): Promise<void>;
   trim(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<void>;
+  /** Marks result_<rule> rows final as the sink does, with the watermarks of the same commit or idle tick. */
+  finalize(watermarks: ReadonlyMap<number, number>): Promise<void>;
   prepared(): readonly ActiveRule[];
 }
 

@@ -3,7 +3,14 @@ import { FraudSqlError } from '../errors.js';
 import { DuckState } from '../state/duckdb.js';
 import type { Columns, Diagnostic, RulesPort } from '../engine/ports.js';
 import { formatDiagnostic, loadRules, type ParamOverrides } from './loader.js';
-import { prepareRules, rebuildMirrors, restoreMirror, runRules, trimMirrors, type PreparedRule } from './runner.js';
+import type { ResultTable } from '../sink/tables.js';
+import { finalizeMirrors, prepareRules, rebuildMirrors, restoreMirror, runRules, trimMirrors, type PreparedRule } from './runner.js';
+
+/**
+ * Brings the sinks' tables to a rule set's definition before it runs; throws (with
+ * one line per refused table) when a change would lose rows.
+ */
+export type TablesHook = (tables: readonly ResultTable[]) => Promise<void>;
 
 export class RuleSet implements RulesPort {
   private constructor(
@@ -31,6 +38,8 @@ export class RuleSet implements RulesPort {
   async reload(
     dir: string,
     overrides?: ParamOverrides,
+    /** Called with the new set's tables before it replaces the current one; a throw rejects the edit. */
+    ensureTables?: TablesHook,
   ): Promise<{ ok: boolean; problems: Diagnostic[]; changed: string[]; added: string[]; removed: string[] }> {
     const scratch = await DuckState.open(':memory:', { threads: 1 });
     let check: Awaited<ReturnType<typeof checkRules>>;
@@ -40,6 +49,14 @@ export class RuleSet implements RulesPort {
       scratch.close();
     }
     if (check.problems.length > 0) return { ok: false, problems: check.problems, changed: [], added: [], removed: [] };
+    if (ensureTables) {
+      try {
+        await ensureTables(resultTables(check.prepared));
+      } catch (err) {
+        const problems = (err as Error).message.split('\n').map((message) => ({ file: dir, line: 0, column: 0, message }));
+        return { ok: false, problems, changed: [], added: [], removed: [] };
+      }
+    }
     const before = new Map(this.current.map((p) => [p.rule.name, p.rule.version]));
     const rules = check.prepared.map((p) => p.rule);
     // Results are kept when the rule is unchanged, and for a rule that reads its own
@@ -68,6 +85,15 @@ export class RuleSet implements RulesPort {
     return this.current;
   }
 
+  /** The result tables of the current rules, one per target. */
+  tables(): ResultTable[] {
+    return resultTables(this.current);
+  }
+
+  finalize(watermarks: ReadonlyMap<number, number>) {
+    return finalizeMirrors(this.state, this.current, watermarks);
+  }
+
   run() {
     return runRules(this.state, this.current);
   }
@@ -86,4 +112,9 @@ export async function checkRules(state: DuckState, dir: string, overrides?: Para
   const loaded = loadRules(dir, overrides);
   const { prepared, diagnostics } = await prepareRules(state, loaded.rules);
   return { prepared, problems: [...loaded.diagnostics, ...diagnostics] };
+}
+
+/** One table per target (prepareRules has checked that rules sharing a target agree on it). */
+function resultTables(prepared: readonly PreparedRule[]): ResultTable[] {
+  return [...new Map(prepared.map((p) => [p.table.name, p.table])).values()];
 }

@@ -5,7 +5,9 @@
  */
 import type { DuckState } from '../state/duckdb.js';
 import type { Columns, Diagnostic, RuleRun } from '../engine/ports.js';
-import { DUCK_TYPES, MANAGED_COLUMNS, TARGETS, FINALIZABLE, compatible } from '../sink/schema.js';
+import { createTableSql, deriveTable, planTable, quote, sameTable, type ResultTable } from '../sink/tables.js';
+import { finalizeSql, replaceSql, rowsFrom, sqlString, upsertSql, watermarksFrom } from '../sink/sql.js';
+import { duckTable } from '../sink/duck.js';
 import type { Rule } from './loader.js';
 import { originalColumn } from './params.js';
 
@@ -28,6 +30,8 @@ function stripSemicolon(sql: string): string {
 export interface PreparedRule {
   rule: Rule;
   columns: string[];
+  /** The result table its output defines (also the shape of result_<name>). */
+  table: ResultTable;
   /** Whether this rule's results are read, by another rule or itself (kept in result_<name>). */
   mirrored: boolean;
   /** Whether result_<name> was created empty by this preparation (not kept from before). */
@@ -55,16 +59,19 @@ export async function prepareRules(
       failed.add(rule.name);
       continue;
     }
-    const problems: Diagnostic[] = [];
     const mirror = `result_${rule.name}`;
-    // A rule that reads its own rows needs them to exist before it can be checked:
-    // until its first check they take the shape of its target table.
-    if (rule.readsOwnResults && TARGETS[rule.target] && !(await tableExists(state, mirror))) {
-      const defs = Object.entries(TARGETS[rule.target]!).map(([c, t]) => `${c} ${DUCK_TYPES[t]}`);
-      await state.run(`CREATE TABLE ${mirror} (${defs.join(', ')})`);
-    }
+    const at = (message: string): Diagnostic => ({ file: rule.file, line: 1, column: 1, message });
     let desc: Columns;
     try {
+      // A rule that reads its own rows needs them to exist before it can be checked.
+      if (rule.readsOwnResults && !(await tableExists(state, mirror))) {
+        const seeded = await seedOwnMirror(state, rule);
+        if (seeded) {
+          diagnostics.push(at(seeded));
+          failed.add(rule.name);
+          continue;
+        }
+      }
       desc = await state.query('DESCRIBE ' + stripSemicolon(rule.sql));
     } catch (err) {
       diagnostics.push(duckErrorToDiagnostic(rule, err));
@@ -72,35 +79,25 @@ export async function prepareRules(
       continue;
     }
     const columns = desc.columns[0]! as string[];
-    const types = desc.columns[1]! as string[];
-    const target = TARGETS[rule.target];
-    const at = (message: string): Diagnostic => ({ file: rule.file, line: 1, column: 1, message });
-    if (!target) {
-      problems.push(at(`target "${rule.target}" is not a result table (one of: ${Object.keys(TARGETS).join(', ')})`));
-    } else {
-      columns.forEach((c, i) => {
-        if (MANAGED_COLUMNS.has(c)) problems.push(at(`column "${c}" is managed by fraud-sql; the rule must not output it`));
-        else if (!(c in target)) problems.push(at(`column "${c}" is not a column of ${rule.target} (${Object.keys(target).join(', ')})`));
-        else if (!compatible(target[c]!, types[i]!)) problems.push(at(`column "${c}" is ${types[i]}, but ${rule.target}.${c} is ${target[c]}`));
-      });
-      for (const c of Object.keys(target)) if (!columns.includes(c)) problems.push(at(`the rule does not output "${c}", which ${rule.target} requires`));
-      if (FINALIZABLE.has(rule.target) && !rule.finalAfter) problems.push(at(`${rule.target} rows become final: add "-- final_after: <column or expression>"`));
-    }
-    for (const k of rule.key) if (!columns.includes(k)) problems.push(at(`key column "${k}" is not in the rule's output`));
-    for (const g of rule.grows) if (!columns.includes(g)) problems.push(at(`grows column "${g}" is not in the rule's output`));
-    if (new Set(columns).size !== columns.length) problems.push(at('the rule outputs a column name twice'));
-    if (problems.length > 0) {
-      diagnostics.push(...problems);
+    const derived = deriveTable(rule, columns, desc.columns[1]! as string[]);
+    const other = Array.isArray(derived) ? undefined : prepared.find((p) => p.table.name === derived.name && !sameTable(p.table, derived));
+    if (Array.isArray(derived) || other) {
+      const messages = Array.isArray(derived)
+        ? derived
+        : [`table ${other!.table.name} is also written by rule ${other!.rule.name} with other columns or another key`];
+      diagnostics.push(...messages.map(at));
       failed.add(rule.name);
       continue;
     }
     const mirrored = read.has(rule.name) || rule.readsOwnResults;
-    const kept = mirrored && keepMirrors.has(rule.name) && sameColumns(await state.query(`DESCRIBE ${mirror}`), desc);
+    const existing = mirrored && keepMirrors.has(rule.name) ? await duckTable(state, mirror) : null;
+    const plan = existing ? planTable('duckdb', { ...derived, name: mirror }, existing) : null;
+    const kept = plan !== null && 'statements' in plan && plan.statements.length === 0;
     if (mirrored && !kept) {
-      await state.run(`CREATE OR REPLACE TABLE ${mirror} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
-      await state.run(`CREATE OR REPLACE TEMP TABLE changed_${rule.name} AS SELECT * FROM ${mirror}`);
+      for (const sql of createTableSql('duckdb', derived, mirror, { replace: true })) await state.run(sql);
+      await state.run(`CREATE OR REPLACE TEMP TABLE changed_${rule.name} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
     }
-    prepared.push({ rule, columns, mirrored, emptyMirror: mirrored && !kept });
+    prepared.push({ rule, columns, table: derived, mirrored, emptyMirror: mirrored && !kept });
   }
   return { prepared, diagnostics };
 }
@@ -110,10 +107,44 @@ async function tableExists(state: DuckState, table: string): Promise<boolean> {
   return Number(r.columns[0]![0]) > 0;
 }
 
-/** Whether two DESCRIBE results list the same columns with the same types. */
-function sameColumns(a: Columns, b: Columns): boolean {
-  const shape = (d: Columns) => JSON.stringify([d.columns[0], d.columns[1]]);
-  return shape(a) === shape(b);
+/**
+ * Creates a stand-in result_<name> for a rule that reads its own rows, before its
+ * first check: the rule's output columns (as its SELECT names them) typed by the
+ * rule itself, starting from untyped NULLs and repeated until the types settle.
+ * Returns a problem when the rule does not name its output columns.
+ */
+async function seedOwnMirror(state: DuckState, rule: Rule): Promise<string | null> {
+  const names = await outputNames(state, stripSemicolon(rule.sql));
+  if (!names) return `a rule that reads its own results (result_${rule.name}) must name every output column (... AS name)`;
+  let types: string[] | null = null;
+  for (let round = 0; round < 4; round++) {
+    const cols = names.map((n, i) => `${types ? `NULL::${types[i]}` : 'NULL'} AS ${quote(n)}`).join(', ');
+    // On the rule's first line, so DuckDB's line numbers are the file's.
+    const d = await state.query(`DESCRIBE WITH result_${rule.name} AS (SELECT ${cols} WHERE false) SELECT * FROM (${stripSemicolon(rule.sql)}\n)`);
+    const next = d.columns[1] as string[];
+    const settled = types !== null && next.every((t, i) => t === types![i]);
+    types = next;
+    if (settled) break;
+  }
+  await state.run(`CREATE TABLE result_${rule.name} (${names.map((n, i) => `${quote(n)} ${types![i]}`).join(', ')})`);
+  return null;
+}
+
+/** The output column names of a SELECT, from DuckDB's parser (no binding), or null when one is unnamed. */
+async function outputNames(state: DuckState, sql: string): Promise<string[] | null> {
+  const r = await state.query(`SELECT json_serialize_sql(${sqlString(sql)})`);
+  const parsed = JSON.parse(r.columns[0]![0] as string) as { error: boolean; statements?: { node: ParsedNode }[] };
+  let node = parsed.statements?.[0]?.node;
+  while (node?.type === 'SET_OPERATION_NODE') node = node.left;
+  if (!node?.select_list) return null;
+  const names = node.select_list.map((e) => e.alias || (e.class === 'COLUMN_REF' ? e.column_names!.at(-1)! : null));
+  return names.every((n) => n !== null) ? (names as string[]) : null;
+}
+
+interface ParsedNode {
+  type: string;
+  left?: ParsedNode;
+  select_list?: { class: string; alias: string; column_names?: string[] }[];
 }
 
 /** Runs every prepared rule over the current batch, in order. */
@@ -126,7 +157,7 @@ export async function runRules(state: DuckState, prepared: readonly PreparedRule
       const changed = `changed_${rule.name}`;
       // Same first line as the file (its header comment), so DuckDB's line numbers are the file's.
       await state.run(`CREATE OR REPLACE TEMP TABLE ${changed} AS ${stripSemicolon(rule.sql)}`);
-      if (p.mirrored) await updateMirror(state, rule, changed);
+      if (p.mirrored) await updateMirror(state, p, changed);
       const result = await state.query(`SELECT * FROM ${changed}`);
       runs.push({ rule, result, durationMs: performance.now() - started });
     } catch (err) {
@@ -142,16 +173,25 @@ export async function rebuildMirrors(state: DuckState, prepared: readonly Prepar
     if (!p.mirrored || (only && !only.has(p.rule.name))) continue;
     const changed = `changed_${p.rule.name}`;
     await state.run(`CREATE OR REPLACE TEMP TABLE ${changed} AS ${stripSemicolon(p.rule.sql)}`);
-    await updateMirror(state, p.rule, changed);
+    await updateMirror(state, p, changed);
   }
 }
 
-/** result_<name> follows the same upsert and replace semantics as the PostgreSQL table. */
-async function updateMirror(state: DuckState, rule: Rule, changed: string): Promise<void> {
+/** result_<name> is written by the same replace and upsert statements as the sinks' tables. */
+async function updateMirror(state: DuckState, p: PreparedRule, changed: string): Promise<void> {
+  const { rule, table } = p;
   const mirror = `result_${rule.name}`;
-  const match = (rule.replace.length > 0 ? rule.replace : rule.key).map((c) => `m.${c} = c.${c}`).join(' AND ');
-  await state.run(`DELETE FROM ${mirror} m WHERE EXISTS (SELECT 1 FROM ${changed} c WHERE ${match})`);
-  await state.run(`INSERT INTO ${mirror} SELECT * FROM ${changed}`);
+  const from = rowsFrom('duckdb', table.columns, changed);
+  if (rule.replace.length > 0) await state.run(replaceSql(table, mirror, rule.replace, from));
+  await state.run(upsertSql(table, mirror, p.columns, from, sqlString(rule.version), rule.grows));
+}
+
+/** Marks the mirrors' rows final as the sinks' finalize step does, with the same watermarks. */
+export async function finalizeMirrors(state: DuckState, prepared: readonly PreparedRule[], watermarks: ReadonlyMap<number, number>): Promise<void> {
+  if (watermarks.size === 0) return;
+  for (const p of prepared) {
+    if (p.mirrored && p.rule.finalAfter) await state.run(finalizeSql(`result_${p.rule.name}`, p.rule.finalAfter, watermarksFrom('duckdb', watermarks)));
+  }
 }
 
 /** Drops mirrored rows that are final and older than the state horizon. */
@@ -180,13 +220,20 @@ export async function restoreMirror(state: DuckState, p: PreparedRule, partition
   const mirror = `result_${p.rule.name}`;
   await state.run(`DELETE FROM ${mirror} WHERE source_partition IN (${partitions.map(Number).join(', ')})`);
   if (!rows || rows.rowCount === 0) return;
-  const types = TARGETS[p.rule.target]!;
+  const types = new Map<string, string>([
+    ...p.table.columns.map((c): [string, string] => [c.name, c.duck]),
+    ['is_final', 'BOOLEAN'],
+    ['rule_version', 'VARCHAR'],
+  ]);
   const literal = (name: string, v: unknown): string => {
     if (v === null) return 'NULL';
     const s = String(v);
-    if (types[name] === 'text') return `'${s.replace(/'/g, "''")}'`;
+    const type = types.get(name);
+    if (type === 'VARCHAR') return sqlString(s);
+    if (type === 'BOOLEAN') return s === 'true' || s === 't' ? 'true' : 'false';
+    if (type === 'DOUBLE' && Number.isFinite(Number(s))) return `${Number(s)}::DOUBLE`;
     if (!/^-?\d+$/.test(s)) throw new Error(`restoring ${mirror}: ${name} = ${s} is not an integer`);
-    return types[name] === 'timestamptz' ? `make_timestamp(${s}::BIGINT)` : `${s}::BIGINT`;
+    return type === 'TIMESTAMP' ? `make_timestamp(${s}::BIGINT)` : `${s}::BIGINT`;
   };
   for (let from = 0; from < rows.rowCount; from += 1000) {
     const values: string[] = [];

@@ -1,30 +1,27 @@
 /**
- * The embedded sink of `fraud-sql demo`: the same result tables, kept in the demo's
- * DuckDB file next to the window state. Rows are copied from the rules'
- * `changed_<rule>` tables inside DuckDB, with the same key, replace and finalize
- * semantics as the PostgreSQL sink.
+ * The embedded sink of `fraud-sql demo` and of the in-memory runs (`rules test`,
+ * `backtest`): the rules' result tables, kept in DuckDB next to the window state.
+ * Rows are copied from the rules' `changed_<rule>` tables inside DuckDB by the same
+ * upsert, replace and finalize statements as the PostgreSQL sink's (sink/sql.ts).
  */
 import type { Columns, CommitInput, ResultQuery, SinkPort } from '../engine/ports.js';
+import { FraudSqlError } from '../errors.js';
 import type { DuckState } from '../state/duckdb.js';
 import type { PartitionProgress } from '../types.js';
 import { formatMicros } from '../time.js';
-import { DUCK_TYPES, FINALIZABLE, TARGETS, TARGET_KEYS } from './schema.js';
+import { DEAD_LETTER_PAYLOAD_MAX, finalizeSql, replaceSql, rowsFrom, sqlString, upsertSql, watermarksFrom } from './sql.js';
+import { planTable, type ExistingTable, type ResultTable } from './tables.js';
 
 export class DuckSink implements SinkPort {
   readonly concurrentCommit = false;
+  private tables = new Map<string, ResultTable>();
   private constructor(
     private readonly state: DuckState,
     private readonly topic: string,
   ) {}
 
-  static async open(state: DuckState, topic: string): Promise<DuckSink> {
-    for (const [table, cols] of Object.entries(TARGETS)) {
-      const defs = Object.entries(cols).map(([c, t]) => `${c} ${DUCK_TYPES[t]} NOT NULL`);
-      if (FINALIZABLE.has(table)) defs.push('is_final BOOLEAN NOT NULL DEFAULT false');
-      defs.push('rule_version VARCHAR', 'created_at TIMESTAMP NOT NULL DEFAULT now()', 'updated_at TIMESTAMP NOT NULL DEFAULT now()');
-      defs.push(`PRIMARY KEY (${TARGET_KEYS[table]!.join(', ')})`);
-      await state.run(`CREATE TABLE IF NOT EXISTS ${table} (${defs.join(', ')})`);
-    }
+  /** Opens the sink over `state`, with the rules' result tables (see ensureTables). */
+  static async open(state: DuckState, topic: string, tables: readonly ResultTable[]): Promise<DuckSink> {
     await state.run(
       `CREATE TABLE IF NOT EXISTS dead_letters (topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT, reason VARCHAR, payload VARCHAR, created_at TIMESTAMP DEFAULT now())`,
     );
@@ -34,7 +31,29 @@ export class DuckSink implements SinkPort {
     await state.run(
       `CREATE TABLE IF NOT EXISTS consumer_progress (topic VARCHAR, kafka_partition INTEGER, next_offset BIGINT, watermark TIMESTAMP, PRIMARY KEY (topic, kafka_partition))`,
     );
-    return new DuckSink(state, topic);
+    const sink = new DuckSink(state, topic);
+    await sink.ensureTables(tables);
+    return sink;
+  }
+
+  /** As PgSink.ensureTables, in the DuckDB file. */
+  async ensureTables(tables: readonly ResultTable[]): Promise<void> {
+    const refusals: string[] = [];
+    const statements: string[] = [];
+    for (const t of tables) {
+      const plan = planTable('duckdb', t, await duckTable(this.state, t.name));
+      if ('refusal' in plan) refusals.push(plan.refusal);
+      else statements.push(...plan.statements);
+    }
+    if (refusals.length > 0) throw new FraudSqlError('TABLE_CHANGE_REFUSED', refusals.join('\n'));
+    for (const sql of statements) await this.state.run(sql);
+    this.tables = new Map(tables.map((t) => [t.name, t]));
+  }
+
+  private table(name: string): ResultTable {
+    const t = this.tables.get(name);
+    if (!t) throw new FraudSqlError('TABLE_UNKNOWN', `no rule defines the result table ${name}`);
+    return t;
   }
 
   async progress(startOffsets: ReadonlyMap<number, bigint>): Promise<Map<number, PartitionProgress>> {
@@ -58,14 +77,16 @@ export class DuckSink implements SinkPort {
 
   /** As PgSink.openResults, from the demo's own tables. */
   async openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns> {
-    const types = TARGETS[q.target]!;
-    const select = q.columns.map((c) => (types[c] === 'timestamptz' ? `epoch_us(${c})` : c));
+    const t = this.table(q.target);
+    const names = [...q.columns, ...(t.finalizable ? ['is_final'] : []), 'rule_version'];
+    const timestamps = new Set(t.columns.filter((c) => c.duck === 'TIMESTAMP').map((c) => c.name));
+    const select = names.map((c) => (timestamps.has(c) ? `epoch_us(${c})` : c));
     const watermark = `(SELECT cp.watermark FROM consumer_progress cp WHERE cp.topic = '${this.topic}' AND cp.kafka_partition = source_partition)`;
     const recent = q.finalAfter ? `(${q.finalAfter}) >= ${watermark} - to_microseconds(${Math.floor(horizonUs)}::BIGINT)` : `${watermark} IS NOT NULL`;
     const r = await this.state.query(
       `SELECT ${select.join(', ')} FROM ${q.target} WHERE source_partition IN (${partitions.map(Number).join(', ')}) AND ${recent}`,
     );
-    return { ...r, names: [...q.columns] };
+    return { ...r, names };
   }
 
   async commit(input: CommitInput): Promise<void> {
@@ -74,23 +95,10 @@ export class DuckSink implements SinkPort {
     try {
       for (const rs of input.results) {
         if (rs.rowCount === 0) continue;
-        const changed = `changed_${rs.rule}`;
-        const key = TARGET_KEYS[rs.target]!;
-        if (rs.replace.length > 0) {
-          const match = rs.replace.map((c) => `t.${c} = c.${c}`).join(' AND ');
-          const same = key.map((c) => `t.${c} = c.${c}`).join(' AND ');
-          await s.run(`DELETE FROM ${rs.target} t WHERE NOT t.is_final
-            AND EXISTS (SELECT 1 FROM ${changed} c WHERE ${match})
-            AND NOT EXISTS (SELECT 1 FROM ${changed} c WHERE ${same})`);
-        }
-        const cols = rs.names;
-        const nonKey = cols.filter((c) => !key.includes(c));
-        const sets = [...nonKey.map((c) => `${c} = EXCLUDED.${c}`), 'rule_version = EXCLUDED.rule_version', 'updated_at = now()'];
-        if (FINALIZABLE.has(rs.target)) sets.push('is_final = false');
-        const guard = rs.grows.length > 0 ? `WHERE ${rs.grows.map((g) => `EXCLUDED.${g} >= ${rs.target}.${g}`).join(' AND ')}` : '';
-        await s.run(`INSERT INTO ${rs.target} (${cols.join(', ')}, rule_version)
-          SELECT ${cols.join(', ')}, '${rs.version}' FROM ${changed}
-          ON CONFLICT DO UPDATE SET ${sets.join(', ')} ${guard}`);
+        const t = this.table(rs.target);
+        const from = rowsFrom('duckdb', t.columns, `changed_${rs.rule}`);
+        if (rs.replace.length > 0) await s.run(replaceSql(t, t.name, rs.replace, from));
+        await s.run(upsertSql(t, t.name, rs.names, from, sqlString(rs.version), rs.grows));
       }
       for (const d of input.deadLetters) {
         await s.conn.run('INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, reason, payload) VALUES ($1, $2, $3, $4, $5)', [
@@ -98,7 +106,7 @@ export class DuckSink implements SinkPort {
           d.partition,
           d.offset,
           d.reason,
-          d.value ? d.value.subarray(0, 4096).toString('utf8') : null,
+          d.value ? d.value.subarray(0, DEAD_LETTER_PAYLOAD_MAX).toString('utf8') : null,
         ]);
       }
       for (const l of input.late) {
@@ -130,11 +138,22 @@ export class DuckSink implements SinkPort {
 
   private async finalizeRows(finalizers: CommitInput['finalizers'], watermarks: ReadonlyMap<number, number>): Promise<void> {
     if (watermarks.size === 0) return;
-    const wm = [...watermarks].map(([p, us]) => `(${p}, make_timestamp(${Math.floor(us)}::BIGINT))`).join(', ');
-    for (const f of finalizers) {
-      await this.state.run(`UPDATE ${f.target} SET is_final = true, updated_at = now()
-        FROM (VALUES ${wm}) AS wm(wm_partition, wm_time)
-        WHERE NOT ${f.target}.is_final AND ${f.target}.source_partition = wm.wm_partition AND (${f.finalAfter}) <= wm.wm_time`);
-    }
+    for (const f of finalizers) await this.state.run(finalizeSql(f.target, f.finalAfter, watermarksFrom('duckdb', watermarks)));
   }
+}
+
+/** As PostgreSQL's catalog answers for PgSink: a DuckDB table's columns and unique keys, or null. */
+export async function duckTable(state: DuckState, table: string): Promise<ExistingTable | null> {
+  const name = sqlString(table);
+  const cols = await state.query(
+    `SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ${name} AND schema_name = current_schema() ORDER BY column_index`,
+  );
+  if (cols.rowCount === 0) return null;
+  const uniques = await state.query(
+    `SELECT to_json(constraint_column_names)::VARCHAR FROM duckdb_constraints() WHERE table_name = ${name} AND schema_name = current_schema() AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')`,
+  );
+  return {
+    columns: new Map((cols.columns[0] as string[]).map((c, i) => [c, cols.columns[1]![i] as string])),
+    uniques: (uniques.columns[0] as string[]).map((u) => JSON.parse(u) as string[]),
+  };
 }

@@ -10,7 +10,8 @@ import { retrying } from '../retry.js';
 import type { PartitionProgress } from '../types.js';
 import { formatMicros } from '../time.js';
 import { mapPgError } from './pg-errors.js';
-import { MIGRATIONS, TARGETS, FINALIZABLE } from './schema.js';
+import { MIGRATIONS } from './schema.js';
+import { planTable, type ExistingTable, type ResultTable } from './tables.js';
 import type { Columns, CommitInput, ResultQuery, SinkPort } from '../engine/ports.js';
 import {
   ADVANCE_PROGRESS,
@@ -21,10 +22,12 @@ import {
   RESET_PROGRESS,
   FORGET_LATE_FROM,
   UPDATE_WATERMARKS,
+  DEAD_LETTER_PAYLOAD_MAX,
   finalizeSql,
   replaceSql,
+  rowsFrom,
   upsertSql,
-  type Column,
+  watermarksFrom,
 } from './sql.js';
 
 export interface SinkOptions {
@@ -38,18 +41,20 @@ export interface SinkOptions {
   signal?: AbortSignal;
   /** Told of every retry (for metrics). */
   onRetry?: () => void;
+  /** The rules' result tables, created or grown after the migrations. */
+  tables?: readonly ResultTable[];
 }
-
-const DEAD_LETTER_PAYLOAD_MAX = 65_536;
 
 export class PgSink implements SinkPort {
   readonly concurrentCommit = true;
+  /** The result tables the rules write, by name (see ensureTables). */
+  private tables = new Map<string, ResultTable>();
   private constructor(
     private readonly pool: pg.Pool,
     private readonly opts: SinkOptions,
   ) {}
 
-  /** Connects (retrying while PostgreSQL is unreachable) and migrates. */
+  /** Connects (retrying while PostgreSQL is unreachable), migrates, and brings the rules' tables to their definition. */
   static async open(opts: SinkOptions): Promise<PgSink> {
     const pool = new pg.Pool({
       connectionString: opts.databaseUrl,
@@ -64,6 +69,7 @@ export class PgSink implements SinkPort {
     const sink = new PgSink(pool, opts);
     try {
       await sink.withRetry('connect', () => sink.migrate());
+      if (opts.tables) await sink.ensureTables(opts.tables);
     } catch (err) {
       await pool.end().catch(() => {});
       throw err;
@@ -141,6 +147,40 @@ export class PgSink implements SinkPort {
   }
 
   /**
+   * Creates the rules' result tables that do not exist and adds the columns a rule
+   * added; a table already as described is left alone. A destructive change is
+   * refused (TABLE_CHANGE_REFUSED, one line per table) and nothing is changed.
+   */
+  async ensureTables(tables: readonly ResultTable[]): Promise<void> {
+    const schema = this.opts.schema;
+    await this.withRetry('create result tables', () =>
+      this.tx(async (c) => {
+        await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`fraud-sql-migrate:${schema}`]);
+        await c.query(`SET LOCAL search_path = "${schema}"`);
+        const refusals: string[] = [];
+        const statements: string[] = [];
+        for (const t of tables) {
+          const plan = planTable('postgres', t, await existingTable(c, schema, t.name));
+          if ('refusal' in plan) refusals.push(plan.refusal);
+          else statements.push(...plan.statements);
+        }
+        if (refusals.length > 0) throw new FraudSqlError('TABLE_CHANGE_REFUSED', refusals.join('\n'));
+        for (const sql of statements) {
+          this.opts.logger.info(`result tables: ${sql}`);
+          await c.query(sql);
+        }
+      }),
+    );
+    this.tables = new Map(tables.map((t) => [t.name, t]));
+  }
+
+  private table(name: string): ResultTable {
+    const t = this.tables.get(name);
+    if (!t) throw new FraudSqlError('TABLE_UNKNOWN', `no rule defines the result table ${name}`);
+    return t;
+  }
+
+  /**
    * Progress of the given partitions; a partition seen for the first time starts at
    * `startOffsets` (the earliest offset still in Kafka), so no order is skipped.
    */
@@ -172,8 +212,10 @@ export class PgSink implements SinkPort {
    */
   async openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns> {
     const { consumerGroup, topic } = this.opts;
-    const types = TARGETS[q.target]!;
-    const select = q.columns.map((c) => (types[c] === 'timestamptz' ? `(extract(epoch FROM "${c}") * 1000000)::bigint::text` : `"${c}"::text`));
+    const t = this.table(q.target);
+    const names = [...q.columns, ...(t.finalizable ? ['is_final'] : []), 'rule_version'];
+    const timestamps = new Set(t.columns.filter((c) => c.duck === 'TIMESTAMP').map((c) => c.name));
+    const select = names.map((c) => (timestamps.has(c) ? `(extract(epoch FROM "${c}") * 1000000)::bigint::text` : `"${c}"::text`));
     // With no watermark committed (a new partition, or progress reset by resetProgress),
     // nothing is carried: the rules start from the orders alone.
     const watermark = `(SELECT cp.watermark FROM consumer_progress cp
@@ -185,7 +227,7 @@ export class PgSink implements SinkPort {
         values: q.finalAfter ? [partitions, consumerGroup, topic, horizonUs] : [partitions, consumerGroup, topic],
         rowMode: 'array',
       });
-      return { names: [...q.columns], types: [], columns: q.columns.map((_, i) => r.rows.map((row: unknown[]) => row[i])), rowCount: r.rows.length };
+      return { names, types: [], columns: names.map((_, i) => r.rows.map((row: unknown[]) => row[i])), rowCount: r.rows.length };
     });
   }
 
@@ -230,14 +272,13 @@ export class PgSink implements SinkPort {
     }
     for (const rs of input.results) {
       if (rs.rowCount === 0) continue;
-      const types = TARGETS[rs.target]!;
-      const cols: Column[] = rs.names.map((n) => ({ name: n, pgType: types[n]! }));
-      if (rs.replace.length > 0) {
-        const pick = (names: readonly string[]) => names.map((n) => cols.find((c) => c.name === n)!);
-        const arr = (names: readonly string[]) => names.map((n) => rs.columns[rs.names.indexOf(n)]!);
-        await c.query(replaceSql(rs.target, pick(rs.replace), pick(rs.key)), [...arr(rs.replace), ...arr(rs.key)]);
-      }
-      await c.query(upsertSql(rs.target, cols, rs.key, FINALIZABLE.has(rs.target), rs.grows), [...rs.columns, rs.version]);
+      const t = this.table(rs.target);
+      const from = rowsFrom(
+        'postgres',
+        rs.names.map((n) => t.columns.find((c) => c.name === n)!),
+      );
+      if (rs.replace.length > 0) await c.query(replaceSql(t, t.name, rs.replace, from), [...rs.columns]);
+      await c.query(upsertSql(t, t.name, rs.names, from, `$${rs.names.length + 1}::text`, rs.grows), [...rs.columns, rs.version]);
     }
     if (input.deadLetters.length > 0) {
       const d = input.deadLetters;
@@ -271,7 +312,7 @@ export class PgSink implements SinkPort {
     if (watermarks.size === 0) return;
     const parts = [...watermarks.keys()];
     const wms = parts.map((p) => formatMicros(watermarks.get(p)!));
-    for (const f of finalizers) await c.query(finalizeSql(f.target, f.finalAfter), [parts, wms]);
+    for (const f of finalizers) await c.query(finalizeSql(f.target, f.finalAfter, watermarksFrom('postgres', watermarks)), [parts, wms]);
   }
 
   /** Closes windows on the watermark alone (input idle): no offsets move. */
@@ -303,4 +344,21 @@ export class PgSink implements SinkPort {
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/** A table's columns (as format_type spells their types) and unique keys, or null when there is none. */
+async function existingTable(c: pg.ClientBase, schema: string, table: string): Promise<ExistingTable | null> {
+  const rel = `to_regclass(quote_ident($1) || '.' || quote_ident($2))`;
+  const cols = await c.query(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
+     WHERE a.attrelid = ${rel} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+    [schema, table],
+  );
+  if (cols.rows.length === 0) return null;
+  const uniques = await c.query(
+    `SELECT array_agg(a.attname::text) AS cols FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+     WHERE i.indrelid = ${rel} AND i.indisunique AND i.indpred IS NULL GROUP BY i.indexrelid`,
+    [schema, table],
+  );
+  return { columns: new Map(cols.rows.map((r) => [r.name as string, r.type as string])), uniques: uniques.rows.map((r) => r.cols as string[]) };
 }

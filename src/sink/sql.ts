@@ -1,38 +1,53 @@
 /**
- * Pure SQL builders for the PostgreSQL sink: one statement per table per batch,
- * with the rows passed as arrays and unpacked by unnest() (one round trip however
- * many rows). Executed by sink/postgres.ts.
+ * Pure SQL builders. The result semantics (upsert, replace, grows, finalize) are
+ * written once here, for both dialects: the PostgreSQL sink, the DuckDB sink and the
+ * rules' mirrors (result_<rule>) run these same statements, so `rules test` and
+ * `backtest` certify what `run` writes. They differ only in where the batch's rows
+ * come from: PostgreSQL unpacks arrays passed as parameters with unnest() (one
+ * round trip however many rows), DuckDB reads them from the rule's changed_<rule>
+ * table. The operational statements below them are PostgreSQL's.
  */
+import { quote as q, type Dialect, type ResultTable, type TableColumn } from './tables.js';
 
-export interface Column {
-  name: string;
-  pgType: string;
+/** The most of a dead letter's payload that is kept, in both sinks. */
+export const DEAD_LETTER_PAYLOAD_MAX = 65_536;
+
+/** A string as an SQL literal (DuckDB; PostgreSQL takes parameters). */
+export function sqlString(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
 }
 
-const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
+/**
+ * The batch's rows of `columns` as a relation `u`: for PostgreSQL, unnest() of one
+ * array parameter per column ($1, $2, ... in this order); for DuckDB, the table named.
+ */
+export function rowsFrom(d: Dialect, columns: readonly TableColumn[], duckTable?: string): string {
+  if (d === 'duckdb') return `${q(duckTable!)} AS u`;
+  return `unnest(${columns.map((c, i) => `$${i + 1}::${c.pg}[]`).join(', ')}) AS u(${columns.map((c) => q(c.name)).join(', ')})`;
+}
 
 /**
  * Upsert on the key. A row that is already identical is not touched, so replaying
  * a batch leaves the table exactly as it was (updated_at included). A changed row
  * is open again until the finalize step says otherwise. With `grows`, a row of the
- * same rule version is only replaced by one that has seen at least as much.
+ * same rule version is only replaced by one that has seen at least as much: a replay
+ * or a restart that has seen fewer orders so far never overwrites a correct row.
+ * `version` is an SQL expression (a parameter or a literal).
  */
-export function upsertSql(table: string, columns: readonly Column[], key: readonly string[], finalizable: boolean, grows: readonly string[] = []): string {
-  const names = columns.map((c) => q(c.name));
-  const arrays = columns.map((c, i) => `$${i + 1}::${c.pgType}[]`);
-  const versionParam = `$${columns.length + 1}`;
-  const nonKey = columns.filter((c) => !key.includes(c.name)).map((c) => q(c.name));
-  const compared = [...nonKey, '"rule_version"'];
+export function upsertSql(t: ResultTable, into: string, columns: readonly string[], from: string, version: string, grows: readonly string[]): string {
+  const names = columns.map(q);
+  const compared = [...columns.filter((c) => !t.key.includes(c)).map(q), '"rule_version"'];
   const sets = [...compared.map((c) => `${c} = EXCLUDED.${c}`), '"updated_at" = now()'];
-  if (finalizable) sets.push('"is_final" = false');
+  if (t.finalizable) sets.push('"is_final" = false');
+  const table = q(into);
   return [
-    `INSERT INTO ${q(table)} (${[...names, '"rule_version"'].join(', ')})`,
-    `SELECT u.*, ${versionParam}::text FROM unnest(${arrays.join(', ')}) AS u(${names.join(', ')})`,
-    `ON CONFLICT (${key.map(q).join(', ')}) DO UPDATE SET ${sets.join(', ')}`,
-    `WHERE (${compared.map((c) => `${q(table)}.${c}`).join(', ')}) IS DISTINCT FROM (${compared.map((c) => `EXCLUDED.${c}`).join(', ')})`,
+    `INSERT INTO ${table} (${[...names, '"rule_version"'].join(', ')})`,
+    `SELECT ${names.map((n) => `u.${n}`).join(', ')}, ${version} FROM ${from}`,
+    `ON CONFLICT (${t.key.map(q).join(', ')}) DO UPDATE SET ${sets.join(', ')}`,
+    `WHERE (${compared.map((c) => `${table}.${c}`).join(', ')}) IS DISTINCT FROM (${compared.map((c) => `EXCLUDED.${c}`).join(', ')})`,
     ...(grows.length > 0
       ? [
-          `AND (${q(table)}."rule_version" IS DISTINCT FROM EXCLUDED."rule_version" OR (${grows.map((g) => `EXCLUDED.${q(g)} >= ${q(table)}.${q(g)}`).join(' AND ')}))`,
+          `AND (${table}."rule_version" IS DISTINCT FROM EXCLUDED."rule_version" OR (${grows.map((g) => `EXCLUDED.${q(g)} >= ${table}.${q(g)}`).join(' AND ')}))`,
         ]
       : []),
   ].join('\n');
@@ -41,24 +56,33 @@ export function upsertSql(table: string, columns: readonly Column[], key: readon
 /**
  * For each value of the replace columns in a result, removes the open rows that the
  * result no longer has (for example two bursts of one IP that merged into one).
- * Parameters: the replace columns' arrays, then the key columns' arrays.
+ * Final rows stay: they are history.
  */
-export function replaceSql(table: string, replace: readonly Column[], key: readonly Column[]): string {
-  const r = replace.map((c, i) => `$${i + 1}::${c.pgType}[]`);
-  const k = key.map((c, i) => `$${replace.length + i + 1}::${c.pgType}[]`);
+export function replaceSql(t: ResultTable, into: string, replace: readonly string[], from: string): string {
+  const cols = (names: readonly string[]) => names.map(q).join(', ');
   return [
-    `DELETE FROM ${q(table)} WHERE NOT "is_final"`,
-    `AND (${replace.map((c) => q(c.name)).join(', ')}) IN (SELECT * FROM unnest(${r.join(', ')}))`,
-    `AND (${key.map((c) => q(c.name)).join(', ')}) NOT IN (SELECT * FROM unnest(${k.join(', ')}))`,
+    `DELETE FROM ${q(into)} WHERE ${t.finalizable ? 'NOT "is_final" AND ' : ''}(${cols(replace)}) IN (SELECT ${cols(replace)} FROM ${from})`,
+    `AND (${cols(t.key)}) NOT IN (SELECT ${cols(t.key)} FROM ${from})`,
   ].join('\n');
 }
 
-/** Marks rows final once their partition's watermark passed `finalAfter`. Params: partitions, watermarks. */
-export function finalizeSql(table: string, finalAfter: string): string {
+/**
+ * The watermark of each partition as a relation `wm(wm_partition, wm_time)`: for
+ * PostgreSQL from the parameters $1 (partitions) and $2 (timestamps); for DuckDB
+ * as literal rows.
+ */
+export function watermarksFrom(d: Dialect, watermarks: ReadonlyMap<number, number>): string {
+  if (d === 'postgres') return 'unnest($1::integer[], $2::timestamptz[]) AS wm(wm_partition, wm_time)';
+  const rows = [...watermarks].map(([p, us]) => `(${Number(p)}, make_timestamp(${Math.floor(us)}::BIGINT))`);
+  return `(VALUES ${rows.join(', ')}) AS wm(wm_partition, wm_time)`;
+}
+
+/** Marks rows final once their partition's watermark passed `finalAfter`. */
+export function finalizeSql(into: string, finalAfter: string, watermarks: string): string {
   return [
-    `UPDATE ${q(table)} SET "is_final" = true, "updated_at" = now()`,
-    `FROM unnest($1::integer[], $2::timestamptz[]) AS wm(wm_partition, wm_time)`,
-    `WHERE NOT ${q(table)}."is_final" AND ${q(table)}."source_partition" = wm.wm_partition AND (${finalAfter}) <= wm.wm_time`,
+    `UPDATE ${q(into)} SET "is_final" = true, "updated_at" = now()`,
+    `FROM ${watermarks}`,
+    `WHERE NOT ${q(into)}."is_final" AND ${q(into)}."source_partition" = wm.wm_partition AND (${finalAfter}) <= wm.wm_time`,
   ].join('\n');
 }
 
