@@ -20,6 +20,7 @@ import type { DuckState } from '../state/duckdb.js';
 import { rowsOf, type Row } from '../types.js';
 import { formatMicros, parseEventTime } from '../time.js';
 import { runInMemory } from '../compose.js';
+import type { RecordedMessage } from '../source/recorded.js';
 
 export interface FixtureOutcome {
   file: string;
@@ -31,7 +32,8 @@ export interface FixtureOutcome {
   ms: number;
 }
 
-function fixtureFiles(dir: string): string[] {
+/** Every fixture file of the rules in `dir`, by rule, sorted. */
+export function fixtureFiles(dir: string): string[] {
   const root = path.join(dir, 'fixtures');
   try {
     if (!statSync(root).isDirectory()) return [];
@@ -124,37 +126,14 @@ export async function runFixtures(config: Readonly<Config>, only?: string): Prom
     const rule = path.basename(path.dirname(file));
     if (only && rule !== only) continue;
     const started = performance.now();
-    let description = '';
+    const fx = readFixture(file);
+    const { description } = fx;
     const done = (ok: boolean, problem?: string) => outcomes.push({ file, rule, description, ok, problem, ms: performance.now() - started });
-    let fx: { description?: string; batches?: unknown; expect?: unknown };
-    try {
-      fx = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (err) {
-      done(false, `not valid JSON: ${(err as Error).message}`);
+    if (fx.problem !== undefined) {
+      done(false, fx.problem);
       continue;
     }
-    description = fx.description ?? '';
-    if (!Array.isArray(fx.batches) || !fx.batches.every(Array.isArray)) {
-      done(false, '"batches" must be a list of lists of orders');
-      continue;
-    }
-    if (!Array.isArray(fx.expect)) {
-      done(false, '"expect" must be a list of rows');
-      continue;
-    }
-    // Where each message lands, to name a rejected one by its place in the fixture.
-    const place = new Map<string, string>();
-    const nextOffset = new Map<number, number>();
-    const batches = (fx.batches as Record<string, unknown>[][]).map((batch, b) =>
-      batch.map(({ partition = 0, ...given }, i) => {
-        const order = { order_id: `F${b + 1}-${i + 1}`, ...ORDER_DEFAULTS, ...given };
-        const p = Number(partition);
-        const offset = nextOffset.get(p) ?? 0;
-        nextOffset.set(p, offset + 1);
-        place.set(`${p}:${offset}`, `batch ${b + 1}, order ${i + 1} (order_id ${JSON.stringify(order.order_id)})`);
-        return { partition: p, value: Buffer.from(JSON.stringify(order)) };
-      }),
-    );
+    const { batches, place } = fx;
     let state: DuckState | null = null;
     try {
       const run = await runInMemory(config, dir, batches);
@@ -168,7 +147,7 @@ export async function runFixtures(config: Readonly<Config>, only?: string): Prom
       const rejected = rowsOf(await state.query('SELECT kafka_partition, kafka_offset, reason FROM dead_letters ORDER BY kafka_partition, kafka_offset')).map(
         (r) => `  ${place.get(`${r.kafka_partition}:${r.kafka_offset}`)} rejected: ${r.reason}`,
       );
-      const expected = fx.expect as Record<string, unknown>[];
+      const expected = fx.expect;
       const columns = [...new Set(expected.flatMap((r) => Object.keys(r)))];
       const written = rowsOf(await state.query(`SELECT ${columns.length > 0 ? columns.join(', ') : '*'} FROM ${target.target}`));
       const differences = compareRows(expected, written, columns.length > 0 ? columns : Object.keys(written[0] ?? {}), target.key);
@@ -181,4 +160,41 @@ export async function runFixtures(config: Readonly<Config>, only?: string): Prom
     }
   }
   return outcomes;
+}
+
+export type Fixture = { description: string } & (
+  | { problem: string }
+  | {
+      problem?: undefined;
+      batches: RecordedMessage[][];
+      expect: Record<string, unknown>[];
+      /** "partition:offset" -> the order's place in the fixture, to name a rejected one. */
+      place: Map<string, string>;
+    }
+);
+
+/** A fixture file as the engine's recorded micro-batches, or what is wrong with it. */
+export function readFixture(file: string): Fixture {
+  let fx: { description?: string; batches?: unknown; expect?: unknown };
+  try {
+    fx = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    return { description: '', problem: `not valid JSON: ${(err as Error).message}` };
+  }
+  const description = fx.description ?? '';
+  if (!Array.isArray(fx.batches) || !fx.batches.every(Array.isArray)) return { description, problem: '"batches" must be a list of lists of orders' };
+  if (!Array.isArray(fx.expect)) return { description, problem: '"expect" must be a list of rows' };
+  const place = new Map<string, string>();
+  const nextOffset = new Map<number, number>();
+  const batches = (fx.batches as Record<string, unknown>[][]).map((batch, b) =>
+    batch.map(({ partition = 0, ...given }, i) => {
+      const order = { order_id: `F${b + 1}-${i + 1}`, ...ORDER_DEFAULTS, ...given };
+      const p = Number(partition);
+      const offset = nextOffset.get(p) ?? 0;
+      nextOffset.set(p, offset + 1);
+      place.set(`${p}:${offset}`, `batch ${b + 1}, order ${i + 1} (order_id ${JSON.stringify(order.order_id)})`);
+      return { partition: p, value: Buffer.from(JSON.stringify(order)) };
+    }),
+  );
+  return { description, batches, expect: fx.expect as Record<string, unknown>[], place };
 }
