@@ -1,0 +1,257 @@
+/**
+ * Result tables derived from rule files, against the real PostgreSQL and DuckDB: a
+ * new rule gets its tables with no code, an added column is added, a destructive
+ * change is refused with one line, a re-run changes nothing; and every fixture
+ * writes the same rows through the PostgreSQL sink as through the DuckDB one.
+ */
+import t, { type Test } from 'tap';
+import { execFile } from 'node:child_process';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { loadConfig } from '../src/config.js';
+import { fixtureFiles, readFixture, runFixtures } from '../src/commands/fixtures.js';
+import { backtest } from '../src/commands/backtest.js';
+import { runInMemory } from '../src/compose.js';
+import { silentLogger, type Logger } from '../src/log.js';
+import { RuleSet } from '../src/rules/index.js';
+import { DuckSink } from '../src/sink/duck.js';
+import { PgSink } from '../src/sink/postgres.js';
+import type { ResultTable } from '../src/sink/tables.js';
+import { DuckState } from '../src/state/duckdb.js';
+import { PG_URL, uniqueName } from './helpers.js';
+
+const QUERIES = new URL('../queries', import.meta.url).pathname;
+const CARD_TESTING = new URL('./rules/card_testing', import.meta.url).pathname;
+const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+const exec = promisify(execFile);
+
+/** The built-in rules plus card_testing, in a directory the test may edit (the test's one testdir). */
+function rulesDir(t: Test): string {
+  const dir = t.testdir();
+  cpSync(QUERIES, dir, { recursive: true });
+  cpSync(CARD_TESTING, dir, { recursive: true });
+  return dir;
+}
+
+async function tablesOf(dir: string): Promise<ResultTable[]> {
+  const state = await DuckState.open(':memory:', { threads: 1 });
+  try {
+    return (await RuleSet.load(state, dir)).tables();
+  } finally {
+    state.close();
+  }
+}
+
+function editRule(dir: string, edit: (sql: string) => string): void {
+  const file = path.join(dir, 'card_testing.sql');
+  writeFileSync(file, edit(readFileSync(file, 'utf8')));
+}
+
+async function schema(t: Test): Promise<{ name: string; pool: pg.Pool }> {
+  const name = uniqueName('tables');
+  const pool = new pg.Pool({ connectionString: PG_URL, max: 2, options: `-c search_path=${name} -c TimeZone=UTC` });
+  t.teardown(async () => {
+    await pool.query(`DROP SCHEMA IF EXISTS ${name} CASCADE`);
+    await pool.end();
+  });
+  return { name, pool };
+}
+
+/** A logger that keeps the DDL the sink runs. */
+function ddlLogger(): Logger & { ddl: string[] } {
+  const ddl: string[] = [];
+  return { ...silentLogger, ddl, info: (msg: string) => void (msg.startsWith('result tables: ') && ddl.push(msg.slice('result tables: '.length))) };
+}
+
+const columnsOf = async (pool: pg.Pool, table: string) =>
+  (
+    await pool.query(
+      `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`,
+      [table],
+    )
+  ).rows.map((r) => `${r.column_name} ${r.data_type}`);
+
+t.test('PostgreSQL: a new rule gets its table, an added column is added, a destructive change is refused, a re-run does nothing', async (t) => {
+  const dir = rulesDir(t);
+  const { name, pool } = await schema(t);
+  const open = async (logger: Logger) => {
+    const sink = await PgSink.open({ databaseUrl: PG_URL, schema: name, consumerGroup: 'g', topic: 'orders', logger, tables: await tablesOf(dir) });
+    await sink.close();
+  };
+  const first = ddlLogger();
+  await open(first);
+  t.same(await columnsOf(pool, 'card_testing'), [
+    'id bigint',
+    'source_partition integer',
+    'user_id text',
+    'window_start timestamp with time zone',
+    'window_end timestamp with time zone',
+    'order_count bigint',
+    'method_count bigint',
+    'is_final boolean',
+    'rule_version text',
+    'created_at timestamp with time zone',
+    'updated_at timestamp with time zone',
+  ]);
+  t.ok(
+    first.ddl.every((s) => s.includes('"card_testing"')),
+    'the tables of migration 1 already are what the built-in rules derive: only card_testing is created',
+  );
+  t.same(
+    (await pool.query(`SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'popular_products'`)).rowCount,
+    9,
+    'the views stay',
+  );
+
+  const again = ddlLogger();
+  await open(again);
+  t.same(again.ddl, [], 'a re-run is a no-op');
+
+  editRule(dir, (s) =>
+    s.replace(
+      'count(DISTINCT o.payment_method)  AS method_count',
+      'count(DISTINCT o.payment_method)  AS method_count,\n  sum(o.price * o.quantity)         AS total_spent',
+    ),
+  );
+  const added = ddlLogger();
+  await open(added);
+  t.same(added.ddl, ['ALTER TABLE "card_testing" ADD COLUMN "total_spent" bigint']);
+  t.ok((await columnsOf(pool, 'card_testing')).includes('total_spent bigint'));
+
+  const refused = async (edit: (s: string) => string, message: RegExp) => {
+    const before = await columnsOf(pool, 'card_testing');
+    editRule(dir, edit);
+    const err = await open(silentLogger).then(
+      () => null,
+      (e: Error & { code?: string }) => e,
+    );
+    t.equal(err?.code, 'TABLE_CHANGE_REFUSED');
+    t.match(err?.message, message);
+    t.notMatch(err?.message, /\n/, 'in one line');
+    t.match(err?.message, /write to a new table \(change "-- target:"\), or drop table card_testing/, 'saying what to do');
+    t.same(await columnsOf(pool, 'card_testing'), before, 'and nothing changed');
+  };
+  await refused(
+    (s) => s.replace(',\n  sum(o.price * o.quantity)         AS total_spent', ''),
+    /^rule card_testing \(.*card_testing\.sql\) writes table card_testing: column "total_spent" of the table is no longer in the rule's output/,
+  );
+  editRule(dir, (s) =>
+    s.replace(
+      'count(DISTINCT o.payment_method)  AS method_count',
+      'count(DISTINCT o.payment_method)  AS method_count,\n  sum(o.price * o.quantity)         AS total_spent',
+    ),
+  );
+  await refused((s) => s.replace('AS method_count', '::VARCHAR AS method_count'), /column "method_count" is bigint in the table, the rule now outputs text/);
+  editRule(dir, (s) => s.replace('::VARCHAR AS method_count', 'AS method_count'));
+  await refused(
+    (s) => s.replace('-- key: source_partition, user_id, window_start', '-- key: source_partition, user_id, window_end'),
+    /with key \(source_partition, user_id, window_end\), but the table's key is \(source_partition, user_id, window_start\)/,
+  );
+});
+
+t.test('fraud-sql migrate creates the tables of the rules, and prints a refusal as its one line', async (t) => {
+  const dir = rulesDir(t);
+  const { name, pool } = await schema(t);
+  const migrate = () =>
+    exec('node', [CLI, 'migrate', '--queries-dir', dir, '--pg-schema', name, '--database-url', PG_URL]).then(
+      (r) => ({ code: 0, err: r.stderr }),
+      (e: { code: number; stderr: string }) => ({ code: e.code, err: e.stderr }),
+    );
+  t.equal((await migrate()).code, 0);
+  t.ok((await columnsOf(pool, 'card_testing')).includes('method_count bigint'));
+  editRule(dir, (s) => s.replace('AS method_count', '::INTEGER AS method_count'));
+  const r = await migrate();
+  t.not(r.code, 0);
+  t.match(r.err, /rule card_testing \(.*\) writes table card_testing: column "method_count" is bigint in the table, the rule now outputs integer/);
+});
+
+t.test('DuckDB: the same derivation, growth and refusal in a demo file', async (t) => {
+  const dir = rulesDir(t);
+  const file = path.join(dir, 'demo.duckdb');
+  const open = async () => {
+    const state = await DuckState.open(file, { threads: 1 });
+    try {
+      await DuckSink.open(state, 'demo', await tablesOf(dir));
+      return ((await state.query(`SELECT column_name || ' ' || data_type AS c FROM duckdb_columns() WHERE table_name = 'card_testing'`)).columns[0] ??
+        []) as string[];
+    } finally {
+      state.close();
+    }
+  };
+  t.same(await open(), [
+    'source_partition INTEGER',
+    'user_id VARCHAR',
+    'window_start TIMESTAMP',
+    'window_end TIMESTAMP',
+    'order_count BIGINT',
+    'method_count BIGINT',
+    'is_final BOOLEAN',
+    'rule_version VARCHAR',
+    'created_at TIMESTAMP',
+    'updated_at TIMESTAMP',
+  ]);
+  t.same(await open(), await open(), 'reopening changes nothing');
+  editRule(dir, (s) =>
+    s.replace('count(DISTINCT o.payment_method)  AS method_count', 'count(DISTINCT o.payment_method)  AS method_count,\n  max(o.price)  AS top_price'),
+  );
+  t.ok((await open()).includes('top_price BIGINT'), 'an added column is added');
+  editRule(dir, (s) => s.replace(',\n  max(o.price)  AS top_price', ''));
+  await t.rejects(open(), { code: 'TABLE_CHANGE_REFUSED', message: /column "top_price" of the table is no longer in the rule's output/ });
+});
+
+t.test('a rule added as a SQL file alone runs in rules test and backtest', async (t) => {
+  const dir = rulesDir(t);
+  const config = loadConfig({ queriesDir: dir }, {});
+  const outcomes = await runFixtures(config, 'card_testing');
+  t.equal(outcomes.length, 1);
+  t.ok(outcomes[0]!.ok, outcomes[0]!.problem ?? 'the card_testing fixture passes');
+  const fx = readFixture(path.join(dir, 'fixtures/card_testing/three-methods.json'));
+  if (fx.problem !== undefined) throw new Error(fx.problem);
+  const input = path.join(dir, 'orders.jsonl');
+  writeFileSync(input, fx.batches.flatMap((b) => b.map((m) => m.value.toString())).join('\n') + '\n');
+  const report = await backtest(config, { input });
+  t.equal(report.counts.card_testing, 1, 'backtest counts its row');
+});
+
+/** A rule's rows as text, its columns and is_final, sorted: what both sinks must agree on. */
+const rowsSql = (table: ResultTable, dialect: 'postgres' | 'duckdb') => {
+  const cols = [...table.columns.map((c) => ({ name: c.name, ts: c.duck === 'TIMESTAMP' })), ...(table.finalizable ? [{ name: 'is_final', ts: false }] : [])];
+  const text = (c: { name: string; ts: boolean }) =>
+    dialect === 'postgres'
+      ? c.ts
+        ? `(extract(epoch FROM "${c.name}") * 1000000)::bigint::text`
+        : `"${c.name}"::text`
+      : c.ts
+        ? `epoch_us("${c.name}")::VARCHAR`
+        : `"${c.name}"::VARCHAR`;
+  return `SELECT ${cols.map(text).join(" || '|' || ")} AS r FROM "${table.name}" ORDER BY 1`;
+};
+
+t.test('every fixture writes the same rows to PostgreSQL as to DuckDB', async (t) => {
+  const dir = rulesDir(t);
+  const config = loadConfig({ queriesDir: dir }, {});
+  const files = fixtureFiles(dir);
+  t.ok(files.length >= 8, `${files.length} fixtures`);
+  for (const file of files) {
+    const fx = readFixture(file);
+    if (fx.problem !== undefined) throw new Error(`${file}: ${fx.problem}`);
+    const { name, pool } = await schema(t);
+    const sink = await PgSink.open({ databaseUrl: PG_URL, schema: name, consumerGroup: 'parity', topic: 'input', logger: silentLogger });
+    const { state, rules } = await runInMemory(config, dir, fx.batches, { postgres: sink });
+    try {
+      let rows = 0;
+      for (const table of rules.tables()) {
+        const duck = ((await state.query(rowsSql(table, 'duckdb'))).columns[0] ?? []) as string[];
+        const pgRows = (await pool.query(rowsSql(table, 'postgres'))).rows.map((r) => r.r as string);
+        t.same(pgRows, duck, `${path.relative(dir, file)}: ${table.name}`);
+        rows += duck.length;
+      }
+      t.ok(rows > 0, `${path.relative(dir, file)} writes rows`);
+    } finally {
+      state.close();
+      await sink.close();
+    }
+  }
+});
