@@ -46,6 +46,14 @@ t.test('/metrics passes promtool and counts exactly what was produced', async (t
     [0, 0],
   );
   t.equal(status.rules.length, 4);
+  // Each high-value order is one row, written once: the figures count exactly that.
+  const highValue = Number((await s.pool.query('SELECT count(*) FROM high_value_orders')).rows[0].count);
+  t.ok(highValue > 0, `${highValue} high-value orders`);
+  t.equal(metricValue(text, 'fraud_sql_rule_rows_written_total', '{rule="high_value_orders"}'), highValue, 'rows written per rule');
+  t.ok((metricValue(text, 'fraud_sql_rule_last_write_seconds', '{rule="high_value_orders"}') ?? 0) > Date.now() / 1000 - 600, 'last write time per rule');
+  const hv = status.rules.find((r: { name: string }) => r.name === 'high_value_orders');
+  t.equal(hv.rowsWritten, highValue, '/status: rows written per rule');
+  t.ok(Date.parse(hv.lastWriteAt) > Date.now() - 600_000, '/status: last write time per rule');
   t.ok(status.lastBatch.size > 0);
   t.same(await (await fetch(`${app.url}/healthz`)).json(), { status: 'ok' });
 });

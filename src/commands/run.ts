@@ -176,7 +176,15 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         consumer: consumerState().state,
         partitions: await lagByPartition().catch(() => []),
         lastBatch,
-        rules: rules.prepared().map((p) => ({ name: p.rule.name, file: p.rule.file, version: p.rule.version, target: p.rule.target, state: 'active' })),
+        rules: rules.prepared().map((p) => ({
+          name: p.rule.name,
+          file: p.rule.file,
+          version: p.rule.version,
+          target: p.rule.target,
+          state: 'active',
+          rowsWritten: metrics.ruleWrites.get(p.rule.name)?.rowsWritten ?? 0,
+          lastWriteAt: metrics.ruleWrites.get(p.rule.name)?.lastWriteAt ?? null,
+        })),
         ruleProblems: ruleProblems.map(formatDiagnostic),
       }),
       beforeScrape: async () => {

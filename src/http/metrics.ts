@@ -101,6 +101,20 @@ export class Metrics {
     labelNames: ['kind', 'policy'],
     registers: [this.registry],
   });
+  readonly ruleRows = new Counter({
+    name: 'fraud_sql_rule_rows_written_total',
+    help: 'Result rows a rule handed to the sink in committed batches (an identical row leaves its table as it was)',
+    labelNames: ['rule'],
+    registers: [this.registry],
+  });
+  readonly ruleLastWrite = new Gauge({
+    name: 'fraud_sql_rule_last_write_seconds',
+    help: 'When a rule last had result rows committed (Unix seconds)',
+    labelNames: ['rule'],
+    registers: [this.registry],
+  });
+  /** Per rule, for /status: rows written and when last (ISO time), since the process started. */
+  readonly ruleWrites = new Map<string, { rowsWritten: number; lastWriteAt: string | null }>();
   readonly stateOrders = new Gauge({ name: 'fraud_sql_state_orders', help: 'Orders retained in the window state', registers: [this.registry] });
 
   // prom-client's default process metrics include gauges named *_total, which
@@ -151,6 +165,16 @@ export class Metrics {
       for (const ms of b.latenciesMs) this.latency.observe(ms / 1000);
       for (const r of b.ruleSeconds) this.ruleDuration.observe({ rule: r.rule }, r.seconds);
       for (const p of b.partitions) if (p.watermarkUs !== null) this.watermark.set({ partition: String(p.partition) }, p.watermarkUs / 1e6);
+      const now = Date.now();
+      for (const r of b.results) {
+        const w = this.ruleWrites.get(r.rule) ?? { rowsWritten: 0, lastWriteAt: null };
+        this.ruleWrites.set(r.rule, w);
+        if (r.rowCount === 0) continue;
+        w.rowsWritten += r.rowCount;
+        w.lastWriteAt = new Date(now).toISOString();
+        this.ruleRows.inc({ rule: r.rule }, r.rowCount);
+        this.ruleLastWrite.set({ rule: r.rule }, now / 1000);
+      }
     });
     events.on('rule:error', (e) => this.ruleErrors.inc({ rule: e.rule }));
     events.on('offset:gap', (g) => this.offsetGaps.inc({ kind: g.kind, policy: g.policy }));
