@@ -1,0 +1,47 @@
+/**
+ * A rule added as a SQL file alone, under `fraud-sql run` (real broker and
+ * PostgreSQL): card_testing gets its table on start and its rows equal a plain
+ * recomputation of the orders produced.
+ */
+import t from 'tap';
+import { cpSync } from 'node:fs';
+import { scenario } from './helpers.js';
+
+const WINDOW_MS = 10 * 60_000;
+const MIN_METHODS = 3;
+
+t.test('run writes a rule that only its SQL file defines', async (t) => {
+  const dir = t.testdir();
+  cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true });
+  cpSync(new URL('./rules/card_testing', import.meta.url).pathname, dir, { recursive: true });
+  const s = await scenario(t, { partitions: 1, orders: 3_000, seed: 33, rate: 20, startMs: Date.now() - 3 * WINDOW_MS, mix: { normal: 90, card_testing: 10 } });
+  await s.produce();
+  const app = await s.startApp({ queriesDir: dir });
+  await s.drained(app);
+
+  // The recomputation: per user and 10-minute window (aligned to the epoch), the
+  // orders and distinct payment methods, kept from 3 methods on.
+  const windows = new Map<string, { orders: number; methods: Set<string> }>();
+  const seen = new Set<string>();
+  for (const m of s.messages) {
+    const o = JSON.parse(m.value.toString()) as { order_id: string; timestamp: string; user_id: string; payment_method?: string };
+    if (seen.has(o.order_id)) continue;
+    seen.add(o.order_id);
+    const ms = Date.parse(o.timestamp);
+    const key = `${o.user_id} ${new Date(ms - (ms % WINDOW_MS)).toISOString()}`;
+    const w = windows.get(key) ?? { orders: 0, methods: new Set<string>() };
+    windows.set(key, w);
+    w.orders++;
+    if (o.payment_method !== undefined) w.methods.add(o.payment_method);
+  }
+  const expected = [...windows]
+    .filter(([, w]) => w.methods.size >= MIN_METHODS)
+    .map(([k, w]) => `${k} ${w.orders} ${w.methods.size}`)
+    .sort();
+  t.ok(expected.length > 0, `${expected.length} card-testing windows in the input`);
+
+  const rows = (await s.pool.query(`SELECT user_id, window_start, order_count, method_count FROM card_testing`)).rows.map(
+    (r) => `${r.user_id} ${(r.window_start as Date).toISOString()} ${r.order_count} ${r.method_count}`,
+  );
+  t.same(rows.sort(), expected, 'card_testing equals the recomputation');
+});
