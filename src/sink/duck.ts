@@ -10,7 +10,7 @@ import type { DuckState } from '../state/duckdb.js';
 import type { PartitionProgress } from '../types.js';
 import { formatMicros } from '../time.js';
 import { DEAD_LETTER_PAYLOAD_MAX, finalizeSql, replaceSql, rowsFrom, sqlString, upsertSql, watermarksFrom } from './sql.js';
-import { planTable, type ExistingTable, type ResultTable } from './tables.js';
+import { carriedColumns, planTables, quote, type ExistingTable, type ResultTable } from './tables.js';
 
 export class DuckSink implements SinkPort {
   readonly concurrentCommit = false;
@@ -38,14 +38,7 @@ export class DuckSink implements SinkPort {
 
   /** As PgSink.ensureTables, in the DuckDB file. */
   async ensureTables(tables: readonly ResultTable[]): Promise<void> {
-    const refusals: string[] = [];
-    const statements: string[] = [];
-    for (const t of tables) {
-      const plan = planTable('duckdb', t, await duckTable(this.state, t.name));
-      if ('refusal' in plan) refusals.push(plan.refusal);
-      else statements.push(...plan.statements);
-    }
-    if (refusals.length > 0) throw new FraudSqlError('TABLE_CHANGE_REFUSED', refusals.join('\n'));
+    const statements = await planTables('duckdb', tables, (name) => duckTable(this.state, name));
     for (const sql of statements) await this.state.run(sql);
     this.tables = new Map(tables.map((t) => [t.name, t]));
   }
@@ -78,15 +71,14 @@ export class DuckSink implements SinkPort {
   /** As PgSink.openResults, from the demo's own tables. */
   async openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns> {
     const t = this.table(q.target);
-    const names = [...q.columns, ...(t.finalizable ? ['is_final'] : []), 'rule_version'];
-    const timestamps = new Set(t.columns.filter((c) => c.duck === 'TIMESTAMP').map((c) => c.name));
-    const select = names.map((c) => (timestamps.has(c) ? `epoch_us(${c})` : c));
+    const carried = carriedColumns(t, q.columns);
+    const select = carried.map((c) => (c.timestamp ? `epoch_us(${quote(c.name)})` : quote(c.name)));
     const watermark = `(SELECT cp.watermark FROM consumer_progress cp WHERE cp.topic = '${this.topic}' AND cp.kafka_partition = source_partition)`;
     const recent = q.finalAfter ? `(${q.finalAfter}) >= ${watermark} - to_microseconds(${Math.floor(horizonUs)}::BIGINT)` : `${watermark} IS NOT NULL`;
     const r = await this.state.query(
       `SELECT ${select.join(', ')} FROM ${q.target} WHERE source_partition IN (${partitions.map(Number).join(', ')}) AND ${recent}`,
     );
-    return { ...r, names };
+    return { ...r, names: carried.map((c) => c.name) };
   }
 
   async commit(input: CommitInput): Promise<void> {

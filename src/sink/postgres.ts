@@ -11,7 +11,7 @@ import type { PartitionProgress } from '../types.js';
 import { formatMicros } from '../time.js';
 import { mapPgError } from './pg-errors.js';
 import { MIGRATIONS } from './schema.js';
-import { planTable, type ExistingTable, type ResultTable } from './tables.js';
+import { carriedColumns, planTables, quote, type ExistingTable, type ResultTable } from './tables.js';
 import type { Columns, CommitInput, ResultQuery, SinkPort } from '../engine/ports.js';
 import {
   ADVANCE_PROGRESS,
@@ -157,14 +157,7 @@ export class PgSink implements SinkPort {
       this.tx(async (c) => {
         await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`fraud-sql-migrate:${schema}`]);
         await c.query(`SET LOCAL search_path = "${schema}"`);
-        const refusals: string[] = [];
-        const statements: string[] = [];
-        for (const t of tables) {
-          const plan = planTable('postgres', t, await existingTable(c, schema, t.name));
-          if ('refusal' in plan) refusals.push(plan.refusal);
-          else statements.push(...plan.statements);
-        }
-        if (refusals.length > 0) throw new FraudSqlError('TABLE_CHANGE_REFUSED', refusals.join('\n'));
+        const statements = await planTables('postgres', tables, (name) => existingTable(c, schema, name));
         for (const sql of statements) {
           this.opts.logger.info(`result tables: ${sql}`);
           await c.query(sql);
@@ -213,9 +206,9 @@ export class PgSink implements SinkPort {
   async openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns> {
     const { consumerGroup, topic } = this.opts;
     const t = this.table(q.target);
-    const names = [...q.columns, ...(t.finalizable ? ['is_final'] : []), 'rule_version'];
-    const timestamps = new Set(t.columns.filter((c) => c.duck === 'TIMESTAMP').map((c) => c.name));
-    const select = names.map((c) => (timestamps.has(c) ? `(extract(epoch FROM "${c}") * 1000000)::bigint::text` : `"${c}"::text`));
+    const carried = carriedColumns(t, q.columns);
+    const names = carried.map((c) => c.name);
+    const select = carried.map((c) => (c.timestamp ? `(extract(epoch FROM ${quote(c.name)}) * 1000000)::bigint::text` : `${quote(c.name)}::text`));
     // With no watermark committed (a new partition, or progress reset by resetProgress),
     // nothing is carried: the rules start from the orders alone.
     const watermark = `(SELECT cp.watermark FROM consumer_progress cp

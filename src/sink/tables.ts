@@ -8,6 +8,7 @@
  * key) is refused with one line that says what to do.
  */
 import type { RuleOutput } from '../engine/ports.js';
+import { FraudSqlError } from '../errors.js';
 
 export type Dialect = 'postgres' | 'duckdb';
 
@@ -165,17 +166,28 @@ export function planTable(d: Dialect, t: ResultTable, existing: ExistingTable | 
 }
 
 /**
- * One description per target. Two rules may write one table only with the same
- * columns and key; otherwise the later one gets a problem.
+ * The statements that bring every table to its description, reading what exists
+ * through `existing`; throws TABLE_CHANGE_REFUSED (one line per refused table)
+ * before anything is changed.
  */
-export function tablesOf(tables: readonly ResultTable[]): { tables: Map<string, ResultTable>; problems: { table: ResultTable; message: string }[] } {
-  const out = new Map<string, ResultTable>();
-  const problems: { table: ResultTable; message: string }[] = [];
+export async function planTables(d: Dialect, tables: readonly ResultTable[], existing: (table: string) => Promise<ExistingTable | null>): Promise<string[]> {
+  const refusals: string[] = [];
+  const statements: string[] = [];
   for (const t of tables) {
-    const other = out.get(t.name);
-    if (other && !sameTable(other, t))
-      problems.push({ table: t, message: `table ${t.name} is also written by rule ${other.rule} with other columns or another key` });
-    else out.set(t.name, t);
+    const plan = planTable(d, t, await existing(t.name));
+    if ('refusal' in plan) refusals.push(plan.refusal);
+    else statements.push(...plan.statements);
   }
-  return { tables: out, problems };
+  if (refusals.length > 0) throw new FraudSqlError('TABLE_CHANGE_REFUSED', refusals.join('\n'));
+  return statements;
+}
+
+/**
+ * The columns of a table that carry a rule's rows over a restart (see
+ * SinkPort.openResults): the rule's, with is_final and rule_version, so that
+ * result_<rule> is restored as the table holds it. `timestamp`: read as epoch µs.
+ */
+export function carriedColumns(t: ResultTable, columns: readonly string[]): { name: string; timestamp: boolean }[] {
+  const timestamps = new Set(t.columns.filter((c) => c.duck === 'TIMESTAMP').map((c) => c.name));
+  return [...columns, ...(t.finalizable ? ['is_final'] : []), 'rule_version'].map((name) => ({ name, timestamp: timestamps.has(name) }));
 }
