@@ -201,6 +201,29 @@ t.test('DuckDB: the same derivation, growth and refusal in a demo file', async (
   await t.rejects(open(), { code: 'TABLE_CHANGE_REFUSED', message: /column "top_price" of the table is no longer in the rule's output/ });
 });
 
+t.test('under a running engine, a destructive edit is rejected and the previous rules keep running; an added column is applied', async (t) => {
+  const dir = rulesDir(t);
+  const state = await DuckState.open(':memory:', { threads: 1 });
+  t.teardown(() => state.close());
+  const rules = await RuleSet.load(state, dir);
+  const sink = await DuckSink.open(state, 'demo', rules.tables());
+  const version = () => rules.prepared().find((p) => p.rule.name === 'card_testing')!.rule.version;
+  const before = version();
+  editRule(dir, (s) => s.replace('AS order_count,\n  count(DISTINCT o.payment_method)  AS method_count', 'AS order_count'));
+  const r = await rules.reload(dir, undefined, (tables) => sink.ensureTables(tables));
+  t.equal(r.ok, false);
+  t.match(r.problems, [{ file: path.join(dir, 'card_testing.sql'), message: /column "method_count" of the table is no longer in the rule's output/ }]);
+  t.equal(r.problems.length, 1);
+  t.equal(version(), before, 'the previous version keeps running');
+
+  editRule(dir, (s) => s.replace('AS order_count', 'AS order_count,\n  count(DISTINCT o.payment_method)  AS method_count,\n  max(o.price) AS top_price'));
+  const r2 = await rules.reload(dir, undefined, (tables) => sink.ensureTables(tables));
+  t.equal(r2.ok, true);
+  t.same(r2.changed, ['card_testing']);
+  const cols = (await state.query(`SELECT column_name FROM duckdb_columns() WHERE table_name = 'card_testing'`)).columns[0] as string[];
+  t.ok(cols.includes('top_price'), 'the added column is in the table');
+});
+
 t.test('a rule added as a SQL file alone runs in rules test and backtest', async (t) => {
   const dir = rulesDir(t);
   const config = loadConfig({ queriesDir: dir }, {});

@@ -68,6 +68,13 @@ t.test('what no table can hold is a problem naming the column', async (t) => {
   ]);
 });
 
+t.test("fraud-sql's own tables are no rule's target", async (t) => {
+  for (const target of ['orders', 'dead_letters', 'consumer_progress', 'popular_products', 'result_card_testing']) {
+    t.match(deriveTable({ ...cardTesting, target }, names, duckTypes), [new RegExp(`target "${target}" is a table of fraud-sql itself`)], target);
+  }
+  t.notOk(Array.isArray(deriveTable({ ...cardTesting, target: 'popular_products_partial' }, names, duckTypes)), "the partial tables are the rules' own");
+});
+
 t.test('CREATE TABLE: managed columns added, key unique, is_final only when rows become final', async (t) => {
   const table = deriveTable(cardTesting, names, duckTypes) as ResultTable;
   const [pg] = createTableSql('postgres', table);

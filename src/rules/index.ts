@@ -3,7 +3,7 @@ import { FraudSqlError } from '../errors.js';
 import { DuckState } from '../state/duckdb.js';
 import type { Columns, Diagnostic, RulesPort } from '../engine/ports.js';
 import { formatDiagnostic, loadRules, type ParamOverrides } from './loader.js';
-import type { ResultTable } from '../sink/tables.js';
+import { TableChangeRefused, type ResultTable } from '../sink/tables.js';
 import { finalizeMirrors, prepareRules, rebuildMirrors, restoreMirror, runRules, trimMirrors, type PreparedRule } from './runner.js';
 
 /**
@@ -53,7 +53,10 @@ export class RuleSet implements RulesPort {
       try {
         await ensureTables(resultTables(check.prepared));
       } catch (err) {
-        const problems = (err as Error).message.split('\n').map((message) => ({ file: dir, line: 0, column: 0, message }));
+        const problems =
+          err instanceof TableChangeRefused
+            ? err.refusals.map((r) => ({ file: r.file, line: 1, column: 1, message: r.message }))
+            : [{ file: dir, line: 0, column: 0, message: `result tables: ${(err as Error).message}` }];
         return { ok: false, problems, changed: [], added: [], removed: [] };
       }
     }

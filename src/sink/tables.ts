@@ -38,6 +38,10 @@ export const MANAGED_COLUMNS: readonly string[] = ['id', 'is_final', 'rule_versi
 /** Every rule outputs the Kafka partition of its rows: finalizing and restoring go by it. */
 export const PARTITION_COLUMN = 'source_partition';
 
+/** fraud-sql's own tables and views, in PostgreSQL or in the DuckDB state, which no rule may target. */
+const RESERVED =
+  /^(orders|incoming|batch_orders|dead_letters|late_events|consumer_progress|schema_migrations|popular_products|realtime_stats|(result|changed)_.*)$/;
+
 const INTEGER: Omit<TableColumn, 'name'> = { pg: 'integer', duck: 'INTEGER' };
 const BIGINT: Omit<TableColumn, 'name'> = { pg: 'bigint', duck: 'BIGINT' };
 
@@ -77,6 +81,7 @@ export function deriveTable(
     problems.push(`the rule does not output "${PARTITION_COLUMN}" (the Kafka partition of its rows, kafka_partition of the orders)`);
   for (const k of rule.key) if (!names.includes(k)) problems.push(`key column "${k}" is not in the rule's output`);
   for (const g of rule.grows) if (!names.includes(g)) problems.push(`grows column "${g}" is not in the rule's output`);
+  if (RESERVED.test(rule.target)) problems.push(`target "${rule.target}" is a table of fraud-sql itself; name the rule's own table`);
   if (problems.length > 0) return problems;
   return { name: rule.target, rule: rule.name, file: rule.file, columns, key: [...rule.key], finalizable: rule.finalAfter !== null };
 }
@@ -167,19 +172,26 @@ export function planTable(d: Dialect, t: ResultTable, existing: ExistingTable | 
 
 /**
  * The statements that bring every table to its description, reading what exists
- * through `existing`; throws TABLE_CHANGE_REFUSED (one line per refused table)
+ * through `existing`; throws TableChangeRefused (one line per refused table)
  * before anything is changed.
  */
 export async function planTables(d: Dialect, tables: readonly ResultTable[], existing: (table: string) => Promise<ExistingTable | null>): Promise<string[]> {
-  const refusals: string[] = [];
+  const refusals: { file: string; message: string }[] = [];
   const statements: string[] = [];
   for (const t of tables) {
     const plan = planTable(d, t, await existing(t.name));
-    if ('refusal' in plan) refusals.push(plan.refusal);
+    if ('refusal' in plan) refusals.push({ file: t.file, message: plan.refusal });
     else statements.push(...plan.statements);
   }
-  if (refusals.length > 0) throw new FraudSqlError('TABLE_CHANGE_REFUSED', refusals.join('\n'));
+  if (refusals.length > 0) throw new TableChangeRefused(refusals);
   return statements;
+}
+
+/** Destructive changes to result tables, one per table, each naming the rule file that asks for it. */
+export class TableChangeRefused extends FraudSqlError {
+  constructor(readonly refusals: readonly { file: string; message: string }[]) {
+    super('TABLE_CHANGE_REFUSED', refusals.map((r) => r.message).join('\n'));
+  }
 }
 
 /**
