@@ -115,7 +115,9 @@ async function tableExists(state: DuckState, table: string): Promise<boolean> {
  */
 async function seedOwnMirror(state: DuckState, rule: Rule): Promise<string | null> {
   const names = await outputNames(state, stripSemicolon(rule.sql));
-  if (!names) return `a rule that reads its own results (result_${rule.name}) must name every output column (... AS name)`;
+  // SQL that does not parse: the check that follows reports it at its line.
+  if (names === undefined) return null;
+  if (names === null) return `a rule that reads its own results (result_${rule.name}) must name every output column (... AS name)`;
   let types: string[] | null = null;
   for (let round = 0; round < 4; round++) {
     const cols = names.map((n, i) => `${types ? `NULL::${types[i]}` : 'NULL'} AS ${quote(n)}`).join(', ');
@@ -130,10 +132,14 @@ async function seedOwnMirror(state: DuckState, rule: Rule): Promise<string | nul
   return null;
 }
 
-/** The output column names of a SELECT, from DuckDB's parser (no binding), or null when one is unnamed. */
-async function outputNames(state: DuckState, sql: string): Promise<string[] | null> {
+/**
+ * The output column names of a SELECT, from DuckDB's parser (no binding); null when
+ * one is unnamed, undefined when the SQL does not parse.
+ */
+async function outputNames(state: DuckState, sql: string): Promise<string[] | null | undefined> {
   const r = await state.query(`SELECT json_serialize_sql(${sqlString(sql)})`);
   const parsed = JSON.parse(r.columns[0]![0] as string) as { error: boolean; statements?: { node: ParsedNode }[] };
+  if (parsed.error) return undefined;
   let node = parsed.statements?.[0]?.node;
   while (node?.type === 'SET_OPERATION_NODE') node = node.left;
   if (!node?.select_list) return null;
