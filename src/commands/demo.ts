@@ -68,7 +68,9 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
         mode: 'demo',
         file: opts.file,
         committedOffset: engine.committedOffsets().get(0)?.toString(),
-        rules: rules.prepared().map((p) => ({ name: p.rule.name, file: p.rule.file, version: p.rule.version, state: 'active' })),
+        rules: rules
+          .prepared()
+          .map((p) => ({ name: p.rule.name, file: p.rule.file, version: p.rule.version, state: 'active', ...metrics.ruleStatus(p.rule.name) })),
       }),
     });
     const statsWindow = rules

@@ -114,7 +114,7 @@ export class Metrics {
     registers: [this.registry],
   });
   /** Per rule, for /status: rows written and when last (ISO time), since the process started. */
-  readonly ruleWrites = new Map<string, { rowsWritten: number; lastWriteAt: string | null }>();
+  private readonly ruleWrites = new Map<string, { rowsWritten: number; lastWriteAt: string | null }>();
   readonly stateOrders = new Gauge({ name: 'fraud_sql_state_orders', help: 'Orders retained in the window state', registers: [this.registry] });
 
   // prom-client's default process metrics include gauges named *_total, which
@@ -144,6 +144,11 @@ export class Metrics {
       this.set((u.user + u.system) / 1e6);
     },
   });
+
+  /** A rule's figures for /status. */
+  ruleStatus(rule: string): { rowsWritten: number; lastWriteAt: string | null } {
+    return { ...(this.ruleWrites.get(rule) ?? { rowsWritten: 0, lastWriteAt: null }) };
+  }
 
   attach(events: EngineEmitter): void {
     events.on('batch:end', (b) => {
