@@ -18,7 +18,9 @@ import { silentLogger, type Logger } from '../src/log.js';
 import { RuleSet } from '../src/rules/index.js';
 import { DuckSink } from '../src/sink/duck.js';
 import { PgSink } from '../src/sink/postgres.js';
-import type { ResultTable } from '../src/sink/tables.js';
+import { createTableSql, deriveTable, type ResultTable } from '../src/sink/tables.js';
+import { finalizeSql, replaceSql, rowsFrom, sqlString, upsertSql, watermarksFrom } from '../src/sink/sql.js';
+import { rowsOf as rowsOfDuck } from '../src/types.js';
 import { DuckState } from '../src/state/duckdb.js';
 import { PG_URL, uniqueName } from './helpers.js';
 
@@ -236,6 +238,77 @@ t.test('a rule added as a SQL file alone runs in rules test and backtest', async
   writeFileSync(input, fx.batches.flatMap((b) => b.map((m) => m.value.toString())).join('\n') + '\n');
   const report = await backtest(config, { input });
   t.equal(report.counts.card_testing, 1, 'backtest counts its row');
+});
+
+t.test('upsert, replace, grows and finalize do the same on PostgreSQL and DuckDB', async (t) => {
+  const { name, pool } = await schema(t);
+  await pool.query(`CREATE SCHEMA ${name}`);
+  const state = await DuckState.open(':memory:', { threads: 1 });
+  t.teardown(() => state.close());
+  const table = deriveTable(
+    { name: 'bursts', file: 'bursts.sql', target: 'bursts', key: ['source_partition', 'ip', 'start_at'], grows: ['n'], finalAfter: 'start_at' },
+    ['source_partition', 'ip', 'start_at', 'n'],
+    ['INTEGER', 'VARCHAR', 'TIMESTAMP', 'BIGINT'],
+  ) as ResultTable;
+  for (const sql of createTableSql('postgres', table)) await pool.query(sql);
+  for (const sql of createTableSql('duckdb', table)) await state.run(sql);
+  const names = table.columns.map((c) => c.name);
+  type Row = [number, string, string, number];
+  const write = async (rows: Row[], version: string, replace: string[] = []) => {
+    const cols = names.map((_, i) => rows.map((r) => r[i]));
+    const pgFrom = rowsFrom('postgres', table.columns);
+    if (replace.length > 0) await pool.query(replaceSql(table, 'bursts', replace, pgFrom), cols);
+    await pool.query(upsertSql(table, 'bursts', names, pgFrom, `$${names.length + 1}::text`, ['n']), [...cols, version]);
+    const values = rows.map((r) => `(${r[0]}, '${r[1]}', TIMESTAMP '${r[2]}', ${r[3]})`).join(', ');
+    await state.run(`CREATE OR REPLACE TEMP TABLE changed_bursts AS SELECT * FROM (VALUES ${values}) AS v(${names.join(', ')})`);
+    const duckFrom = rowsFrom('duckdb', table.columns, 'changed_bursts');
+    if (replace.length > 0) await state.run(replaceSql(table, 'bursts', replace, duckFrom));
+    await state.run(upsertSql(table, 'bursts', names, duckFrom, sqlString(version), ['n']));
+  };
+  const finalize = async (us: number) => {
+    await pool.query(finalizeSql('bursts', 'start_at', watermarksFrom('postgres', new Map([[0, us]]))), [[0], [new Date(us / 1000).toISOString()]]);
+    await state.run(finalizeSql('bursts', 'start_at', watermarksFrom('duckdb', new Map([[0, us]]))));
+  };
+  // updated_at is shown as "touched": changed since the step before, per key.
+  let pgStamp = new Map<string, string>();
+  let duckStamp = new Map<string, string>();
+  const expectBoth = async (step: string, want: string[]) => {
+    const pgRows = (
+      await pool.query(`SELECT ip, ip || start_at::text AS k, n, rule_version, is_final, updated_at::text AS u FROM bursts ORDER BY ip, start_at`)
+    ).rows;
+    const duckRows = rowsOfDuck(
+      await state.query(`SELECT ip, ip || start_at::VARCHAR AS k, n, rule_version, is_final, updated_at::VARCHAR AS u FROM bursts ORDER BY ip, start_at`),
+    );
+    const show = (rows: Record<string, unknown>[], before: Map<string, string>) =>
+      rows.map(
+        (r) => `${r.ip} ${r.n} ${r.rule_version} ${r.is_final ? 'final' : 'open'}${before.has(`${r.k}`) && before.get(`${r.k}`) !== r.u ? ' touched' : ''}`,
+      );
+    t.same(show(pgRows, pgStamp), want, `PostgreSQL: ${step}`);
+    t.same(show(duckRows, duckStamp), want, `DuckDB: ${step}`);
+    pgStamp = new Map(pgRows.map((r) => [`${r.k}`, r.u as string]));
+    duckStamp = new Map(duckRows.map((r) => [`${r.k}`, r.u as string]));
+    await new Promise((r) => setTimeout(r, 5));
+  };
+  await write(
+    [
+      [0, 'a', '2025-12-30 12:00:00', 5],
+      [0, 'b', '2025-12-30 12:00:00', 2],
+    ],
+    'v1',
+  );
+  await expectBoth('inserted', ['a 5 v1 open', 'b 2 v1 open']);
+  await write([[0, 'a', '2025-12-30 12:00:00', 5]], 'v1');
+  await expectBoth('an identical row is not touched', ['a 5 v1 open', 'b 2 v1 open']);
+  await write([[0, 'a', '2025-12-30 12:00:00', 4]], 'v1');
+  await expectBoth('the same version never lowers a grows column', ['a 5 v1 open', 'b 2 v1 open']);
+  await write([[0, 'a', '2025-12-30 12:00:00', 3]], 'v2');
+  await expectBoth('a new version may', ['a 3 v2 open touched', 'b 2 v1 open']);
+  await finalize(Date.parse('2025-12-30T12:00:00Z') * 1000);
+  await expectBoth('final once the watermark passes final_after', ['a 3 v2 final touched', 'b 2 v1 final touched']);
+  await write([[0, 'a', '2025-12-30 12:00:00', 6]], 'v2');
+  await expectBoth('a changed row is open again', ['a 6 v2 open touched', 'b 2 v1 final']);
+  await write([[0, 'a', '2025-12-30 12:01:00', 7]], 'v2', ['source_partition', 'ip']);
+  await expectBoth('replace drops the open rows of the group the result no longer has', ['a 7 v2 open', 'b 2 v1 final']);
 });
 
 /** A rule's rows as text, its columns and is_final, sorted: what both sinks must agree on. */
