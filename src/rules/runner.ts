@@ -28,6 +28,8 @@ function stripSemicolon(sql: string): string {
 export interface PreparedRule {
   rule: Rule;
   columns: string[];
+  /** DuckDB types of the output columns, in the same order. */
+  types: string[];
   /** Whether this rule's results are read, by another rule or itself (kept in result_<name>). */
   mirrored: boolean;
   /** Whether result_<name> was created empty by this preparation (not kept from before). */
@@ -100,7 +102,7 @@ export async function prepareRules(
       await state.run(`CREATE OR REPLACE TABLE ${mirror} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
       await state.run(`CREATE OR REPLACE TEMP TABLE changed_${rule.name} AS SELECT * FROM ${mirror}`);
     }
-    prepared.push({ rule, columns, mirrored, emptyMirror: mirrored && !kept });
+    prepared.push({ rule, columns, types, mirrored, emptyMirror: mirrored && !kept });
   }
   return { prepared, diagnostics };
 }
