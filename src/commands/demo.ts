@@ -96,7 +96,7 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
       .prepared()
       .find((p) => p.rule.name === 'realtime_stats')
       ?.rule.params.get('window');
-    mountDashboard(http, new DuckDashboard(state, statsWindow?.kind === 'duration' ? statsWindow.micros / 1e6 : null));
+    mountDashboard(http, new DuckDashboard(state, rules, statsWindow?.kind === 'duration' ? statsWindow.micros / 1e6 : null));
     const url = await listen(http, config.httpHost, config.httpPort);
     life.defer(() => http.close());
 
