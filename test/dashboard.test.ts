@@ -6,7 +6,7 @@
 import t from 'tap';
 import { runInMemory } from '../src/compose.js';
 import { loadConfig } from '../src/config.js';
-import { DuckDashboard, RULE_ROWS } from '../src/http/dashboard.js';
+import { ResultsDashboard, RULE_ROWS } from '../src/http/dashboard.js';
 
 const QUERIES = new URL('../queries', import.meta.url).pathname;
 const T0 = Date.parse('2025-12-30T12:00:00Z'); // a window boundary
@@ -39,7 +39,7 @@ t.test('partial windows, the range of the totals and every rule after a restart'
   const batches = [...stretch(10, 50), one(high[0]!), ...stretch(50, 100), ...stretch(300, 320), one(high[1]!), ...stretch(320, 400)];
   const { state, rules } = await runInMemory(loadConfig({ queriesDir: QUERIES }, {}), QUERIES, batches);
   t.teardown(() => state.close());
-  const d = await new DuckDashboard(state, rules, 30).snapshot();
+  const d = await new ResultsDashboard({ read: (sql) => state.query(sql) }, rules).snapshot();
 
   t.same(
     d.series.map((s) => [s.start, s.end, s.partial, s.orders]),

@@ -10,7 +10,7 @@ import type { Test } from 'tap';
 import { chromium, type Browser } from 'playwright-core';
 import { runInMemory } from '../src/compose.js';
 import { loadConfig } from '../src/config.js';
-import { DuckDashboard, mountDashboard } from '../src/http/dashboard.js';
+import { mountDashboard, ResultsDashboard } from '../src/http/dashboard.js';
 import { Metrics } from '../src/http/metrics.js';
 import { buildServer, listen } from '../src/http/server.js';
 
@@ -138,7 +138,7 @@ t.test("attacker-chosen order fields show as text in a rule's rows and the panel
   ]);
   t.teardown(() => state.close());
   const http = buildServer(new Metrics(), { ready: async () => ({ ready: true, checks: {} }), status: async () => ({}) });
-  mountDashboard(http, new DuckDashboard(state, rules, 30));
+  mountDashboard(http, new ResultsDashboard({ read: (sql) => state.query(sql) }, rules));
   const url = await listen(http, '127.0.0.1', 0);
   t.teardown(() => http.close());
 

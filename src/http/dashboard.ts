@@ -1,10 +1,11 @@
 /**
  * The built-in dashboard: the same panels as the Grafana dashboard, and every
- * loaded rule's latest rows, read from the result tables. Served by the same
- * Fastify server at `/` with its data at `/api/dashboard`.
+ * loaded rule's latest rows, read from the result tables: the demo's DuckDB file,
+ * or PostgreSQL under `run` (one SQL for both). Served by the same Fastify server
+ * at `/` with its data at `/api/dashboard`.
  */
 import type { FastifyInstance } from 'fastify';
-import type { DuckState } from '../state/duckdb.js';
+import type { Columns } from '../engine/ports.js';
 import type { PreparedRule } from '../rules/runner.js';
 import { recentRowsSql } from '../rules/view.js';
 import { PAGE } from './page.js';
@@ -79,29 +80,44 @@ export function columnKind(duckType: string): ColumnKind {
   return 'text';
 }
 
-/** Reads the demo's DuckDB result tables (sums over partitions, like the PostgreSQL views). */
-export class DuckDashboard implements DashboardSource {
+/**
+ * Where the result tables are read: DuckDB (the demo) or PostgreSQL (`run`).
+ * Times come back as ISO-8601 UTC strings, exact integers as numbers or decimal
+ * strings, and `types` in DuckDB's names.
+ */
+export interface ResultReader {
+  read(sql: string): Promise<Columns>;
+}
+
+/** The realtime_stats rule's window in ms (its `window` parameter); null without that rule. */
+export function statsWindowMs(rules: readonly PreparedRule[]): number | null {
+  const w = rules.find((p) => p.rule.name === 'realtime_stats')?.rule.params.get('window');
+  return w?.kind === 'duration' ? w.micros / 1000 : null;
+}
+
+/** Reads the result tables (sums over partitions, like the PostgreSQL views) in SQL that DuckDB and PostgreSQL both run. */
+export class ResultsDashboard implements DashboardSource {
   constructor(
-    private readonly state: DuckState,
-    /** The loaded rules, asked on every snapshot. */
+    private readonly reader: ResultReader,
+    /** The loaded rules, asked on every snapshot: `run` reloads them. */
     private readonly rules: { prepared(): readonly PreparedRule[] },
-    /** Length of the realtime_stats window (its rule's `window` parameter); null without that rule. */
-    private readonly windowSeconds: number | null,
   ) {}
 
   private async rows(sql: string): Promise<Record<string, unknown>[]> {
-    return rowsOf(await this.state.query(sql));
+    return rowsOf(await this.reader.read(sql));
   }
 
   async snapshot(): Promise<Dashboard> {
-    const windowUs = Math.round((this.windowSeconds ?? 0) * 1e6);
+    const rules = this.rules.prepared();
+    const windowMs = statsWindowMs(rules);
+    const window = `INTERVAL '${Math.round(windowMs ?? 0)} milliseconds'`;
     const [totals] = await this.rows(`WITH w AS (SELECT DISTINCT stat_time FROM realtime_stats_partial)
       SELECT
       (SELECT sum(total_orders) FROM realtime_stats_partial) AS orders,
       (SELECT sum(total_sales) FROM realtime_stats_partial) AS sales,
-      (SELECT min(stat_time) - to_microseconds(${windowUs}::BIGINT) FROM w) AS first_start,
+      (SELECT min(stat_time) - ${window} FROM w) AS first_start,
       (SELECT max(stat_time) FROM w) AS last_end,
-      (SELECT count(*) FROM w WHERE stat_time - to_microseconds(${windowUs}::BIGINT) NOT IN (SELECT stat_time FROM w)) AS stretches,
+      (SELECT count(*) FROM w WHERE stat_time - ${window} NOT IN (SELECT stat_time FROM w)) AS stretches,
       (SELECT count(DISTINCT ip_address) FROM suspicious_ips) AS suspicious,
       (SELECT count(*) FROM high_value_orders) AS high_value,
       (SELECT count(*) FROM dead_letters) AS dead_letters,
@@ -109,7 +125,7 @@ export class DuckDashboard implements DashboardSource {
     const top = await this.rows(`
       WITH latest AS (SELECT max(window_end) AS t FROM popular_products_partial)
       SELECT product_name, sum(order_count) AS orders, sum(total_sales) AS sales
-      FROM popular_products_partial, latest WHERE window_end > latest.t - INTERVAL 5 MINUTE
+      FROM popular_products_partial, latest WHERE window_end > latest.t - INTERVAL '5 minutes'
       GROUP BY product_name ORDER BY orders DESC, product_name LIMIT 5`);
     const sus = await this.rows(`SELECT ip_address, order_count, total_spent, window_start, window_end, is_final
       FROM suspicious_ips ORDER BY window_end DESC LIMIT 20`);
@@ -128,7 +144,7 @@ export class DuckDashboard implements DashboardSource {
         to: isoOrNull(totals!.last_end),
         stretches: num(totals!.stretches),
       },
-      series: this.windowSeconds ? await this.series(windowUs) : [],
+      series: windowMs ? await this.series(windowMs) : [],
       topProducts: top.map((r) => ({ product: String(r.product_name), orders: num(r.orders), sales: num(r.sales) })),
       suspiciousIps: sus.map((r) => ({
         ip: String(r.ip_address),
@@ -146,19 +162,18 @@ export class DuckDashboard implements DashboardSource {
         ip: String(r.ip_address),
         time: String(r.order_time),
       })),
-      rules: await Promise.all(this.rules.prepared().map((p) => this.ruleRows(p))),
+      rules: await Promise.all(rules.map((p) => this.ruleRows(p))),
     };
   }
 
   /** The last 10 minutes of stats windows, read with one window more so that the oldest shown knows its neighbour. */
-  private async series(windowUs: number): Promise<Dashboard['series']> {
+  private async series(windowMs: number): Promise<Dashboard['series']> {
     const rows = await this.rows(`
       WITH latest AS (SELECT max(stat_time) AS t FROM realtime_stats_partial)
       SELECT stat_time, sum(total_orders) AS orders, sum(total_sales) AS sales, sum(suspicious_ip_count) AS suspicious, bool_and(is_final) AS final
       FROM realtime_stats_partial, latest
-      WHERE stat_time > latest.t - INTERVAL 10 MINUTE - to_microseconds(${windowUs}::BIGINT)
+      WHERE stat_time > latest.t - INTERVAL '10 minutes' - INTERVAL '${Math.round(windowMs)} milliseconds'
       GROUP BY stat_time ORDER BY stat_time`);
-    const windowMs = windowUs / 1000;
     const ends = new Set(rows.map((r) => Date.parse(String(r.stat_time))));
     const latest = Math.max(...ends);
     return rows
@@ -183,7 +198,7 @@ export class DuckDashboard implements DashboardSource {
     const { rule } = p;
     const head = { name: rule.name, description: rule.description, severity: rule.severity, target: rule.target, key: rule.key };
     try {
-      const r = await this.state.query(recentRowsSql(p, null, RULE_ROWS));
+      const r = await this.reader.read(recentRowsSql(p, null, RULE_ROWS));
       const columns = r.names.map((name, i) => ({ name, kind: columnKind(r.types[i] ?? '') }));
       const rows = Array.from({ length: r.rowCount }, (_, i) => r.columns.map((c) => c[i] ?? null));
       return { ...head, columns, rows };
