@@ -103,6 +103,58 @@ t.test('the demo page shows non-empty panels within a few seconds', { skip: noCh
   t.ok(existsSync(`${ARTIFACTS}/demo-page.png`), 'screenshot saved as a test artifact');
 });
 
+/** The page over the results of these orders, run through the rules of `dir` by the real engine (one batch per list). */
+async function servePage(t: Test, dir: string, batches: object[][]) {
+  const { state, rules } = await runInMemory(
+    loadConfig({ queriesDir: dir }, {}),
+    dir,
+    batches.map((b) => b.map((o) => ({ partition: 0, value: Buffer.from(JSON.stringify(o)) }))),
+  );
+  t.teardown(() => state.close());
+  const http = buildServer(new Metrics(), { ready: async () => ({ ready: true, checks: {} }), status: async () => ({}) });
+  mountDashboard(http, new ResultsDashboard({ read: (sql) => state.query(sql) }, rules));
+  const url = await listen(http, '127.0.0.1', 0);
+  t.teardown(() => http.close());
+  return { state, url };
+}
+
+t.test('after a restart: the totals name the windows and runs they cover; partial windows stay off the line', { skip: noChromium }, async (t) => {
+  // One order a second over [10 s, 100 s) and, after a restart, over [300 s, 400 s).
+  const T0 = Date.parse('2025-12-30T12:00:00Z');
+  const order = (s: number) => ({
+    order_id: `O${s}`,
+    timestamp: new Date(T0 + s * 1000).toISOString(),
+    user_id: 'USER0001',
+    product_id: 'P008',
+    product_name: 'mouse',
+    price: 10_000,
+    quantity: 1,
+    ip_address: `10.0.${s % 7}.1`,
+  });
+  const run = (from: number, to: number) => Array.from({ length: (to - from) / 10 }, (_, b) => Array.from({ length: 10 }, (_, i) => order(from + b * 10 + i)));
+  const { url } = await servePage(t, QUERIES, [...run(10, 100), ...run(300, 400)]);
+  const page = await (await launch(t)).newPage({ viewport: { width: 1400, height: 1000 }, timezoneId: 'Asia/Seoul' });
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelectorAll('#c-orders circle').length > 0, undefined, { timeout: 10_000 });
+  t.equal(
+    await page.textContent('#t-range'),
+    'Totals cover every order kept in this database: the windows from 2025-12-30 21:00:00 to 2025-12-30 21:07:00 (event time), ' +
+      'in 2 runs with gaps between them (a restart keeps the earlier results)',
+    'in the local time of the viewer (Asia/Seoul), with the date as it is not today',
+  );
+  t.same(
+    await page.locator('#c-orders circle').evaluateAll((cs) => cs.map((c) => c.getAttribute('class'))),
+    ['partial', 'complete', 'complete', 'partial', 'partial', 'complete', 'complete', 'partial'],
+    "each run's first and last window are partial",
+  );
+  t.match(
+    await page.getAttribute('#c-orders path', 'd'),
+    /^M[\d. ]+L[\d. ]+M[\d. ]+L[\d. ]+$/,
+    'the line joins the complete windows of each run, not across the gap',
+  );
+  t.match((await page.locator('#c-orders text.tick').allTextContents()).join(', '), /^2025-12-30 21:00:00, 2025-12-30 21:01:00, /, 'x labels at window starts');
+});
+
 /** What an attacker may put in order fields, and how the page must show it: as text, control characters as visible escapes. */
 const HOSTILE: [sent: string, shown: string][] = [
   ['<script>window.__pwned = 1</script>', '<script>window.__pwned = 1</script>'],
@@ -133,14 +185,7 @@ t.test("attacker-chosen order fields show as text in a rule's rows and the panel
     ip_address: '10.9.9.9',
     payment_method: text,
   }));
-  const { state, rules } = await runInMemory(loadConfig({ queriesDir: dir }, {}), dir, [
-    orders.map((o) => ({ partition: 0, value: Buffer.from(JSON.stringify(o)) })),
-  ]);
-  t.teardown(() => state.close());
-  const http = buildServer(new Metrics(), { ready: async () => ({ ready: true, checks: {} }), status: async () => ({}) });
-  mountDashboard(http, new ResultsDashboard({ read: (sql) => state.query(sql) }, rules));
-  const url = await listen(http, '127.0.0.1', 0);
-  t.teardown(() => http.close());
+  const { state, url } = await servePage(t, dir, [orders]);
 
   const page = await (await launch(t)).newPage({ viewport: { width: 1400, height: 1000 } });
   const dialogs: string[] = [];

@@ -162,7 +162,10 @@ function rules(list) {
 }
 async function refresh() {
   try {
-    const d = await (await fetch('/api/dashboard')).json();
+    const res = await fetch('/api/dashboard');
+    // A failed read (PostgreSQL down under run) is one line, not a script error.
+    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).message || res.statusText);
+    const d = await res.json();
     document.getElementById('updated').textContent = 'updated ' + when(d.generatedAt) + ' · refreshes every 2 s · times are local (' + zone() + ')';
     document.getElementById('t-orders').textContent = fmt(d.totals.orders);
     document.getElementById('t-sales').textContent = fmt(d.totals.sales);
@@ -185,7 +188,7 @@ async function refresh() {
       '<tr><td>' + esc(when(o.time)) + '</td><td>' + esc(o.orderId) + '</td><td>' + esc(o.product) + '</td><td class="n">' + fmt(o.quantity) + '</td><td class="n">' + fmt(o.total) + '</td><td>' + esc(o.ip) + '</td></tr>'));
     rules(d.rules);
   } catch (e) {
-    document.getElementById('updated').textContent = 'cannot reach fraud-sql: ' + e.message;
+    document.getElementById('updated').textContent = 'cannot read the results: ' + e.message;
   }
 }
 refresh();
