@@ -7,6 +7,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { describe as describeError, FraudSqlError } from './errors.js';
 import { backtestCommand } from './commands/backtest.js';
+import { dashboardCommand } from './commands/dashboard.js';
 import { demoCommand } from './commands/demo.js';
 import { generateCommand } from './commands/generate.js';
 import { migrateCommand } from './commands/migrate.js';
@@ -23,6 +24,7 @@ async function main(): Promise<void> {
     .command(generateCommand)
     .command(backtestCommand)
     .command(rulesCommand)
+    .command(dashboardCommand)
     .demandCommand(1, 'name a command; see --help')
     .strict()
     .env(false)

@@ -1,11 +1,12 @@
 /**
  * Grafana as code and the compose stack, checked without Docker: every dashboard
- * panel's SQL (Grafana macros expanded) runs against real pipeline output and
- * returns rows of the panel's shape; PromQL is checked by promtool; the
+ * panel's SQL (Grafana macros expanded), the panels generated from the rules
+ * included, runs against real pipeline output and returns rows of the panel's
+ * shape; PromQL is checked by promtool; the
  * provisioning, the dashboard and docker-compose.yml are validated.
  */
 import t from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { parse as parseYaml } from 'yaml';
 import Ajv2019 from 'ajv/dist/2019.js';
@@ -167,6 +168,9 @@ t.test('every PostgreSQL panel query returns rows of its shape on real pipeline 
 
   const from = new Date(Date.now() - 15 * 60_000);
   const to = new Date(Date.now() + 60_000);
+  const rulePanels = pgPanels.filter((p: { title: string }) => p.title.startsWith('Rule: '));
+  const ruleFiles = readdirSync(`${root}queries`).filter((f) => f.endsWith('.sql'));
+  t.equal(rulePanels.length, ruleFiles.length, 'the panels generated from the rules are among those run here, one per shipped rule');
   for (const panel of pgPanels) {
     for (const target of panel.targets) {
       const sql = expandMacros(target.rawSql, from, to);

@@ -10,7 +10,7 @@ import type { SinkPort } from '../engine/ports.js';
 import { FraudSqlError } from '../errors.js';
 import { buildServer, listen } from '../http/server.js';
 import { Metrics } from '../http/metrics.js';
-import { DuckDashboard, mountDashboard } from '../http/dashboard.js';
+import { mountDashboard, ResultsDashboard } from '../http/dashboard.js';
 import { createLogger, type Logger } from '../log.js';
 import { RuleSet } from '../rules/index.js';
 import { DuckSink } from '../sink/duck.js';
@@ -73,11 +73,7 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
           .map((p) => ({ name: p.rule.name, file: p.rule.file, version: p.rule.version, state: 'active', ...metrics.ruleStatus(p.rule.name) })),
       }),
     });
-    const statsWindow = rules
-      .prepared()
-      .find((p) => p.rule.name === 'realtime_stats')
-      ?.rule.params.get('window');
-    mountDashboard(http, new DuckDashboard(state, statsWindow?.kind === 'duration' ? statsWindow.micros / 1e6 : null));
+    mountDashboard(http, new ResultsDashboard({ read: (sql) => state.query(sql) }, rules));
     const url = await listen(http, config.httpHost, config.httpPort);
     life.defer(() => http.close());
 

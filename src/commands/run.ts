@@ -12,6 +12,7 @@ import type { Diagnostic } from '../engine/ports.js';
 import { FraudSqlError } from '../errors.js';
 import { Metrics } from '../http/metrics.js';
 import { buildServer, listen } from '../http/server.js';
+import { mountDashboard, ResultsDashboard } from '../http/dashboard.js';
 import { createLogger, type Logger } from '../log.js';
 import { retrying } from '../retry.js';
 import { RuleSet } from '../rules/index.js';
@@ -191,6 +192,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         for (const l of await lagByPartition()) metrics.lag.set({ partition: String(l.partition) }, l.lag);
       },
     });
+    mountDashboard(http, new ResultsDashboard(sink, rules));
     const url = await listen(http, config.httpHost, config.httpPort);
     life.defer(() => http.close());
     logger.info(`metrics and health on ${url}`);

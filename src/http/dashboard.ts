@@ -1,21 +1,70 @@
 /**
- * The built-in dashboard: the same panels as the Grafana dashboard, read from the
- * result tables. Served by the same Fastify server at `/` with its data at
- * `/api/dashboard`.
+ * The built-in dashboard: the same panels as the Grafana dashboard, and every
+ * loaded rule's latest rows, read from the result tables: the demo's DuckDB file,
+ * or PostgreSQL under `run` (one SQL for both). Served by the same Fastify server
+ * at `/` with its data at `/api/dashboard`.
  */
 import type { FastifyInstance } from 'fastify';
-import type { DuckState } from '../state/duckdb.js';
+import type { Columns } from '../engine/ports.js';
+import type { PreparedRule } from '../rules/runner.js';
+import { recentRowsSql } from '../rules/view.js';
 import { PAGE } from './page.js';
 import { rowsOf } from '../types.js';
 
+/** Rows shown per rule: enough to see what it finds, few enough to poll every 2 s. */
+export const RULE_ROWS = 20;
+
+export type ColumnKind = 'time' | 'number' | 'text';
+
+/** One loaded rule and its latest rows, newest first. */
+export interface RuleRows {
+  name: string;
+  description: string;
+  severity: string;
+  target: string;
+  key: string[];
+  columns: { name: string; kind: ColumnKind }[];
+  /** Row-major; times as ISO-8601 UTC strings, integers past 2^53 as decimal strings. */
+  rows: unknown[][];
+  /** Why the rows could not be read, instead of failing the whole page. */
+  error?: string;
+}
+
+/** Times are ISO-8601 UTC strings throughout; the page formats them one way. */
 export interface Dashboard {
   generatedAt: string;
-  totals: { orders: number; sales: number; suspiciousIps: number; highValue: number; deadLetters: number; lateEvents: number };
-  /** Per stats window (30 s by default), oldest first: stat_time, orders, orders/s, sales, average order value, active suspicious IPs. */
-  series: { time: string; orders: number; ordersPerSecond: number; sales: number; avgOrderValue: number; suspiciousIps: number }[];
+  totals: {
+    orders: number;
+    sales: number;
+    suspiciousIps: number;
+    highValue: number;
+    deadLetters: number;
+    lateEvents: number;
+    /** Event-time range the order and sales totals cover: the first stats window's start to the last one's end (null before any). */
+    from: string | null;
+    to: string | null;
+    /** Stretches of consecutive windows: more than one after a restart (or a pause in traffic). */
+    stretches: number;
+  };
+  /**
+   * Per stats window (30 s by default) of the last 10 minutes, oldest first. A window
+   * is partial while open, and when a neighbour is missing: the first window of a
+   * stretch began before its first order, the last one ended with the run.
+   */
+  series: {
+    start: string;
+    end: string;
+    orders: number;
+    ordersPerSecond: number;
+    sales: number;
+    avgOrderValue: number;
+    suspiciousIps: number;
+    partial: boolean;
+  }[];
   topProducts: { product: string; orders: number; sales: number }[];
   suspiciousIps: { ip: string; orders: number; spent: number; since: string; until: string; final: boolean }[];
   highValueOrders: { orderId: string; product: string; quantity: number; total: number; ip: string; time: string }[];
+  rules: RuleRows[];
 }
 
 export interface DashboardSource {
@@ -23,37 +72,60 @@ export interface DashboardSource {
 }
 
 const num = (v: unknown) => (v === null || v === undefined ? 0 : Number(v));
+const isoOrNull = (v: unknown) => (v === null || v === undefined ? null : String(v));
 
-/** Reads the demo's DuckDB result tables (sums over partitions, like the PostgreSQL views). */
-export class DuckDashboard implements DashboardSource {
+export function columnKind(duckType: string): ColumnKind {
+  if (/^TIMESTAMP/i.test(duckType)) return 'time';
+  if (/^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|FLOAT|DOUBLE|DECIMAL)/i.test(duckType)) return 'number';
+  return 'text';
+}
+
+/**
+ * Where the result tables are read: DuckDB (the demo) or PostgreSQL (`run`).
+ * Times come back as ISO-8601 UTC strings, exact integers as numbers or decimal
+ * strings, and `types` in DuckDB's names.
+ */
+export interface ResultReader {
+  read(sql: string): Promise<Columns>;
+}
+
+/** The realtime_stats rule's window in ms (its `window` parameter); null without that rule. */
+export function statsWindowMs(rules: readonly PreparedRule[]): number | null {
+  const w = rules.find((p) => p.rule.name === 'realtime_stats')?.rule.params.get('window');
+  return w?.kind === 'duration' ? w.micros / 1000 : null;
+}
+
+/** Reads the result tables (sums over partitions, like the PostgreSQL views) in SQL that DuckDB and PostgreSQL both run. */
+export class ResultsDashboard implements DashboardSource {
   constructor(
-    private readonly state: DuckState,
-    /** Length of the realtime_stats window (its rule's `window` parameter); null without that rule. */
-    private readonly windowSeconds: number | null,
+    private readonly reader: ResultReader,
+    /** The loaded rules, asked on every snapshot: `run` reloads them. */
+    private readonly rules: { prepared(): readonly PreparedRule[] },
   ) {}
 
   private async rows(sql: string): Promise<Record<string, unknown>[]> {
-    return rowsOf(await this.state.query(sql));
+    return rowsOf(await this.reader.read(sql));
   }
 
   async snapshot(): Promise<Dashboard> {
-    const [totals] = await this.rows(`SELECT
+    const rules = this.rules.prepared();
+    const windowMs = statsWindowMs(rules);
+    const window = `INTERVAL '${Math.round(windowMs ?? 0)} milliseconds'`;
+    const [totals] = await this.rows(`WITH w AS (SELECT DISTINCT stat_time FROM realtime_stats_partial)
+      SELECT
       (SELECT sum(total_orders) FROM realtime_stats_partial) AS orders,
       (SELECT sum(total_sales) FROM realtime_stats_partial) AS sales,
+      (SELECT min(stat_time) - ${window} FROM w) AS first_start,
+      (SELECT max(stat_time) FROM w) AS last_end,
+      (SELECT count(*) FROM w WHERE stat_time - ${window} NOT IN (SELECT stat_time FROM w)) AS stretches,
       (SELECT count(DISTINCT ip_address) FROM suspicious_ips) AS suspicious,
       (SELECT count(*) FROM high_value_orders) AS high_value,
       (SELECT count(*) FROM dead_letters) AS dead_letters,
       (SELECT count(*) FROM late_events) AS late_events`);
-    const series = await this.rows(`
-      WITH latest AS (SELECT max(stat_time) AS t FROM realtime_stats_partial)
-      SELECT stat_time, sum(total_orders) AS orders, sum(total_sales) AS sales, sum(suspicious_ip_count) AS suspicious
-      FROM realtime_stats_partial, latest
-      WHERE stat_time > latest.t - INTERVAL 10 MINUTE
-      GROUP BY stat_time ORDER BY stat_time`);
     const top = await this.rows(`
       WITH latest AS (SELECT max(window_end) AS t FROM popular_products_partial)
       SELECT product_name, sum(order_count) AS orders, sum(total_sales) AS sales
-      FROM popular_products_partial, latest WHERE window_end > latest.t - INTERVAL 5 MINUTE
+      FROM popular_products_partial, latest WHERE window_end > latest.t - INTERVAL '5 minutes'
       GROUP BY product_name ORDER BY orders DESC, product_name LIMIT 5`);
     const sus = await this.rows(`SELECT ip_address, order_count, total_spent, window_start, window_end, is_final
       FROM suspicious_ips ORDER BY window_end DESC LIMIT 20`);
@@ -68,15 +140,11 @@ export class DuckDashboard implements DashboardSource {
         highValue: num(totals!.high_value),
         deadLetters: num(totals!.dead_letters),
         lateEvents: num(totals!.late_events),
+        from: isoOrNull(totals!.first_start),
+        to: isoOrNull(totals!.last_end),
+        stretches: num(totals!.stretches),
       },
-      series: series.map((r) => ({
-        time: String(r.stat_time),
-        orders: num(r.orders),
-        ordersPerSecond: this.windowSeconds ? num(r.orders) / this.windowSeconds : 0,
-        sales: num(r.sales),
-        avgOrderValue: num(r.orders) > 0 ? Math.round(num(r.sales) / num(r.orders)) : 0,
-        suspiciousIps: num(r.suspicious),
-      })),
+      series: windowMs ? await this.series(windowMs) : [],
       topProducts: top.map((r) => ({ product: String(r.product_name), orders: num(r.orders), sales: num(r.sales) })),
       suspiciousIps: sus.map((r) => ({
         ip: String(r.ip_address),
@@ -94,7 +162,49 @@ export class DuckDashboard implements DashboardSource {
         ip: String(r.ip_address),
         time: String(r.order_time),
       })),
+      rules: await Promise.all(rules.map((p) => this.ruleRows(p))),
     };
+  }
+
+  /** The last 10 minutes of stats windows, read with one window more so that the oldest shown knows its neighbour. */
+  private async series(windowMs: number): Promise<Dashboard['series']> {
+    const rows = await this.rows(`
+      WITH latest AS (SELECT max(stat_time) AS t FROM realtime_stats_partial)
+      SELECT stat_time, sum(total_orders) AS orders, sum(total_sales) AS sales, sum(suspicious_ip_count) AS suspicious, bool_and(is_final) AS final
+      FROM realtime_stats_partial, latest
+      WHERE stat_time > latest.t - INTERVAL '10 minutes' - INTERVAL '${Math.round(windowMs)} milliseconds'
+      GROUP BY stat_time ORDER BY stat_time`);
+    const ends = new Set(rows.map((r) => Date.parse(String(r.stat_time))));
+    const latest = Math.max(...ends);
+    return rows
+      .map((r) => {
+        const end = Date.parse(String(r.stat_time));
+        const orders = num(r.orders);
+        return {
+          start: new Date(end - windowMs).toISOString(),
+          end: new Date(end).toISOString(),
+          orders,
+          ordersPerSecond: orders / (windowMs / 1000),
+          sales: num(r.sales),
+          avgOrderValue: orders > 0 ? Math.round(num(r.sales) / orders) : 0,
+          suspiciousIps: num(r.suspicious),
+          partial: !r.final || !ends.has(end - windowMs) || !ends.has(end + windowMs),
+        };
+      })
+      .filter((s) => Date.parse(s.end) > latest - 10 * 60_000);
+  }
+
+  private async ruleRows(p: PreparedRule): Promise<RuleRows> {
+    const { rule } = p;
+    const head = { name: rule.name, description: rule.description, severity: rule.severity, target: rule.target, key: rule.key };
+    try {
+      const r = await this.reader.read(recentRowsSql(p, null, RULE_ROWS));
+      const columns = r.names.map((name, i) => ({ name, kind: columnKind(r.types[i] ?? '') }));
+      const rows = Array.from({ length: r.rowCount }, (_, i) => r.columns.map((c) => c[i] ?? null));
+      return { ...head, columns, rows };
+    } catch (err) {
+      return { ...head, columns: p.columns.map((name) => ({ name, kind: 'text' as const })), rows: [], error: (err as Error).message.split('\n')[0]! };
+    }
   }
 }
 

@@ -32,6 +32,8 @@ export interface PreparedRule {
   columns: string[];
   /** The result table its output defines (also the shape of result_<name>). */
   table: ResultTable;
+  /** DuckDB types of the output columns, in the same order. */
+  types: string[];
   /** Whether this rule's results are read, by another rule or itself (kept in result_<name>). */
   mirrored: boolean;
   /** Whether result_<name> was created empty by this preparation (not kept from before). */
@@ -79,7 +81,8 @@ export async function prepareRules(
       continue;
     }
     const columns = desc.columns[0]! as string[];
-    const derived = deriveTable(rule, columns, desc.columns[1]! as string[]);
+    const types = desc.columns[1]! as string[];
+    const derived = deriveTable(rule, columns, types);
     const other = Array.isArray(derived) ? undefined : prepared.find((p) => p.table.name === derived.name && !sameTable(p.table, derived));
     if (Array.isArray(derived) || other) {
       const messages = Array.isArray(derived)
@@ -97,7 +100,7 @@ export async function prepareRules(
       for (const sql of createTableSql('duckdb', derived, mirror, { replace: true })) await state.run(sql);
       await state.run(`CREATE OR REPLACE TEMP TABLE changed_${rule.name} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
     }
-    prepared.push({ rule, columns, table: derived, mirrored, emptyMirror: mirrored && !kept });
+    prepared.push({ rule, columns, table: derived, types, mirrored, emptyMirror: mirrored && !kept });
   }
   return { prepared, diagnostics };
 }

@@ -45,6 +45,19 @@ export interface SinkOptions {
   tables?: readonly ResultTable[];
 }
 
+/** PostgreSQL type oids of result columns, by the DuckDB type name that `read` reports. */
+const PG_TYPE_NAMES: Readonly<Record<number, string>> = {
+  16: 'BOOLEAN',
+  20: 'BIGINT',
+  21: 'SMALLINT',
+  23: 'INTEGER',
+  700: 'FLOAT',
+  701: 'DOUBLE',
+  1700: 'DECIMAL',
+  1114: 'TIMESTAMP',
+  1184: 'TIMESTAMP WITH TIME ZONE',
+};
+
 export class PgSink implements SinkPort {
   readonly concurrentCommit = true;
   /** The result tables the rules write, by name (see ensureTables). */
@@ -318,6 +331,17 @@ export class PgSink implements SinkPort {
         await this.finalizeWith(c, finalizers, watermarks);
       }),
     );
+  }
+
+  /**
+   * A read of the result tables for the built-in page, shaped as DuckDB returns
+   * one: times as ISO-8601 UTC strings, types in DuckDB's names.
+   */
+  async read(sql: string): Promise<Columns> {
+    const r = await this.pool.query({ text: sql, rowMode: 'array' });
+    const types = r.fields.map((f) => PG_TYPE_NAMES[f.dataTypeID] ?? 'VARCHAR');
+    const columns = r.fields.map((_, j) => r.rows.map((row: unknown[]) => (row[j] instanceof Date ? (row[j] as Date).toISOString() : row[j])));
+    return { names: r.fields.map((f) => f.name), types, columns, rowCount: r.rows.length };
   }
 
   /** For readiness: true when a trivial query succeeds within the timeout. */
