@@ -38,6 +38,10 @@ export interface SourceMessage {
   value: Buffer | null;
   /** Broker timestamp (ms): when the order was produced. Used for end-to-end latency. */
   timestampMs: number;
+  /** Read from a repartition topic: where the message was first read (dead letters name it). */
+  origin?: { topic: string; partition: number; offset: bigint };
+  /** Read from a repartition topic: the hop already found this message not to be a valid order, for this reason. */
+  rejected?: string;
 }
 
 export interface DeadLetter {

@@ -247,7 +247,7 @@ export class Engine {
    * PostgreSQL work on the current one.
    */
   private decode(messages: readonly SourceMessage[]): Decoded[] {
-    return messages.map((m) => this.ports.decode(m.value));
+    return messages.map((m) => (m.rejected !== undefined ? { ok: false, reason: m.rejected } : this.ports.decode(m.value)));
   }
 
   /** The DuckDB part of a batch; returns its commit, already chained after the previous one. */
@@ -283,7 +283,9 @@ export class Engine {
       if (isReplay && p.lateOffsets.has(m.offset)) continue;
       const d = decoded[i]!;
       if (!d.ok) {
-        if (!isReplay) deadLetters.push({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value, reason: d.reason });
+        // A repartitioned message is recorded where it was first read, so a redelivery is recorded once.
+        const at = m.origin ?? m;
+        if (!isReplay) deadLetters.push({ topic: at.topic, partition: at.partition, offset: at.offset, key: m.key, value: m.value, reason: d.reason });
         continue;
       }
       const watermark = p.maxEventUs === null ? -Infinity : p.maxEventUs - latenessUs;

@@ -1,0 +1,216 @@
+/**
+ * The repartition hop (see src/plan.ts): consumes the input topic and re-publishes
+ * every message to one repartition topic per order field in use, keyed by the
+ * order's value of that field, so that all orders of one IP (or user) reach the
+ * same partition, whichever partition they came in on. Kafka's default
+ * partitioner (murmur2, as Java producers use) picks the partition, so a topic
+ * keyed by the field with a standard producer is already partitioned the same way.
+ *
+ * Guarantees: a message's input offset is committed to Kafka only after the broker
+ * acknowledged its copies (idempotent producer, acks from all replicas). A crash in
+ * between sends the copies again; the engines drop them as redeliveries (same
+ * order_id and event time), and record a malformed one once (by its input
+ * coordinates, carried in the `fraud-sql-source` header). So the hop is
+ * at-least-once and the results exactly-once.
+ */
+import { Partitioners, type Admin, type Consumer, type EachBatchPayload, type Kafka, type Message, type Producer } from 'kafkajs';
+import { FraudSqlError } from '../errors.js';
+import { sleep } from '../retry.js';
+import {
+  connectRetrying,
+  consumerConfig,
+  DLQ_PAYLOAD_MAX,
+  mapKafkaError,
+  newKafka,
+  ORIGIN_HEADER,
+  originHeader,
+  REASON_HEADER,
+  type KafkaOptions,
+} from './kafka.js';
+
+export interface RepartitionOptions extends Pick<KafkaOptions, 'brokers' | 'security' | 'clientId' | 'sessionTimeoutMs' | 'logger' | 'signal' | 'onRetry'> {
+  /** The input topic, and the group that consumes it here. */
+  topic: string;
+  groupId: string;
+  targets: readonly { key: string; topic: string }[];
+  /** Where malformed messages go (as they are), for the engine that records dead letters; null: dropped here. */
+  deadLetterTopic: string | null;
+  /** The order's value of each target field, or why the message is not a valid order. */
+  route: (value: Buffer | null) => { keys: ReadonlyMap<string, string> } | { reason: string };
+  /** Replication factor of the repartition topics it creates (their partitions: the input's). */
+  replicationFactor: number;
+  /** Create the input topic when missing (`--create-topics`); otherwise wait for it. */
+  createInput?: { partitions: number };
+  /** A testing aid: called at `after-repartition-produce` (see failpoint.ts). */
+  failpoint?: (name: 'after-repartition-produce') => void;
+}
+
+export class Repartitioner {
+  private readonly kafka: Kafka;
+  private readonly consumer: Consumer;
+  private readonly producer: Producer;
+  private readonly admin: Admin;
+  private readonly forwarded = new Map<number, bigint>();
+  private failure: ((err: Error) => void) | null = null;
+  /** Rejects when forwarding stops for good (a crash kafkajs does not restart). */
+  readonly failed: Promise<never>;
+
+  constructor(private readonly opts: RepartitionOptions) {
+    this.kafka = newKafka(opts);
+    this.consumer = this.kafka.consumer(consumerConfig(opts));
+    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+    this.admin = this.kafka.admin();
+    this.failed = new Promise<never>((_, reject) => (this.failure = reject));
+    this.failed.catch(() => {});
+  }
+
+  /**
+   * Connects, creates the repartition topics that are missing (as many partitions as
+   * the input), and starts forwarding. Resolves once forwarding runs.
+   */
+  async start(): Promise<void> {
+    const { logger, signal, topic } = this.opts;
+    await connectRetrying([this.admin, this.producer, this.consumer], this.opts);
+    if (signal?.aborted) return;
+    await this.ensureTopics();
+    if (signal?.aborted) return;
+    this.consumer.on(this.consumer.events.CRASH, (e) => {
+      const err = mapKafkaError(e.payload.error, this.opts.brokers);
+      if (e.payload.restart) logger.warn(`${err.message}; the repartitioning consumer restarts`);
+      else this.failure!(new FraudSqlError('SOURCE_STOPPED', `repartitioning ${topic} stopped: ${err.message}`, { cause: err }));
+    });
+    await this.consumer.subscribe({ topic, fromBeginning: true });
+    await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (p) => this.forward(p) });
+    logger.info(`repartitioning ${topic} to ${this.opts.targets.map((t) => t.topic).join(', ')} as group ${this.opts.groupId}`);
+  }
+
+  private async ensureTopics(): Promise<void> {
+    const { topic, targets, logger, signal, replicationFactor, createInput } = this.opts;
+    if (createInput) {
+      const created = await this.admin
+        .createTopics({ topics: [{ topic, numPartitions: createInput.partitions, replicationFactor }], waitForLeaders: true })
+        .catch((err) => {
+          throw mapKafkaError(err, this.opts.brokers);
+        });
+      if (created) logger.info(`created topic ${topic} (${createInput.partitions} partitions)`);
+    }
+    let waited = false;
+    for (;;) {
+      const meta = await this.admin.fetchTopicMetadata({ topics: [] });
+      const input = meta.topics.find((t) => t.name === topic);
+      if (input) {
+        const partitions = input.partitions.length;
+        const missing = targets.filter((t) => !meta.topics.some((m) => m.name === t.topic));
+        if (missing.length > 0) {
+          await this.admin
+            .createTopics({ topics: missing.map((t) => ({ topic: t.topic, numPartitions: partitions, replicationFactor })), waitForLeaders: true })
+            .catch((err) => {
+              // Another process created it first: fine.
+              if (!/already exists/i.test((err as Error).message)) throw mapKafkaError(err, this.opts.brokers);
+            });
+          logger.info(`created repartition topics ${missing.map((t) => t.topic).join(', ')} (${partitions} partitions, as ${topic})`);
+        }
+        for (const t of meta.topics.filter((m) => targets.some((x) => x.topic === m.name) && m.partitions.length !== partitions)) {
+          logger.warn(
+            `repartition topic ${t.name} has ${t.partitions.length} partitions and ${topic} ${partitions}: keys are spread by the repartition topic's count, results stay exact`,
+          );
+        }
+        return;
+      }
+      if (!waited) logger.warn(`waiting for topic "${topic}" (create it, or start with --create-topics)`);
+      waited = true;
+      await sleep(1_000, signal);
+      if (signal?.aborted) return;
+    }
+  }
+
+  private async forward({ batch, resolveOffset, isStale }: EachBatchPayload): Promise<void> {
+    if (isStale() || batch.messages.length === 0) return;
+    const { targets, deadLetterTopic, route } = this.opts;
+    const out = new Chunks();
+    for (const m of batch.messages) {
+      const origin = originHeader(batch.topic, batch.partition, m.offset);
+      const routed = route(m.value);
+      if ('reason' in routed) {
+        // Judged here already: the verdict travels with at most the part of the
+        // payload a dead letter keeps, so an oversized message fits the hop too.
+        if (deadLetterTopic) {
+          const value = m.value ? m.value.subarray(0, DLQ_PAYLOAD_MAX) : null;
+          out.add(deadLetterTopic, { key: m.key, value, timestamp: m.timestamp, headers: { [ORIGIN_HEADER]: origin, [REASON_HEADER]: routed.reason } });
+        }
+        continue;
+      }
+      // The input's timestamp travels along: latency is measured from when the order was produced.
+      for (const t of targets) out.add(t.topic, { key: routed.keys.get(t.key)!, value: m.value, timestamp: m.timestamp, headers: { [ORIGIN_HEADER]: origin } });
+    }
+    try {
+      for (const topicMessages of out.requests()) await this.producer.sendBatch({ acks: -1, topicMessages });
+      this.opts.failpoint?.('after-repartition-produce');
+      const next = BigInt(batch.lastOffset()) + 1n;
+      await this.consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next.toString() }]);
+      resolveOffset(batch.lastOffset());
+      this.forwarded.set(batch.partition, next);
+    } catch (err) {
+      // Thrown, kafkajs fetches the batch again (nothing was resolved); the copies
+      // already sent are dropped downstream as redeliveries.
+      throw mapKafkaError(err, this.opts.brokers);
+    }
+  }
+
+  /** Per input partition, the next offset not yet forwarded by this process. */
+  forwardedOffsets(): Map<number, bigint> {
+    return new Map(this.forwarded);
+  }
+
+  /** Input lag per partition: end offset minus what the group committed. */
+  async lag(): Promise<{ partition: number; committed: bigint; end: bigint }[]> {
+    const [ends, committed] = await Promise.all([
+      this.admin.fetchTopicOffsets(this.opts.topic),
+      this.admin.fetchOffsets({ groupId: this.opts.groupId, topics: [this.opts.topic] }),
+    ]);
+    const done = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+    return ends.map((e) => {
+      const end = BigInt(e.high);
+      const c = done.get(e.partition) ?? -1n;
+      return { partition: e.partition, committed: c < 0n ? BigInt(e.low) : c, end };
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer.disconnect().catch(() => {});
+    await this.producer.disconnect().catch(() => {});
+    await this.admin.disconnect().catch(() => {});
+  }
+}
+
+/**
+ * A fetch holds up to 4 MB per partition, and the broker refuses a produce request
+ * over its message.max.bytes (1 MB by default): copies go out in requests of
+ * about half that.
+ */
+class Chunks {
+  private static readonly MAX_BYTES = 512 * 1024;
+  private readonly done: { topic: string; messages: Message[] }[][] = [];
+  private current = new Map<string, Message[]>();
+  private bytes = 0;
+
+  add(topic: string, m: Message): void {
+    const size = (m.value ? (m.value as Buffer).length : 0) + 128;
+    if (this.bytes + size > Chunks.MAX_BYTES && this.bytes > 0) this.flush();
+    const list = this.current.get(topic);
+    if (list) list.push(m);
+    else this.current.set(topic, [m]);
+    this.bytes += size;
+  }
+
+  private flush(): void {
+    this.done.push([...this.current].map(([topic, messages]) => ({ topic, messages })));
+    this.current = new Map();
+    this.bytes = 0;
+  }
+
+  requests(): { topic: string; messages: Message[] }[][] {
+    if (this.bytes > 0) this.flush();
+    return this.done;
+  }
+}
