@@ -39,7 +39,7 @@ export interface SourceMessage {
   /** Broker timestamp (ms): when the order was produced. Used for end-to-end latency. */
   timestampMs: number;
   /** Read from a repartition topic: where the message was first read (dead letters name it). */
-  origin?: { topic: string; partition: number; offset: bigint };
+  origin?: { topic: string; partition: number; offset: bigint; /** The input topic's partition count. */ partitions: number };
   /** Read from a repartition topic: the hop already found this message not to be a valid order, for this reason. */
   rejected?: string;
 }

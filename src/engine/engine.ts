@@ -17,7 +17,19 @@ interface PartitionState {
   computedOffset: bigint;
   /** Next offset expected from the source. */
   position: bigint;
-  maxEventUs: number | null;
+  /**
+   * Per input partition the orders came through (through a repartition hop, each
+   * partition here merges all of them; without one, just this partition): the
+   * largest event time seen and when it last sent something. Each is in event-time
+   * order on its own; their merge is not.
+   */
+  origins: Map<number, { maxEventUs: number; lastArrivalMs: number }>;
+  /** How many input partitions feed this one through the hop; 0 without a hop (the origins seen are all). */
+  originCount: number;
+  /** The event-time watermark (see watermarkOf); never moves back. */
+  watermarkUs: number | null;
+  /** Wall time of the assignment: an input partition that never sent counts as idle from then. */
+  assignedAtMs: number;
   /** Wall time of the last message that was not a replay. */
   lastArrivalMs: number;
   /** Replayed offsets that were late the first time: skipped again. */
@@ -109,7 +121,10 @@ export class Engine {
             nextOffset: pr.nextOffset,
             computedOffset: pr.nextOffset,
             position: from,
-            maxEventUs: null,
+            origins: new Map(),
+            originCount: 0,
+            watermarkUs: null,
+            assignedAtMs: this.opts.now(),
             lastArrivalMs: this.opts.now(),
             lateOffsets: pr.lateOffsets,
           });
@@ -252,10 +267,9 @@ export class Engine {
 
   /** The DuckDB part of a batch; returns its commit, already chained after the previous one. */
   private async compute(messages: readonly SourceMessage[], decoded: readonly Decoded[]): Promise<(() => Promise<BatchStats>) | null> {
-    const { now, latenessMs } = this.opts;
+    const { now } = this.opts;
     const fail = this.opts.failpoint ?? (() => {});
     fail('after-fetch');
-    const latenessUs = latenessMs * 1000;
     const t0 = performance.now();
     const fresh: IngestRow[] = [];
     const replay: IngestRow[] = [];
@@ -288,12 +302,19 @@ export class Engine {
         if (!isReplay) deadLetters.push({ topic: at.topic, partition: at.partition, offset: at.offset, key: m.key, value: m.value, reason: d.reason });
         continue;
       }
-      const watermark = p.maxEventUs === null ? -Infinity : p.maxEventUs - latenessUs;
+      const watermark = this.watermarkOf(p, arrival) ?? -Infinity;
       if (d.order.eventUs < watermark) {
         if (!isReplay) late.push({ topic: m.topic, partition: m.partition, offset: m.offset, order: d.order, watermarkUs: watermark });
         continue;
       }
-      if (p.maxEventUs === null || d.order.eventUs > p.maxEventUs) p.maxEventUs = d.order.eventUs;
+      const originId = m.origin?.partition ?? -1;
+      if (m.origin) p.originCount = m.origin.partitions;
+      const origin = p.origins.get(originId);
+      if (!origin) p.origins.set(originId, { maxEventUs: d.order.eventUs, lastArrivalMs: arrival });
+      else {
+        if (d.order.eventUs > origin.maxEventUs) origin.maxEventUs = d.order.eventUs;
+        origin.lastArrivalMs = arrival;
+      }
       (isReplay ? replay : fresh).push({ order: d.order, partition: m.partition, offset: m.offset });
     }
     const t1 = performance.now();
@@ -424,17 +445,49 @@ export class Engine {
 
   private eventWatermarks(): Map<number, number> {
     const out = new Map<number, number>();
-    for (const [p, s] of this.partitions) if (s.maxEventUs !== null) out.set(p, s.maxEventUs - this.opts.latenessMs * 1000);
+    const now = this.opts.now();
+    for (const [p, s] of this.partitions) {
+      const wm = this.watermarkOf(s, now);
+      if (wm !== null) out.set(p, wm);
+    }
     return out;
+  }
+
+  /**
+   * A partition's event-time watermark: the smallest, over the input partitions
+   * feeding it, of their largest event time minus the allowed lateness. Through a
+   * hop one input partition may be read far ahead of another (a backlog): the
+   * slowest holds the watermark back, as each one alone would. An input partition
+   * silent for the idle timeout does not hold it back, and one that has not sent
+   * yet holds it where it is. Without a hop: the partition's own largest event
+   * time minus the lateness.
+   */
+  private watermarkOf(s: PartitionState, now: number): number | null {
+    const latenessUs = this.opts.latenessMs * 1000;
+    let low = Infinity;
+    let high = -Infinity;
+    const ids = s.originCount > 0 ? Array.from({ length: s.originCount }, (_, i) => i) : [...s.origins.keys()];
+    for (const id of ids) {
+      const o = s.origins.get(id);
+      if (o) high = Math.max(high, o.maxEventUs - latenessUs);
+      const idle = s.originCount > 0 && now - (o?.lastArrivalMs ?? s.assignedAtMs) > this.opts.idleTimeoutMs;
+      if (idle) continue;
+      if (!o) return s.watermarkUs;
+      low = Math.min(low, o.maxEventUs - latenessUs);
+    }
+    const wm = low !== Infinity ? low : high !== -Infinity ? high : null;
+    if (wm !== null && (s.watermarkUs === null || wm > s.watermarkUs)) s.watermarkUs = wm;
+    return s.watermarkUs;
   }
 
   effectiveWatermarks(): Map<number, number> {
     const out = new Map<number, number>();
     const now = this.opts.now();
     for (const [p, s] of this.partitions) {
-      if (s.maxEventUs === null) continue;
+      const wm = this.watermarkOf(s, now);
+      if (wm === null) continue;
       const idleMs = now - s.lastArrivalMs - this.opts.idleTimeoutMs;
-      out.set(p, s.maxEventUs - this.opts.latenessMs * 1000 + Math.max(0, idleMs) * 1000);
+      out.set(p, wm + Math.max(0, idleMs) * 1000);
     }
     return out;
   }

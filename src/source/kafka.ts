@@ -76,7 +76,9 @@ export const ORIGIN_HEADER = 'fraud-sql-source';
 /** On a repartition topic: why the hop found the message not to be a valid order. */
 export const REASON_HEADER = 'fraud-sql-reason';
 
-export const originHeader = (topic: string, partition: number, offset: bigint | string) => `${topic}/${partition}/${offset}`;
+/** `topic/partition/offset`, and on a repartition topic `/partitions` (of the input topic) after it. */
+export const originHeader = (topic: string, partition: number, offset: bigint | string, partitions?: number) =>
+  `${topic}/${partition}/${offset}${partitions === undefined ? '' : `/${partitions}`}`;
 
 /** What the hop wrote beside a message: where it was first read, and a dead letter's reason. */
 function repartitioned(headers: IHeaders | undefined): Pick<SourceMessage, 'origin' | 'rejected'> {
@@ -84,9 +86,12 @@ function repartitioned(headers: IHeaders | undefined): Pick<SourceMessage, 'orig
     const h = headers?.[name];
     return h === undefined ? undefined : String(Array.isArray(h) ? h[0] : h);
   };
-  const m = /^(.+)\/(\d+)\/(\d+)$/.exec(text(ORIGIN_HEADER) ?? '');
+  const m = /^(.+)\/(\d+)\/(\d+)\/(\d+)$/.exec(text(ORIGIN_HEADER) ?? '');
   const reason = text(REASON_HEADER);
-  return { ...(m ? { origin: { topic: m[1]!, partition: Number(m[2]), offset: BigInt(m[3]!) } } : {}), ...(reason !== undefined ? { rejected: reason } : {}) };
+  return {
+    ...(m ? { origin: { topic: m[1]!, partition: Number(m[2]), offset: BigInt(m[3]!), partitions: Number(m[4]) } } : {}),
+    ...(reason !== undefined ? { rejected: reason } : {}),
+  };
 }
 
 /** kafkajs log entries to one readable line each; its connection chatter is debug. */

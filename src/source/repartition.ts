@@ -52,6 +52,8 @@ export class Repartitioner {
   private readonly admin: Admin;
   private readonly forwarded = new Map<number, bigint>();
   private failure: ((err: Error) => void) | null = null;
+  /** Told to the engines with every copy: how many input partitions feed each repartitioned one. */
+  private inputPartitions = 0;
   /** Rejects when forwarding stops for good (a crash kafkajs does not restart). */
   readonly failed: Promise<never>;
 
@@ -79,6 +81,13 @@ export class Repartitioner {
       if (e.payload.restart) logger.warn(`${err.message}; the repartitioning consumer restarts`);
       else this.failure!(new FraudSqlError('SOURCE_STOPPED', `repartitioning ${topic} stopped: ${err.message}`, { cause: err }));
     });
+    // Partitions added to the input later feed the engines too.
+    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+      this.admin
+        .fetchTopicMetadata({ topics: [topic] })
+        .then((m) => (this.inputPartitions = Math.max(this.inputPartitions, m.topics[0]?.partitions.length ?? 0)))
+        .catch(() => {});
+    });
     await this.consumer.subscribe({ topic, fromBeginning: true });
     await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (p) => this.forward(p) });
     logger.info(`repartitioning ${topic} to ${this.opts.targets.map((t) => t.topic).join(', ')} as group ${this.opts.groupId}`);
@@ -100,6 +109,7 @@ export class Repartitioner {
       const input = meta.topics.find((t) => t.name === topic);
       if (input) {
         const partitions = input.partitions.length;
+        this.inputPartitions = partitions;
         const missing = targets.filter((t) => !meta.topics.some((m) => m.name === t.topic));
         if (missing.length > 0) {
           await this.admin
@@ -129,7 +139,7 @@ export class Repartitioner {
     const { targets, deadLetterTopic, route } = this.opts;
     const out = new Chunks();
     for (const m of batch.messages) {
-      const origin = originHeader(batch.topic, batch.partition, m.offset);
+      const origin = originHeader(batch.topic, batch.partition, m.offset, this.inputPartitions);
       const routed = route(m.value);
       if ('reason' in routed) {
         // Judged here already: the verdict travels with at most the part of the
