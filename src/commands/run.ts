@@ -187,7 +187,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
           createInput: config.createTopics ? { partitions: config.topicPartitions } : undefined,
           route: (value) => {
             const d = decodeOrder(value, decodeOptions);
-            return d.ok ? { keys: new Map(hop.targets.map((t) => [t.key, orderFieldValue(d.order, t.key)])) } : { reason: d.reason };
+            return d.ok ? { eventUs: d.order.eventUs, keys: new Map(hop.targets.map((t) => [t.key, orderFieldValue(d.order, t.key)])) } : { reason: d.reason };
           },
           failpoint: fail,
         })

@@ -262,7 +262,7 @@ export class Engine {
    * PostgreSQL work on the current one.
    */
   private decode(messages: readonly SourceMessage[]): Decoded[] {
-    return messages.map((m) => (m.rejected !== undefined ? { ok: false, reason: m.rejected } : this.ports.decode(m.value)));
+    return messages.map((m) => (m.rejected ? { ok: false, reason: m.rejected.reason } : m.mark !== undefined ? MARK : this.ports.decode(m.value)));
   }
 
   /** The DuckDB part of a batch; returns its commit, already chained after the previous one. */
@@ -277,6 +277,7 @@ export class Engine {
     const late: LateEvent[] = [];
     const advanced = new Map<number, { expected: bigint; next: bigint }>();
     const sentAt: number[] = [];
+    let marks = 0;
     const arrival = now();
 
     for (let i = 0; i < messages.length; i++) {
@@ -292,14 +293,30 @@ export class Engine {
         if (a) a.next = m.offset + 1n;
         else advanced.set(m.partition, { expected: p.computedOffset, next: m.offset + 1n });
         p.lastArrivalMs = arrival;
-        sentAt.push(m.timestampMs);
       }
+      if (m.mark !== undefined) {
+        // How far its input partition has got: no order, but the watermark may move.
+        marks++;
+        if (m.origin) noteOrigin(p, m.origin, m.mark, arrival);
+        continue;
+      }
+      if (!isReplay) sentAt.push(m.timestampMs);
       if (isReplay && p.lateOffsets.has(m.offset)) continue;
       const d = decoded[i]!;
       if (!d.ok) {
         // A repartitioned message is recorded where it was first read, so a redelivery is recorded once.
         const at = m.origin ?? m;
-        if (!isReplay) deadLetters.push({ topic: at.topic, partition: at.partition, offset: at.offset, key: m.key, value: m.value, reason: d.reason });
+        if (!isReplay) {
+          deadLetters.push({
+            topic: at.topic,
+            partition: at.partition,
+            offset: at.offset,
+            key: m.key,
+            value: m.value,
+            reason: d.reason,
+            bytes: m.rejected?.bytes,
+          });
+        }
         continue;
       }
       const watermark = this.watermarkOf(p, arrival) ?? -Infinity;
@@ -307,14 +324,7 @@ export class Engine {
         if (!isReplay) late.push({ topic: m.topic, partition: m.partition, offset: m.offset, order: d.order, watermarkUs: watermark });
         continue;
       }
-      const originId = m.origin?.partition ?? -1;
-      if (m.origin) p.originCount = m.origin.partitions;
-      const origin = p.origins.get(originId);
-      if (!origin) p.origins.set(originId, { maxEventUs: d.order.eventUs, lastArrivalMs: arrival });
-      else {
-        if (d.order.eventUs > origin.maxEventUs) origin.maxEventUs = d.order.eventUs;
-        origin.lastArrivalMs = arrival;
-      }
+      noteOrigin(p, m.origin ?? null, d.order.eventUs, arrival);
       (isReplay ? replay : fresh).push({ order: d.order, partition: m.partition, offset: m.offset });
     }
     const t1 = performance.now();
@@ -398,7 +408,7 @@ export class Engine {
       const committedAt = now();
       const stats: BatchStats = {
         batchId,
-        messages: messages.length,
+        messages: messages.length - marks,
         orders: ingested.inserted,
         replayed: replay.length,
         duplicates: ingested.duplicates,
@@ -517,6 +527,21 @@ export class Engine {
       .prepared()
       .filter((r) => r.rule.finalAfter !== null)
       .map((r) => ({ target: r.rule.target, finalAfter: r.rule.finalAfter! }));
+  }
+}
+
+/** A watermark mark is not decoded: it carries no order. */
+const MARK: Decoded = { ok: false, reason: 'watermark mark' };
+
+/** An order (or a mark) from an input partition: how far that partition has got in event time. */
+function noteOrigin(p: PartitionState, from: SourceMessage['origin'] | null, eventUs: number, arrival: number): void {
+  const id = from?.partition ?? -1;
+  if (from) p.originCount = from.partitions;
+  const origin = p.origins.get(id);
+  if (!origin) p.origins.set(id, { maxEventUs: eventUs, lastArrivalMs: arrival });
+  else {
+    if (eventUs > origin.maxEventUs) origin.maxEventUs = eventUs;
+    origin.lastArrivalMs = arrival;
   }
 }
 

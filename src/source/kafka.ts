@@ -73,15 +73,18 @@ export const DLQ_PAYLOAD_MAX = 262_144;
 /** Where a message was first read: `topic/partition/offset`, on the dead-letter topic and on repartition topics. */
 export const ORIGIN_HEADER = 'fraud-sql-source';
 
-/** On a repartition topic: why the hop found the message not to be a valid order. */
+/** On a repartition topic: why the hop found the message not to be a valid order, and its size. */
 export const REASON_HEADER = 'fraud-sql-reason';
+export const BYTES_HEADER = 'fraud-sql-bytes';
+/** On a repartition topic: a watermark mark (no order), the event time (µs) its input partition has reached. */
+export const MARK_HEADER = 'fraud-sql-watermark';
 
 /** `topic/partition/offset`, and on a repartition topic `/partitions` (of the input topic) after it. */
 export const originHeader = (topic: string, partition: number, offset: bigint | string, partitions?: number) =>
   `${topic}/${partition}/${offset}${partitions === undefined ? '' : `/${partitions}`}`;
 
 /** What the hop wrote beside a message: where it was first read, and a dead letter's reason. */
-function repartitioned(headers: IHeaders | undefined): Pick<SourceMessage, 'origin' | 'rejected'> {
+function repartitioned(headers: IHeaders | undefined): Pick<SourceMessage, 'origin' | 'rejected' | 'mark'> {
   const text = (name: string) => {
     const h = headers?.[name];
     return h === undefined ? undefined : String(Array.isArray(h) ? h[0] : h);
@@ -90,7 +93,8 @@ function repartitioned(headers: IHeaders | undefined): Pick<SourceMessage, 'orig
   const reason = text(REASON_HEADER);
   return {
     ...(m ? { origin: { topic: m[1]!, partition: Number(m[2]), offset: BigInt(m[3]!), partitions: Number(m[4]) } } : {}),
-    ...(reason !== undefined ? { rejected: reason } : {}),
+    ...(reason !== undefined ? { rejected: { reason, bytes: Number(text(BYTES_HEADER) ?? 0) } } : {}),
+    ...(text(MARK_HEADER) !== undefined ? { mark: Number(text(MARK_HEADER)) } : {}),
   };
 }
 
@@ -385,7 +389,7 @@ export class KafkaSource implements SourcePort {
           headers: {
             [REASON_HEADER]: d.reason,
             [ORIGIN_HEADER]: originHeader(d.topic, d.partition, d.offset),
-            'fraud-sql-bytes': String(d.value?.length ?? 0),
+            [BYTES_HEADER]: String(d.bytes ?? d.value?.length ?? 0),
           },
         })),
       });

@@ -19,9 +19,11 @@ import { sleep } from '../retry.js';
 import {
   connectRetrying,
   consumerConfig,
+  BYTES_HEADER,
   DLQ_PAYLOAD_MAX,
   mapKafkaError,
   newKafka,
+  MARK_HEADER,
   ORIGIN_HEADER,
   originHeader,
   REASON_HEADER,
@@ -35,8 +37,8 @@ export interface RepartitionOptions extends Pick<KafkaOptions, 'brokers' | 'secu
   targets: readonly { key: string; topic: string }[];
   /** Where malformed messages go (as they are), for the engine that records dead letters; null: dropped here. */
   deadLetterTopic: string | null;
-  /** The order's value of each target field, or why the message is not a valid order. */
-  route: (value: Buffer | null) => { keys: ReadonlyMap<string, string> } | { reason: string };
+  /** The order's event time (µs) and value of each target field, or why the message is not a valid order. */
+  route: (value: Buffer | null) => { eventUs: number; keys: ReadonlyMap<string, string> } | { reason: string };
   /** Replication factor of the repartition topics it creates (their partitions: the input's). */
   replicationFactor: number;
   /** Create the input topic when missing (`--create-topics`); otherwise wait for it. */
@@ -54,6 +56,10 @@ export class Repartitioner {
   private failure: ((err: Error) => void) | null = null;
   /** Told to the engines with every copy: how many input partitions feed each repartitioned one. */
   private inputPartitions = 0;
+  /** Partitions of each repartition topic: every one gets the watermark marks. */
+  private readonly targetPartitions = new Map<string, number>();
+  /** Per input partition, the largest event time forwarded. */
+  private readonly reached = new Map<number, number>();
   /** Rejects when forwarding stops for good (a crash kafkajs does not restart). */
   readonly failed: Promise<never>;
 
@@ -120,6 +126,7 @@ export class Repartitioner {
             });
           logger.info(`created repartition topics ${missing.map((t) => t.topic).join(', ')} (${partitions} partitions, as ${topic})`);
         }
+        for (const t of targets) this.targetPartitions.set(t.topic, meta.topics.find((m) => m.name === t.topic)?.partitions.length ?? partitions);
         for (const t of meta.topics.filter((m) => targets.some((x) => x.topic === m.name) && m.partitions.length !== partitions)) {
           logger.warn(
             `repartition topic ${t.name} has ${t.partitions.length} partitions and ${topic} ${partitions}: keys are spread by the repartition topic's count, results stay exact`,
@@ -138,6 +145,7 @@ export class Repartitioner {
     if (isStale() || batch.messages.length === 0) return;
     const { targets, deadLetterTopic, route } = this.opts;
     const out = new Chunks();
+    let reached = this.reached.get(batch.partition) ?? -Infinity;
     for (const m of batch.messages) {
       const origin = originHeader(batch.topic, batch.partition, m.offset, this.inputPartitions);
       const routed = route(m.value);
@@ -146,12 +154,27 @@ export class Repartitioner {
         // payload a dead letter keeps, so an oversized message fits the hop too.
         if (deadLetterTopic) {
           const value = m.value ? m.value.subarray(0, DLQ_PAYLOAD_MAX) : null;
-          out.add(deadLetterTopic, { key: m.key, value, timestamp: m.timestamp, headers: { [ORIGIN_HEADER]: origin, [REASON_HEADER]: routed.reason } });
+          out.add(deadLetterTopic, {
+            key: m.key,
+            value,
+            timestamp: m.timestamp,
+            headers: { [ORIGIN_HEADER]: origin, [REASON_HEADER]: routed.reason, [BYTES_HEADER]: String(m.value?.length ?? 0) },
+          });
         }
         continue;
       }
+      if (routed.eventUs > reached) reached = routed.eventUs;
       // The input's timestamp travels along: latency is measured from when the order was produced.
       for (const t of targets) out.add(t.topic, { key: routed.keys.get(t.key)!, value: m.value, timestamp: m.timestamp, headers: { [ORIGIN_HEADER]: origin } });
+    }
+    if (reached !== -Infinity) {
+      // Every repartitioned partition hears how far this input partition has got, also
+      // those none of its keys went to: each takes the slowest input partition as its
+      // watermark, which would otherwise wait for this one until the idle timeout.
+      this.reached.set(batch.partition, reached);
+      const headers = { [ORIGIN_HEADER]: originHeader(batch.topic, batch.partition, batch.lastOffset(), this.inputPartitions), [MARK_HEADER]: String(reached) };
+      for (const t of targets)
+        for (let q = 0; q < (this.targetPartitions.get(t.topic) ?? 0); q++) out.add(t.topic, { partition: q, key: null, value: null, headers });
     }
     try {
       for (const topicMessages of out.requests()) await this.producer.sendBatch({ acks: -1, topicMessages });
