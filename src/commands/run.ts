@@ -43,6 +43,8 @@ export interface RunningApp {
   pipelines: RunningPipeline[];
   /** The repartition hop, when a pipeline reads a repartition topic. */
   repartitioner: Repartitioner | null;
+  /** Per input partition, the next offset done with here: forwarded by the hop, or committed by the engine reading the input. */
+  inputOffsets(): Map<number, bigint>;
   metrics: Metrics;
   sink: PgSink;
   http: FastifyInstance;
@@ -185,6 +187,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
           deadLetterTopic: hop.deadLetterTopic,
           replicationFactor: config.topicReplicationFactor,
           createInput: config.createTopics ? { partitions: config.topicPartitions } : undefined,
+          onOffsetGap: config.onOffsetGap,
+          onGap: (g) => metrics.offsetGaps.inc({ kind: g.kind, policy: g.policy }),
           route: (value) => {
             const d = decodeOrder(value, decodeOptions);
             return d.ok ? { eventUs: d.order.eventUs, keys: new Map(hop.targets.map((t) => [t.key, orderFieldValue(d.order, t.key)])) } : { reason: d.reason };
@@ -223,7 +227,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     let stopped: string | null = null;
     const consumerState = () => {
       if (stopped !== null) return { consuming: false, state: `stopped: ${stopped}` };
-      const waiting = pipelines.map((p) => p.source.healthState()).find((h) => !h.consuming);
+      const sources = [...(repartitioner ? [repartitioner] : []), ...pipelines.map((p) => p.source)];
+      const waiting = sources.map((s) => s.healthState()).find((h) => !h.consuming);
       return waiting ?? { consuming: true, state: 'consuming' };
     };
     const lagByPartition = async () => {
@@ -307,7 +312,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
 
     // Until the process exits, the probes say why consumption ended.
     done.catch((err: Error) => (stopped = err.message));
-    return { engine: first.engine, pipelines, repartitioner, metrics, sink: first.sink, http, url, done, stop: life.stopper(done) };
+    const inputOffsets = () => (repartitioner ? repartitioner.forwardedOffsets() : first.engine.committedOffsets());
+    return { engine: first.engine, pipelines, repartitioner, inputOffsets, metrics, sink: first.sink, http, url, done, stop: life.stopper(done) };
   } catch (err) {
     await life.release();
     throw err;

@@ -6,9 +6,9 @@
  * one at a time.
  */
 import type { DeadLetter, LateEvent, RuleResult, SourceMessage } from '../types.js';
-import { FraudSqlError } from '../errors.js';
 import type { CommitInput, Decoded, EngineOptions, EnginePorts, IngestRow, LoopOptions, OffsetRange, SourcePort } from './ports.js';
 import { EngineEmitter, type BatchStats } from './events.js';
+import { findGap, gapError, resumeAfterGap } from './gap.js';
 
 interface PartitionState {
   /** First offset whose results are not yet in PostgreSQL. */
@@ -212,21 +212,11 @@ export class Engine {
    * without a gap.
    */
   private async checkGap(partition: number, committed: bigint, range: OffsetRange, whileConsuming = false): Promise<bigint | null> {
-    const kind = range.high !== null && committed > range.high ? 'past-end' : committed < range.low ? 'before-start' : null;
-    if (kind === null) return null;
-    // Found while consuming, the gap stops the process whatever the policy: the
-    // partition's state and results are mid-flight. The restart applies the policy.
-    const policy = whileConsuming ? 'fail' : this.opts.onOffsetGap;
-    this.events.safeEmit('offset:gap', { partition, kind, committed, low: range.low, high: range.high, policy });
-    const where = `partition ${partition}: ${whileConsuming ? 'while consuming, the next offset' : 'committed offset'} ${committed} is ${kind === 'past-end' ? 'past the end' : 'before the start'} of the topic (offsets ${range.low}..${range.high ?? '?'})`;
-    if (policy === 'fail') {
-      const why = kind === 'past-end' ? 'the topic was recreated or its log truncated' : 'retention deleted orders that were never processed';
-      throw new FraudSqlError(
-        'OFFSET_GAP',
-        `${where}: ${why}. Nothing past it was written. Restart with --on-offset-gap earliest (process all the topic holds) or latest (skip to its end)`,
-      );
-    }
-    const resumeAt = policy === 'earliest' ? range.low : (range.high ?? range.low);
+    const gap = findGap(partition, committed, range, this.opts.onOffsetGap, whileConsuming);
+    if (gap === null) return null;
+    this.events.safeEmit('offset:gap', gap);
+    if (gap.policy === 'fail') throw gapError(gap, whileConsuming);
+    const resumeAt = resumeAfterGap(gap);
     await this.ports.sink.resetProgress(partition, resumeAt);
     return resumeAt;
   }

@@ -16,6 +16,8 @@
 import { Partitioners, type Admin, type Consumer, type EachBatchPayload, type Kafka, type Message, type Producer } from 'kafkajs';
 import { FraudSqlError } from '../errors.js';
 import { sleep } from '../retry.js';
+import { findGap, gapError, resumeAfterGap, type OffsetGap } from '../engine/gap.js';
+import type { OffsetGapPolicy } from '../engine/ports.js';
 import {
   connectRetrying,
   consumerConfig,
@@ -28,6 +30,7 @@ import {
   originHeader,
   REASON_HEADER,
   type KafkaOptions,
+  type SourceHealth,
 } from './kafka.js';
 
 export interface RepartitionOptions extends Pick<KafkaOptions, 'brokers' | 'security' | 'clientId' | 'sessionTimeoutMs' | 'logger' | 'signal' | 'onRetry'> {
@@ -43,6 +46,10 @@ export interface RepartitionOptions extends Pick<KafkaOptions, 'brokers' | 'secu
   replicationFactor: number;
   /** Create the input topic when missing (`--create-topics`); otherwise wait for it. */
   createInput?: { partitions: number };
+  /** What to do when the group's committed offset is outside the input topic (see OffsetGapPolicy). */
+  onOffsetGap: OffsetGapPolicy;
+  /** Told of every offset gap (for metrics). */
+  onGap?: (gap: OffsetGap) => void;
   /** A testing aid: called at `after-repartition-produce` (see failpoint.ts). */
   failpoint?: (name: 'after-repartition-produce') => void;
 }
@@ -54,6 +61,10 @@ export class Repartitioner {
   private readonly admin: Admin;
   private readonly forwarded = new Map<number, bigint>();
   private failure: ((err: Error) => void) | null = null;
+  private stopped = false;
+  private health: SourceHealth = { consuming: false, state: 'connecting' };
+  /** The current assignment's offset-gap check: nothing is forwarded before it passed. */
+  private checked: Promise<void> = Promise.resolve();
   /** Told to the engines with every copy: how many input partitions feed each repartitioned one. */
   private inputPartitions = 0;
   /** Partitions of each repartition topic: every one gets the watermark marks. */
@@ -68,7 +79,12 @@ export class Repartitioner {
     this.consumer = this.kafka.consumer(consumerConfig(opts));
     this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
     this.admin = this.kafka.admin();
-    this.failed = new Promise<never>((_, reject) => (this.failure = reject));
+    this.failed = new Promise<never>((_, reject) => {
+      this.failure = (err) => {
+        this.stopped = true;
+        reject(err);
+      };
+    });
     this.failed.catch(() => {});
   }
 
@@ -87,8 +103,10 @@ export class Repartitioner {
       if (e.payload.restart) logger.warn(`${err.message}; the repartitioning consumer restarts`);
       else this.failure!(new FraudSqlError('SOURCE_STOPPED', `repartitioning ${topic} stopped: ${err.message}`, { cause: err }));
     });
-    // Partitions added to the input later feed the engines too.
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+      const parts = e.payload.memberAssignment[topic] ?? [];
+      this.checked = this.checked.then(() => this.checkAssignment(parts)).catch((err) => this.failure!(err as Error));
+      // Partitions added to the input later feed the engines too.
       this.admin
         .fetchTopicMetadata({ topics: [topic] })
         .then((m) => (this.inputPartitions = Math.max(this.inputPartitions, m.topics[0]?.partitions.length ?? 0)))
@@ -96,6 +114,7 @@ export class Repartitioner {
     });
     await this.consumer.subscribe({ topic, fromBeginning: true });
     await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (p) => this.forward(p) });
+    this.health = { consuming: true, state: 'consuming' };
     logger.info(`repartitioning ${topic} to ${this.opts.targets.map((t) => t.topic).join(', ')} as group ${this.opts.groupId}`);
   }
 
@@ -134,15 +153,59 @@ export class Repartitioner {
         }
         return;
       }
-      if (!waited) logger.warn(`waiting for topic "${topic}" (create it, or start with --create-topics)`);
+      if (!waited) logger.warn(`waiting for topic "${topic}" on ${this.opts.brokers.join(',')} (create it, or start with --create-topics)`);
       waited = true;
+      this.health = { consuming: false, state: `waiting for topic "${topic}"` };
       await sleep(1_000, signal);
       if (signal?.aborted) return;
     }
   }
 
+  /**
+   * The group's committed offsets against what the input holds: a gap fails
+   * consumption (nothing forwarded), or moves the partition to the earliest or
+   * latest offset, per the policy.
+   */
+  private async checkAssignment(partitions: readonly number[]): Promise<void> {
+    if (partitions.length === 0) return;
+    const { topic, groupId } = this.opts;
+    const [ranges, committed] = await Promise.all([this.admin.fetchTopicOffsets(topic), this.admin.fetchOffsets({ groupId, topics: [topic] })]);
+    for (const p of partitions) {
+      const c = BigInt(committed[0]?.partitions.find((x) => x.partition === p)?.offset ?? '-1');
+      const r = ranges.find((x) => x.partition === p);
+      if (c < 0n || !r) continue; // nothing committed yet: from the beginning
+      const gap = findGap(p, c, { low: BigInt(r.low), high: BigInt(r.high) }, this.opts.onOffsetGap, false);
+      if (!gap) continue;
+      this.opts.onGap?.(gap);
+      if (gap.policy === 'fail') throw gapError(gap, false);
+      const at = resumeAfterGap(gap).toString();
+      this.consumer.seek({ topic, partition: p, offset: at });
+      await this.consumer.commitOffsets([{ topic, partition: p, offset: at }]);
+      this.forwarded.set(p, BigInt(at));
+    }
+  }
+
+  /**
+   * An offset that does not follow what was forwarded: a redelivery, or the
+   * client starting over after the topic was recreated or trimmed under it, which
+   * ends consumption (as in the engine; the restart applies the policy).
+   */
+  private async checkJump(partition: number, firstOffset: bigint): Promise<void> {
+    const expected = this.forwarded.get(partition);
+    if (expected === undefined || expected === firstOffset) return;
+    const r = (await this.admin.fetchTopicOffsets(this.opts.topic).catch(() => [])).find((x) => x.partition === partition);
+    if (!r) return;
+    const gap = findGap(partition, expected, { low: BigInt(r.low), high: BigInt(r.high) }, this.opts.onOffsetGap, true);
+    if (!gap) return;
+    this.opts.onGap?.(gap);
+    this.failure!(gapError(gap, true));
+  }
+
   private async forward({ batch, resolveOffset, isStale }: EachBatchPayload): Promise<void> {
-    if (isStale() || batch.messages.length === 0) return;
+    await this.checked;
+    if (this.stopped || isStale() || batch.messages.length === 0) return;
+    await this.checkJump(batch.partition, BigInt(batch.firstOffset()!));
+    if (this.stopped) return;
     const { targets, deadLetterTopic, route } = this.opts;
     const out = new Chunks();
     let reached = this.reached.get(batch.partition) ?? -Infinity;
@@ -188,6 +251,11 @@ export class Repartitioner {
       // already sent are dropped downstream as redeliveries.
       throw mapKafkaError(err, this.opts.brokers);
     }
+  }
+
+  /** How forwarding stands, for /readyz and /status. */
+  healthState(): SourceHealth {
+    return this.stopped ? { consuming: false, state: 'stopped' } : this.health;
   }
 
   /** Per input partition, the next offset not yet forwarded by this process. */
