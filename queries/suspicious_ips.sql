@@ -3,6 +3,7 @@
 -- severity: high
 -- target: suspicious_ips
 -- key: source_partition, ip_address, window_start
+-- partition_by: ip_address
 -- replace: source_partition, ip_address
 -- grows: order_count
 -- final_after: window_end + $window

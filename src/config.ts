@@ -39,6 +39,8 @@ export interface Config {
   /** Rule parameter overrides, `rule.param=value`, applied without editing the SQL. */
   params: string[];
   onOffsetGap: 'fail' | 'earliest' | 'latest';
+  /** The order field the input topic is keyed by (`--input-keyed-by`); '' when unknown or none. */
+  inputKeyedBy: string;
   createTopics: boolean;
   topicPartitions: number;
   topicReplicationFactor: number;
@@ -96,6 +98,16 @@ export const SETTINGS: readonly Setting[] = [
     choices: ['fail', 'earliest', 'latest'],
     describe:
       'a committed offset outside the topic (recreated topic, truncated log, retention): fail and write nothing, or resume at the earliest or latest offset',
+  },
+  {
+    key: 'inputKeyedBy',
+    env: 'FRAUD_SQL_INPUT_KEYED_BY',
+    kind: 'string',
+    default: '',
+    optional: true,
+    choices: ['', 'order_id', 'user_id', 'product_id', 'product_name', 'ip_address', 'payment_method'],
+    describe:
+      'the order field the input topic is keyed by, if any (e.g. ip_address): rules partitioned by it read the input directly instead of a repartition topic',
   },
   {
     key: 'createTopics',

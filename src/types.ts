@@ -38,6 +38,15 @@ export interface SourceMessage {
   value: Buffer | null;
   /** Broker timestamp (ms): when the order was produced. Used for end-to-end latency. */
   timestampMs: number;
+  /** Read from a repartition topic: where the message was first read (dead letters name it). */
+  origin?: { topic: string; partition: number; offset: bigint; /** The input topic's partition count. */ partitions: number };
+  /** Read from a repartition topic: the hop already found this message not to be a valid order (value cut to what a dead letter keeps). */
+  rejected?: { reason: string; bytes: number };
+  /**
+   * A watermark mark from the hop, not an order: its input partition (origin) has
+   * sent every order up to this event time (µs) that will come before it here.
+   */
+  mark?: number;
 }
 
 export interface DeadLetter {
@@ -47,6 +56,8 @@ export interface DeadLetter {
   key: Buffer | null;
   value: Buffer | null;
   reason: string;
+  /** The message's size, when `value` is only its start (cut by the repartition hop). */
+  bytes?: number;
 }
 
 export interface LateEvent {

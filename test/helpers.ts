@@ -21,6 +21,8 @@ export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.
 
 export const uniqueName = (prefix: string) => `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
 const groupOf = (topic: string) => `g-${topic}`;
+/** The repartition topics of the app consuming `topic` start with this (see src/plan.ts). */
+const repartitionPrefix = (topic: string) => `${groupOf(topic)}.${topic}-by-`;
 
 type Teardown = (fn: () => Promise<void> | void) => void;
 
@@ -39,7 +41,8 @@ async function kafkaTopic(teardown: Teardown, partitions: number): Promise<strin
   teardown(async () => {
     const a = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
     await a.connect();
-    await a.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
+    const hops = (await a.listTopics().catch(() => [] as string[])).filter((x) => x.startsWith(repartitionPrefix(topic)));
+    await a.deleteTopics({ topics: [topic, `${topic}.dlq`, ...hops] }).catch(() => {});
     await a.disconnect();
   });
   return topic;
@@ -65,9 +68,13 @@ async function producer(teardown: Teardown): Promise<Producer> {
 }
 
 export interface TestMessage {
-  key: string;
+  /** Null: no key, as the original design's producer sends (spread over partitions by the client). */
+  key: string | null;
   value: string | Buffer;
 }
+
+/** What a test producer keys orders by: an order field, or nothing. */
+export type KeyBy = 'ip_address' | 'order_id' | 'user_id' | 'none';
 
 /**
  * Produces in chunks, in order (one in-flight request, so per-partition order is kept).
@@ -111,36 +118,71 @@ async function runApp(teardown: Teardown, config: Readonly<Config>): Promise<Run
   return app;
 }
 
-/** Waits until every message produced so far to `topic` is committed by the app. */
+/** Polls `behind` (what is not done yet) until it is empty, the app fails, or time is up. */
+async function until(behind: () => Promise<string[]>, timeoutMs: number, failed: () => unknown = () => null): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = await behind();
+    if (left.length === 0) return;
+    const err = failed();
+    if (err) throw err;
+    if (Date.now() > deadline) throw new Error(`not drained after ${timeoutMs} ms: ${left.join(', ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+type Admin = ReturnType<Kafka['admin']>;
+
+const endOffsets = async (admin: Admin, topic: string) => new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, BigInt(o.high)]));
+
+const behindOf = (topic: string, ends: ReadonlyMap<number, bigint>, committed: ReadonlyMap<number, bigint>) =>
+  [...ends].filter(([p, end]) => end > 0n && (committed.get(p) ?? -1n) < end).map(([p, end]) => `${topic}[${p}]: ${committed.get(p) ?? '-'}/${end}`);
+
+/**
+ * Waits until every message produced so far to `topic` is committed by the app:
+ * forwarded by the repartition hop (when there is one), then committed by every
+ * engine up to the end of the topic it reads.
+ */
 async function drained(app: RunningApp, topic: string, timeoutMs = Number(process.env.TEST_DRAIN_MS ?? 120_000)): Promise<void> {
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   let failed: unknown = null;
   app.done.catch((err) => (failed = err));
   try {
-    const ends = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, BigInt(o.high)]));
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const committed = app.engine.committedOffsets();
-      const behind = [...ends].filter(([p, end]) => end > 0n && (committed.get(p) ?? -1n) < end);
-      if (behind.length === 0 && committed.size === ends.size) return;
-      if (failed) throw failed;
-      if (Date.now() > deadline) throw new Error(`not drained after ${timeoutMs} ms: ${behind.map(([p, e]) => `${p}: ${committed.get(p)}/${e}`).join(', ')}`);
-      await new Promise<void>((r) => {
-        const done = () => r();
-        app.engine.events.once('batch:end', done);
-        setTimeout(() => {
-          app.engine.events.off('batch:end', done);
-          r();
-        }, 200);
-      });
+    const hop = app.repartitioner;
+    if (hop) {
+      const ends = await endOffsets(admin, topic);
+      await until(
+        async () => behindOf(topic, ends, new Map((await hop.lag()).map((l) => [l.partition, l.committed]))),
+        timeoutMs,
+        () => failed,
+      );
+    }
+    for (const p of app.pipelines) {
+      const ends = await endOffsets(admin, p.plan.topic);
+      await until(
+        async () => behindOf(p.plan.topic, ends, p.engine.committedOffsets()),
+        timeoutMs,
+        () => failed,
+      );
     }
   } finally {
     await admin.disconnect();
   }
 }
 
-type DatasetOptions = Required<Pick<GeneratorOptions, 'seed' | 'rate' | 'startMs' | 'mix'>> & { count: number };
+type DatasetOptions = Required<Pick<GeneratorOptions, 'seed' | 'rate' | 'startMs' | 'mix'>> & { count: number; keyBy: KeyBy };
+
+/** The message key a producer keying by `keyBy` gives the order (malformed messages keep the generator's key). */
+function keyOf(keyBy: KeyBy, generatedKey: string, value: string): string | null {
+  if (keyBy === 'none') return null;
+  if (keyBy === 'ip_address') return generatedKey;
+  try {
+    return String((JSON.parse(value) as Record<string, unknown>)[keyBy] ?? generatedKey);
+  } catch {
+    return generatedKey;
+  }
+}
 
 /**
  * A seeded generator's messages and the oracle's view of them (every message but the
@@ -174,7 +216,7 @@ class Dataset {
     const orders: OracleOrder[] = [];
     for (let i = 0; i < this.opts.count; i++) {
       const o = gen.next().value!;
-      yield { key: o.key, value: o.value };
+      yield { key: keyOf(this.opts.keyBy, o.key, o.value), value: o.value };
       if (o.label === 'malformed') continue;
       orders.push(oracleOrder(JSON.parse(o.value)));
     }
@@ -227,21 +269,37 @@ function spawnRun(teardown: Teardown, topic: string, schema: string, env: Record
   return { child, exited, output: () => out };
 }
 
-/** Waits until PostgreSQL's committed offsets reach the end of every partition. */
+/**
+ * Waits until the input is done with, whichever processes did it: forwarded by the
+ * repartition hop (its group's offsets in Kafka) or committed in PostgreSQL by an
+ * engine reading it directly; then every repartition topic committed in PostgreSQL.
+ */
 async function drainedInPg(pool: pg.Pool, topic: string, timeoutMs: number): Promise<void> {
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
+  const inPg = async (t: string) => {
+    const rows = await pool
+      .query('SELECT kafka_partition, next_offset::text FROM consumer_progress WHERE topic = $1', [t])
+      .catch(() => ({ rows: [] as { kafka_partition: number; next_offset: string }[] }));
+    return new Map(rows.rows.map((r) => [r.kafka_partition as number, BigInt(r.next_offset as string)]));
+  };
+  const inKafka = async (group: string) => {
+    const r = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+    return new Map((r[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+  };
   try {
-    const ends = (await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, BigInt(o.high)] as const);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const rows = await pool
-        .query('SELECT kafka_partition, next_offset::text FROM consumer_progress WHERE topic = $1', [topic])
-        .catch(() => ({ rows: [] as { kafka_partition: number; next_offset: string }[] }));
-      const committed = new Map(rows.rows.map((r) => [r.kafka_partition as number, BigInt(r.next_offset as string)]));
-      if (ends.every(([p, end]) => end === 0n || (committed.get(p) ?? -1n) >= end)) return;
-      if (Date.now() > deadline) throw new Error(`not drained after ${timeoutMs} ms: ${ends.map(([p, e]) => `${p}: ${committed.get(p)}/${e}`).join(', ')}`);
-      await new Promise((r) => setTimeout(r, 200));
+    const ends = await endOffsets(admin, topic);
+    const forwarded = async () => {
+      for (const committed of [await inPg(topic), await inKafka(groupOf(topic)), await inKafka(`${groupOf(topic)}.repartition`)]) {
+        const left = behindOf(topic, ends, committed);
+        if (left.length === 0) return [];
+      }
+      return behindOf(topic, ends, await inPg(topic));
+    };
+    await until(forwarded, timeoutMs);
+    for (const hop of (await admin.listTopics()).filter((x) => x.startsWith(repartitionPrefix(topic)))) {
+      const hopEnds = await endOffsets(admin, hop);
+      await until(async () => behindOf(hop, hopEnds, await inPg(hop)), timeoutMs);
     }
   } finally {
     await admin.disconnect();
@@ -271,6 +329,8 @@ export interface ScenarioOptions {
   /** Event time of the first order. Default: the last one's is about now, so windows and bursts are still open. */
   startMs?: number;
   mix?: GeneratorOptions['mix'];
+  /** What the producer keys messages by. Default ip_address (as the generator does). */
+  keyBy?: KeyBy;
 }
 
 /** One end-to-end scenario: its topic, schema and input, the app under test, the oracle. */
@@ -303,6 +363,7 @@ export class Scenario {
         rate,
         startMs: opts.startMs ?? Date.now() - (opts.orders / rate) * 1000,
         mix: opts.mix ?? { normal: 85, bot: 10, burst: 2, near_miss: 2, high_value: 1 },
+        keyBy: opts.keyBy ?? 'ip_address',
       });
     }
     return new Scenario(t, topic, schema, pool, await producer(t.teardown), data);

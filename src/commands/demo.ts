@@ -61,7 +61,7 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
     wireEngine(engine, config, logger);
 
     const metrics = new Metrics();
-    metrics.attach(engine.events);
+    metrics.attach(engine.events, 'generator');
     const http = buildServer(metrics, {
       ready: async () => ({ ready: true, checks: { engine: true } }),
       status: async () => ({

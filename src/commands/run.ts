@@ -15,25 +15,43 @@ import { buildServer, listen } from '../http/server.js';
 import { mountDashboard, ResultsDashboard } from '../http/dashboard.js';
 import { createLogger, type Logger } from '../log.js';
 import { retrying } from '../retry.js';
-import { RuleSet } from '../rules/index.js';
+import { RuleSet, type RuleSelection } from '../rules/index.js';
 import type { PgSink } from '../sink/postgres.js';
 import { KafkaSource } from '../source/kafka.js';
 import { DuckState } from '../state/duckdb.js';
 import { Lifecycle } from '../lifecycle.js';
 import { failpoint } from '../failpoint.js';
-import { formatDiagnostic } from '../rules/loader.js';
+import { formatDiagnostic, loadRules } from '../rules/loader.js';
+import { orderFieldValue, planPipelines, planShape, type Pipeline } from '../plan.js';
+import { Repartitioner } from '../source/repartition.js';
+import { decodeOrder } from '../source/decode.js';
 import { watchDirectory } from '../watch.js';
 import { loopOptions, newEngine, openSink, wireEngine } from '../compose.js';
 import { ALL_KEYS, configFrom, untilDone, withSettings } from './common.js';
 
-export interface RunningApp {
+/** One engine of the plan (src/plan.ts), with what it reads and writes. */
+export interface RunningPipeline {
+  plan: Pipeline;
   engine: Engine;
+  source: KafkaSource;
+  sink: PgSink;
+  rules: RuleSet;
+}
+
+export interface RunningApp {
+  /** The first pipeline's engine: it records dead letters and runs the rules that need no partitioning. */
+  engine: Engine;
+  pipelines: RunningPipeline[];
+  /** The repartition hop, when a pipeline reads a repartition topic. */
+  repartitioner: Repartitioner | null;
+  /** Per input partition, the next offset done with here: forwarded by the hop, or committed by the engine reading the input. */
+  inputOffsets(): Map<number, bigint>;
   metrics: Metrics;
   sink: PgSink;
   http: FastifyInstance;
   /** The address the HTTP server listens on. */
   url: string;
-  /** Resolves when the batch loop ends (after stop(), or on a fatal error). */
+  /** Resolves when the batch loops end (after stop(), or on a fatal error). */
   done: Promise<void>;
   stop(): Promise<void>;
 }
@@ -54,156 +72,257 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   });
 }
 
+/** The rules of the pipeline keyed by `key`, as long as an edit keeps the plan's shape (else a restart is needed). */
+function selectionFor(key: string | null, shape: string, planOpts: Parameters<typeof planPipelines>[1]): RuleSelection {
+  return (rules) => {
+    const { plan, diagnostics } = planPipelines(rules, planOpts);
+    if (diagnostics.length > 0) return { rules: [], problems: diagnostics };
+    if (planShape(plan) !== shape) {
+      const file = rules[0]?.file ?? '';
+      return {
+        rules: [],
+        problems: [
+          {
+            file,
+            line: 1,
+            column: 1,
+            message: `the rules now need other repartition topics (${planShape(plan)}, running: ${shape}): restart fraud-sql to apply`,
+          },
+        ],
+      };
+    }
+    const names = new Set(plan.pipelines.find((p) => p.key === key)!.rules);
+    return { rules: rules.filter((r) => names.has(r.name)), problems: [] };
+  };
+}
+
 /** `fraud-sql run`: Kafka in, PostgreSQL out, HTTP server on. */
 export async function startRun(config: Readonly<Config>, logger: Logger): Promise<RunningApp> {
   const life = new Lifecycle(logger);
   const signal = life.signal;
   const fail = failpoint(config.failpoint);
   try {
-    const state = await DuckState.open(':memory:');
-    life.defer(() => state.close());
-    const rules = await RuleSet.load(state, config.queriesDir, paramOverrides(config));
-    logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir}`, {
-      rules: rules
-        .prepared()
-        .map((p) => p.rule.name)
-        .join(','),
-    });
-
+    const overrides = paramOverrides(config);
+    const planOpts = { topic: config.topic, group: config.groupId, inputKeyedBy: config.inputKeyedBy || null };
+    const { plan, diagnostics } = planPipelines(loadRules(config.queriesDir, overrides).rules, planOpts);
+    if (diagnostics.length > 0)
+      throw new FraudSqlError('RULES_INVALID', `invalid rules in ${config.queriesDir}:\n  ${diagnostics.map(formatDiagnostic).join('\n  ')}`);
+    const shape = planShape(plan);
     const metrics = new Metrics();
-    const sink = await openSink(config, logger, { signal, onRetry: () => metrics.retries.inc({ dependency: 'postgres' }), tables: rules.tables() });
-    life.defer(() => sink.close());
-
-    const source = new KafkaSource({
+    const kafka = {
       brokers: config.brokers,
       sessionTimeoutMs: config.kafkaSessionTimeoutMs,
       security: kafkaSecurity(config),
       clientId: config.clientId,
-      groupId: config.groupId,
-      topic: config.topic,
-      dlqTopic: config.dlqTopic,
       logger,
-      bufferMessages: config.batchMaxSize * 2,
       signal,
       onRetry: () => metrics.retries.inc({ dependency: 'kafka' }),
-      onCrash: (restart) => metrics.consumerCrashes.inc({ outcome: restart ? 'restarted' : 'stopped' }),
-      createTopics: config.createTopics ? { partitions: config.topicPartitions, replicationFactor: config.topicReplicationFactor } : undefined,
-      failpoint: fail,
-    });
+    };
 
-    const engine = newEngine(
-      config,
-      {
-        state,
-        sink,
-        rules,
-        deadLetters: {
-          send: (dls) =>
-            retrying(() => source.sendDeadLetters(dls), {
-              shouldRetry: (e) => e instanceof FraudSqlError && e.retriable,
-              signal,
-              onRetry: (e, _a, wait) => {
-                metrics.retries.inc({ dependency: 'kafka' });
-                logger.warn(`${(e as Error).message}; retrying the dead-letter write in ${(wait / 1000).toFixed(1)} s`);
-              },
-            }),
+    const pipelines: RunningPipeline[] = [];
+    for (const p of plan.pipelines) {
+      const state = await DuckState.open(':memory:');
+      life.defer(() => state.close());
+      const rules = await RuleSet.load(state, config.queriesDir, overrides, selectionFor(p.key, shape, planOpts));
+      logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir} for ${p.topic}`, {
+        rules: rules
+          .prepared()
+          .map((r) => r.rule.name)
+          .join(','),
+      });
+      const sink = await openSink(config, logger, {
+        signal,
+        onRetry: () => metrics.retries.inc({ dependency: 'postgres' }),
+        tables: rules.tables(),
+        consumerGroup: p.group,
+        topic: p.topic,
+      });
+      life.defer(() => sink.close());
+      const source = new KafkaSource({
+        ...kafka,
+        groupId: p.group,
+        topic: p.topic,
+        dlqTopic: config.dlqTopic,
+        bufferMessages: config.batchMaxSize * 2,
+        onCrash: (restart) => metrics.consumerCrashes.inc({ outcome: restart ? 'restarted' : 'stopped' }),
+        // A repartition topic is created by the hop, from the input's partition count.
+        createTopics:
+          config.createTopics && !p.repartitioned ? { partitions: config.topicPartitions, replicationFactor: config.topicReplicationFactor } : undefined,
+        readsRepartitioned: p.repartitioned,
+        failpoint: fail,
+      });
+      const engine = newEngine(
+        config,
+        {
+          state,
+          sink,
+          rules,
+          deadLetters: {
+            send: (dls) =>
+              retrying(() => source.sendDeadLetters(dls), {
+                shouldRetry: (e) => e instanceof FraudSqlError && e.retriable,
+                signal,
+                onRetry: (e, _a, wait) => {
+                  metrics.retries.inc({ dependency: 'kafka' });
+                  logger.warn(`${(e as Error).message}; retrying the dead-letter write in ${(wait / 1000).toFixed(1)} s`);
+                },
+              }),
+          },
         },
-      },
-      { failpoint: fail },
-    );
-    wireEngine(engine, config, logger);
-    engine.events.on('batch:end', (b) => logger.debug('batch committed', { batch: b.batchId, messages: b.messages, orders: b.orders }));
+        { failpoint: fail },
+      );
+      wireEngine(engine, config, logger);
+      engine.events.on('batch:end', (b) => logger.debug('batch committed', { topic: p.topic, batch: b.batchId, messages: b.messages, orders: b.orders }));
+      metrics.attach(engine.events, p.topic);
+      pipelines.push({ plan: p, engine, source, sink, rules });
+    }
+    const first = pipelines[0]!;
 
-    metrics.attach(engine.events);
+    const hop = plan.repartition;
+    const decodeOptions = { timeZone: config.timeZone, maxMessageBytes: config.maxMessageBytes };
+    const repartitioner = hop
+      ? new Repartitioner({
+          ...kafka,
+          topic: config.topic,
+          groupId: hop.group,
+          targets: hop.targets,
+          deadLetterTopic: hop.deadLetterTopic,
+          replicationFactor: config.topicReplicationFactor,
+          createInput: config.createTopics ? { partitions: config.topicPartitions } : undefined,
+          onOffsetGap: config.onOffsetGap,
+          onGap: (g) => metrics.offsetGaps.inc({ kind: g.kind, policy: g.policy }),
+          route: (value) => {
+            const d = decodeOrder(value, decodeOptions);
+            return d.ok ? { eventUs: d.order.eventUs, keys: new Map(hop.targets.map((t) => [t.key, orderFieldValue(d.order, t.key)])) } : { reason: d.reason };
+          },
+          failpoint: fail,
+        })
+      : null;
+
     // Hot reload: an edit under queries/ takes effect at the next batch; a broken
     // one leaves the running rules alone and is reported with file:line:column.
     let ruleProblems: Diagnostic[] = [];
     const reload = async () => {
-      const r = await engine.exclusive(() => rules.reload(config.queriesDir, paramOverrides(config), (tables) => sink.ensureTables(tables)));
-      metrics.ruleReloads.inc({ result: r.ok ? 'applied' : 'rejected' });
-      metrics.rulesInvalid.set(r.problems.length);
-      ruleProblems = r.problems;
-      if (r.ok) {
-        logger.info('rules reloaded', {
-          changed: r.changed.join(',') || undefined,
-          added: r.added.join(',') || undefined,
-          removed: r.removed.join(',') || undefined,
-        });
+      const results: Awaited<ReturnType<RuleSet['reload']>>[] = [];
+      for (const p of pipelines) results.push(await p.engine.exclusive(() => p.rules.reload(config.queriesDir, overrides, (tables) => p.sink.ensureTables(tables))));
+      const ok = results.every((r) => r.ok);
+      const problems = results.find((r) => !r.ok)?.problems ?? [];
+      metrics.ruleReloads.inc({ result: ok ? 'applied' : 'rejected' });
+      metrics.rulesInvalid.set(problems.length);
+      ruleProblems = problems;
+      if (ok) {
+        const list = (k: 'changed' | 'added' | 'removed') => results.flatMap((r) => r[k]).join(',') || undefined;
+        logger.info('rules reloaded', { changed: list('changed'), added: list('added'), removed: list('removed') });
       } else {
-        for (const d of r.problems) logger.error(`rule edit rejected, the previous rules keep running: ${formatDiagnostic(d)}`);
+        for (const d of problems) logger.error(`rule edit rejected, the previous rules keep running: ${formatDiagnostic(d)}`);
       }
-      engine.events.safeEmit('rules:reloaded', { ok: r.ok, problems: r.problems });
+      for (const p of pipelines) p.engine.events.safeEmit('rules:reloaded', { ok, problems });
     };
     life.defer(watchDirectory(config.queriesDir, () => void reload().catch((err) => logger.error(`rule reload failed: ${(err as Error).message}`))));
     let lastBatch: { size: number; latencyMs: number; at: string } | null = null;
-    engine.events.on('batch:end', (b) => {
-      const total = Object.values(b.stages).reduce((a, s) => a + s, 0);
-      lastBatch = { size: b.messages, latencyMs: Math.round(total * 1000), at: new Date().toISOString() };
-    });
-    let stopped: string | null = null;
-    const consumerState = () => (stopped === null ? source.healthState() : { consuming: false, state: `stopped: ${stopped}` });
-    const lagByPartition = async () => {
-      const ends = await withTimeout(source.endOffsets(), 2_000);
-      const committed = engine.committedOffsets();
-      const watermarks = engine.effectiveWatermarks();
-      return [...committed].map(([partition, next]) => {
-        const end = ends.get(partition) ?? next;
-        const wm = watermarks.get(partition);
-        return {
-          partition,
-          committedOffset: next.toString(),
-          endOffset: end.toString(),
-          lag: Number(end - next),
-          watermark: wm === undefined ? null : formatMicros(wm),
-        };
+    for (const p of pipelines) {
+      p.engine.events.on('batch:end', (b) => {
+        const total = Object.values(b.stages).reduce((a, s) => a + s, 0);
+        lastBatch = { size: b.messages, latencyMs: Math.round(total * 1000), at: new Date().toISOString() };
       });
+    }
+    let stopped: string | null = null;
+    const consumerState = () => {
+      if (stopped !== null) return { consuming: false, state: `stopped: ${stopped}` };
+      const sources = [...(repartitioner ? [repartitioner] : []), ...pipelines.map((p) => p.source)];
+      const waiting = sources.map((s) => s.healthState()).find((h) => !h.consuming);
+      return waiting ?? { consuming: true, state: 'consuming' };
+    };
+    const lagByPartition = async () => {
+      const lags = [];
+      if (repartitioner) {
+        for (const l of await withTimeout(repartitioner.lag(), 2_000)) {
+          lags.push({
+            topic: config.topic,
+            partition: l.partition,
+            committedOffset: l.committed.toString(),
+            endOffset: l.end.toString(),
+            lag: Number(l.end - l.committed),
+            watermark: null as string | null,
+          });
+        }
+      }
+      for (const p of pipelines) {
+        const ends = await withTimeout(p.source.endOffsets(), 2_000);
+        const watermarks = p.engine.effectiveWatermarks();
+        for (const [partition, next] of p.engine.committedOffsets()) {
+          const end = ends.get(partition) ?? next;
+          const wm = watermarks.get(partition);
+          lags.push({
+            topic: p.plan.topic,
+            partition,
+            committedOffset: next.toString(),
+            endOffset: end.toString(),
+            lag: Number(end - next),
+            watermark: wm === undefined ? null : formatMicros(wm),
+          });
+        }
+      }
+      return lags;
     };
     const http = buildServer(metrics, {
       ready: async () => {
-        const [postgres, kafka] = await Promise.all([
-          withTimeout(sink.ping(), 2_000).catch(() => false),
-          withTimeout(source.endOffsets(), 2_000).then(
+        const [postgres, kafkaUp] = await Promise.all([
+          withTimeout(first.sink.ping(), 2_000).catch(() => false),
+          withTimeout(first.source.endOffsets(), 2_000).then(
             () => true,
             () => false,
           ),
         ]);
         const consumer = consumerState();
-        const checks = { postgres, kafka, consuming: consumer.consuming, partitionsAssigned: source.assigned().length > 0 };
+        const checks = { postgres, kafka: kafkaUp, consuming: consumer.consuming, partitionsAssigned: pipelines.some((p) => p.source.assigned().length > 0) };
         return { ready: checks.postgres && checks.kafka && checks.consuming && checks.partitionsAssigned, checks, consumer: consumer.state };
       },
       status: async () => ({
         topic: config.topic,
         group: config.groupId,
         consumer: consumerState().state,
+        pipelines: pipelines.map((p) => ({ key: p.plan.key, topic: p.plan.topic, group: p.plan.group, repartitioned: p.plan.repartitioned })),
         partitions: await lagByPartition().catch(() => []),
         lastBatch,
-        rules: rules.prepared().map((p) => ({
-          name: p.rule.name,
-          file: p.rule.file,
-          version: p.rule.version,
-          target: p.rule.target,
-          state: 'active',
-          ...metrics.ruleStatus(p.rule.name),
-        })),
+        rules: pipelines.flatMap((p) =>
+          p.rules.prepared().map((r) => ({
+            name: r.rule.name,
+            file: r.rule.file,
+            version: r.rule.version,
+            target: r.rule.target,
+            topic: p.plan.topic,
+            state: 'active',
+            ...metrics.ruleStatus(r.rule.name),
+          })),
+        ),
         ruleProblems: ruleProblems.map(formatDiagnostic),
       }),
       beforeScrape: async () => {
         metrics.consuming.set(consumerState().consuming ? 1 : 0);
-        for (const l of await lagByPartition()) metrics.lag.set({ partition: String(l.partition) }, l.lag);
+        for (const l of await lagByPartition()) metrics.lag.set({ topic: l.topic, partition: String(l.partition) }, l.lag);
       },
     });
-    mountDashboard(http, new ResultsDashboard(sink, rules));
+    mountDashboard(http, new ResultsDashboard(first.sink, { prepared: () => pipelines.flatMap((p) => p.rules.prepared()) }));
     const url = await listen(http, config.httpHost, config.httpPort);
     life.defer(() => http.close());
     logger.info(`metrics and health on ${url}`);
 
-    life.defer(() => source.stop());
-    const done = engine.run(source, loopOptions(config, signal));
-    logger.info(`consuming ${config.topic} from ${config.brokers.join(',')} as group ${config.groupId}`);
+    for (const p of pipelines) life.defer(() => p.source.stop());
+    if (repartitioner) life.defer(() => repartitioner.stop());
+    // The hop creates the repartition topics the engines read: it starts first.
+    const hopStarted = repartitioner ? repartitioner.start() : Promise.resolve();
+    const loops = hopStarted.then(() => Promise.all(pipelines.map((p) => p.engine.run(p.source, loopOptions(config, signal)))));
+    const done = Promise.race([loops.then(() => {}), ...(repartitioner ? [repartitioner.failed] : [])]);
+    logger.info(
+      `consuming ${config.topic} from ${config.brokers.join(',')} as group ${config.groupId}` +
+        (hop ? `, repartitioned by ${hop.targets.map((t) => t.key).join(', ')} (${hop.targets.map((t) => t.topic).join(', ')})` : ''),
+    );
 
     // Until the process exits, the probes say why consumption ended.
     done.catch((err: Error) => (stopped = err.message));
-    return { engine, metrics, sink, http, url, done, stop: life.stopper(done) };
+    const inputOffsets = () => (repartitioner ? repartitioner.forwardedOffsets() : first.engine.committedOffsets());
+    return { engine: first.engine, pipelines, repartitioner, inputOffsets, metrics, sink: first.sink, http, url, done, stop: life.stopper(done) };
   } catch (err) {
     await life.release();
     throw err;

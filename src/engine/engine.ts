@@ -6,9 +6,9 @@
  * one at a time.
  */
 import type { DeadLetter, LateEvent, RuleResult, SourceMessage } from '../types.js';
-import { FraudSqlError } from '../errors.js';
 import type { CommitInput, Decoded, EngineOptions, EnginePorts, IngestRow, LoopOptions, OffsetRange, SourcePort } from './ports.js';
 import { EngineEmitter, type BatchStats } from './events.js';
+import { findGap, gapError, resumeAfterGap } from './gap.js';
 
 interface PartitionState {
   /** First offset whose results are not yet in PostgreSQL. */
@@ -17,7 +17,19 @@ interface PartitionState {
   computedOffset: bigint;
   /** Next offset expected from the source. */
   position: bigint;
-  maxEventUs: number | null;
+  /**
+   * Per input partition the orders came through (through a repartition hop, each
+   * partition here merges all of them; without one, just this partition): the
+   * largest event time seen and when it last sent something. Each is in event-time
+   * order on its own; their merge is not.
+   */
+  origins: Map<number, { maxEventUs: number; lastArrivalMs: number }>;
+  /** How many input partitions feed this one through the hop; 0 without a hop (the origins seen are all). */
+  originCount: number;
+  /** The event-time watermark (see watermarkOf); never moves back. */
+  watermarkUs: number | null;
+  /** Wall time of the assignment: an input partition that never sent counts as idle from then. */
+  assignedAtMs: number;
   /** Wall time of the last message that was not a replay. */
   lastArrivalMs: number;
   /** Replayed offsets that were late the first time: skipped again. */
@@ -109,7 +121,10 @@ export class Engine {
             nextOffset: pr.nextOffset,
             computedOffset: pr.nextOffset,
             position: from,
-            maxEventUs: null,
+            origins: new Map(),
+            originCount: 0,
+            watermarkUs: null,
+            assignedAtMs: this.opts.now(),
             lastArrivalMs: this.opts.now(),
             lateOffsets: pr.lateOffsets,
           });
@@ -197,21 +212,11 @@ export class Engine {
    * without a gap.
    */
   private async checkGap(partition: number, committed: bigint, range: OffsetRange, whileConsuming = false): Promise<bigint | null> {
-    const kind = range.high !== null && committed > range.high ? 'past-end' : committed < range.low ? 'before-start' : null;
-    if (kind === null) return null;
-    // Found while consuming, the gap stops the process whatever the policy: the
-    // partition's state and results are mid-flight. The restart applies the policy.
-    const policy = whileConsuming ? 'fail' : this.opts.onOffsetGap;
-    this.events.safeEmit('offset:gap', { partition, kind, committed, low: range.low, high: range.high, policy });
-    const where = `partition ${partition}: ${whileConsuming ? 'while consuming, the next offset' : 'committed offset'} ${committed} is ${kind === 'past-end' ? 'past the end' : 'before the start'} of the topic (offsets ${range.low}..${range.high ?? '?'})`;
-    if (policy === 'fail') {
-      const why = kind === 'past-end' ? 'the topic was recreated or its log truncated' : 'retention deleted orders that were never processed';
-      throw new FraudSqlError(
-        'OFFSET_GAP',
-        `${where}: ${why}. Nothing past it was written. Restart with --on-offset-gap earliest (process all the topic holds) or latest (skip to its end)`,
-      );
-    }
-    const resumeAt = policy === 'earliest' ? range.low : (range.high ?? range.low);
+    const gap = findGap(partition, committed, range, this.opts.onOffsetGap, whileConsuming);
+    if (gap === null) return null;
+    this.events.safeEmit('offset:gap', gap);
+    if (gap.policy === 'fail') throw gapError(gap, whileConsuming);
+    const resumeAt = resumeAfterGap(gap);
     await this.ports.sink.resetProgress(partition, resumeAt);
     return resumeAt;
   }
@@ -247,15 +252,14 @@ export class Engine {
    * PostgreSQL work on the current one.
    */
   private decode(messages: readonly SourceMessage[]): Decoded[] {
-    return messages.map((m) => this.ports.decode(m.value));
+    return messages.map((m) => (m.rejected ? { ok: false, reason: m.rejected.reason } : m.mark !== undefined ? MARK : this.ports.decode(m.value)));
   }
 
   /** The DuckDB part of a batch; returns its commit, already chained after the previous one. */
   private async compute(messages: readonly SourceMessage[], decoded: readonly Decoded[]): Promise<(() => Promise<BatchStats>) | null> {
-    const { now, latenessMs } = this.opts;
+    const { now } = this.opts;
     const fail = this.opts.failpoint ?? (() => {});
     fail('after-fetch');
-    const latenessUs = latenessMs * 1000;
     const t0 = performance.now();
     const fresh: IngestRow[] = [];
     const replay: IngestRow[] = [];
@@ -263,6 +267,7 @@ export class Engine {
     const late: LateEvent[] = [];
     const advanced = new Map<number, { expected: bigint; next: bigint }>();
     const sentAt: number[] = [];
+    let marks = 0;
     const arrival = now();
 
     for (let i = 0; i < messages.length; i++) {
@@ -278,20 +283,38 @@ export class Engine {
         if (a) a.next = m.offset + 1n;
         else advanced.set(m.partition, { expected: p.computedOffset, next: m.offset + 1n });
         p.lastArrivalMs = arrival;
-        sentAt.push(m.timestampMs);
       }
+      if (m.mark !== undefined) {
+        // How far its input partition has got: no order, but the watermark may move.
+        marks++;
+        if (m.origin) noteOrigin(p, m.origin, m.mark, arrival);
+        continue;
+      }
+      if (!isReplay) sentAt.push(m.timestampMs);
       if (isReplay && p.lateOffsets.has(m.offset)) continue;
       const d = decoded[i]!;
       if (!d.ok) {
-        if (!isReplay) deadLetters.push({ topic: m.topic, partition: m.partition, offset: m.offset, key: m.key, value: m.value, reason: d.reason });
+        // A repartitioned message is recorded where it was first read, so a redelivery is recorded once.
+        const at = m.origin ?? m;
+        if (!isReplay) {
+          deadLetters.push({
+            topic: at.topic,
+            partition: at.partition,
+            offset: at.offset,
+            key: m.key,
+            value: m.value,
+            reason: d.reason,
+            bytes: m.rejected?.bytes,
+          });
+        }
         continue;
       }
-      const watermark = p.maxEventUs === null ? -Infinity : p.maxEventUs - latenessUs;
+      const watermark = this.watermarkOf(p, arrival) ?? -Infinity;
       if (d.order.eventUs < watermark) {
         if (!isReplay) late.push({ topic: m.topic, partition: m.partition, offset: m.offset, order: d.order, watermarkUs: watermark });
         continue;
       }
-      if (p.maxEventUs === null || d.order.eventUs > p.maxEventUs) p.maxEventUs = d.order.eventUs;
+      noteOrigin(p, m.origin ?? null, d.order.eventUs, arrival);
       (isReplay ? replay : fresh).push({ order: d.order, partition: m.partition, offset: m.offset });
     }
     const t1 = performance.now();
@@ -376,7 +399,7 @@ export class Engine {
       const committedAt = now();
       const stats: BatchStats = {
         batchId,
-        messages: messages.length,
+        messages: messages.length - marks,
         orders: ingested.inserted,
         replayed: replay.length,
         duplicates: ingested.duplicates,
@@ -424,17 +447,49 @@ export class Engine {
 
   private eventWatermarks(): Map<number, number> {
     const out = new Map<number, number>();
-    for (const [p, s] of this.partitions) if (s.maxEventUs !== null) out.set(p, s.maxEventUs - this.opts.latenessMs * 1000);
+    const now = this.opts.now();
+    for (const [p, s] of this.partitions) {
+      const wm = this.watermarkOf(s, now);
+      if (wm !== null) out.set(p, wm);
+    }
     return out;
+  }
+
+  /**
+   * A partition's event-time watermark: the smallest, over the input partitions
+   * feeding it, of their largest event time minus the allowed lateness. Through a
+   * hop one input partition may be read far ahead of another (a backlog): the
+   * slowest holds the watermark back, as each one alone would. An input partition
+   * silent for the idle timeout does not hold it back, and one that has not sent
+   * yet holds it where it is. Without a hop: the partition's own largest event
+   * time minus the lateness.
+   */
+  private watermarkOf(s: PartitionState, now: number): number | null {
+    const latenessUs = this.opts.latenessMs * 1000;
+    let low = Infinity;
+    let high = -Infinity;
+    const ids = s.originCount > 0 ? Array.from({ length: s.originCount }, (_, i) => i) : [...s.origins.keys()];
+    for (const id of ids) {
+      const o = s.origins.get(id);
+      if (o) high = Math.max(high, o.maxEventUs - latenessUs);
+      const idle = s.originCount > 0 && now - (o?.lastArrivalMs ?? s.assignedAtMs) > this.opts.idleTimeoutMs;
+      if (idle) continue;
+      if (!o) return s.watermarkUs;
+      low = Math.min(low, o.maxEventUs - latenessUs);
+    }
+    const wm = low !== Infinity ? low : high !== -Infinity ? high : null;
+    if (wm !== null && (s.watermarkUs === null || wm > s.watermarkUs)) s.watermarkUs = wm;
+    return s.watermarkUs;
   }
 
   effectiveWatermarks(): Map<number, number> {
     const out = new Map<number, number>();
     const now = this.opts.now();
     for (const [p, s] of this.partitions) {
-      if (s.maxEventUs === null) continue;
+      const wm = this.watermarkOf(s, now);
+      if (wm === null) continue;
       const idleMs = now - s.lastArrivalMs - this.opts.idleTimeoutMs;
-      out.set(p, s.maxEventUs - this.opts.latenessMs * 1000 + Math.max(0, idleMs) * 1000);
+      out.set(p, wm + Math.max(0, idleMs) * 1000);
     }
     return out;
   }
@@ -464,6 +519,21 @@ export class Engine {
       .prepared()
       .filter((r) => r.rule.finalAfter !== null)
       .map((r) => ({ target: r.rule.target, finalAfter: r.rule.finalAfter! }));
+  }
+}
+
+/** A watermark mark is not decoded: it carries no order. */
+const MARK: Decoded = { ok: false, reason: 'watermark mark' };
+
+/** An order (or a mark) from an input partition: how far that partition has got in event time. */
+function noteOrigin(p: PartitionState, from: SourceMessage['origin'] | null, eventUs: number, arrival: number): void {
+  const id = from?.partition ?? -1;
+  if (from) p.originCount = from.partitions;
+  const origin = p.origins.get(id);
+  if (!origin) p.origins.set(id, { maxEventUs: eventUs, lastArrivalMs: arrival });
+  else {
+    if (eventUs > origin.maxEventUs) origin.maxEventUs = eventUs;
+    origin.lastArrivalMs = arrival;
   }
 }
 

@@ -1,6 +1,7 @@
 /** Typed engine events: metrics, the console printer and tests subscribe to them. */
 import { EventEmitter } from 'node:events';
 import type { Diagnostic } from './ports.js';
+import type { OffsetGap } from './gap.js';
 import type { RuleResult } from '../types.js';
 
 export interface BatchStats {
@@ -31,7 +32,7 @@ export interface EngineEvents {
   finalized: [{ watermarks: Map<number, number> }];
   'rules:reloaded': [{ ok: boolean; problems: Diagnostic[] }];
   /** A partition's committed offset is outside the topic (see OffsetGapPolicy). */
-  'offset:gap': [{ partition: number; kind: 'past-end' | 'before-start'; committed: bigint; low: bigint; high: bigint | null; policy: string }];
+  'offset:gap': [OffsetGap];
   /** Closing idle windows failed; the next tick tries again. */
   'tick:error': [Error];
 }

@@ -195,7 +195,16 @@ export interface EnginePorts {
 }
 
 /** Points of the batch cycle where a test makes the process die like a power cut (see failpoint.ts). */
-export const KILL_POINTS = ['after-fetch', 'after-ingest', 'after-rules', 'before-commit', 'after-commit', 'after-kafka-commit'] as const;
+export const KILL_POINTS = [
+  'after-fetch',
+  'after-ingest',
+  'after-rules',
+  'before-commit',
+  'after-commit',
+  'after-kafka-commit',
+  // The repartition hop: copies sent, input offsets not yet committed.
+  'after-repartition-produce',
+] as const;
 /** Every named failpoint: the kill points, and `fetch-error`, where the Kafka client's fetch handler throws. */
 export const FAILPOINTS = [...KILL_POINTS, 'fetch-error'] as const;
 export type FailpointName = (typeof FAILPOINTS)[number];

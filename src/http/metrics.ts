@@ -73,14 +73,14 @@ export class Metrics {
   });
   readonly lag = new Gauge({
     name: 'fraud_sql_consumer_lag',
-    help: 'Messages in Kafka not yet committed, per partition',
-    labelNames: ['partition'],
+    help: 'Messages in Kafka not yet committed, per topic (the input, and the repartition topics) and partition',
+    labelNames: ['topic', 'partition'],
     registers: [this.registry],
   });
   readonly watermark = new Gauge({
     name: 'fraud_sql_watermark_seconds',
-    help: 'Event-time watermark per partition (Unix seconds)',
-    labelNames: ['partition'],
+    help: 'Event-time watermark per topic and partition (Unix seconds)',
+    labelNames: ['topic', 'partition'],
     registers: [this.registry],
   });
   readonly lastBatchSize = new Gauge({ name: 'fraud_sql_last_batch_messages', help: 'Messages in the last micro-batch', registers: [this.registry] });
@@ -115,7 +115,12 @@ export class Metrics {
   });
   /** Per rule, for /status: rows written and when last (ISO time), since the process started. */
   private readonly ruleWrites = new Map<string, { rowsWritten: number; lastWriteAt: string | null }>();
-  readonly stateOrders = new Gauge({ name: 'fraud_sql_state_orders', help: 'Orders retained in the window state', registers: [this.registry] });
+  readonly stateOrders = new Gauge({
+    name: 'fraud_sql_state_orders',
+    help: 'Orders retained in the window state, per topic the rules read',
+    labelNames: ['topic'],
+    registers: [this.registry],
+  });
 
   // prom-client's default process metrics include gauges named *_total, which
   // Prometheus' linter rejects: these few are what an operator needs.
@@ -150,7 +155,8 @@ export class Metrics {
     return { ...(this.ruleWrites.get(rule) ?? { rowsWritten: 0, lastWriteAt: null }) };
   }
 
-  attach(events: EngineEmitter): void {
+  /** Counts an engine's batches; `topic`: the topic it consumes. */
+  attach(events: EngineEmitter, topic: string): void {
     events.on('batch:end', (b) => {
       this.batches.inc();
       this.messages.inc(b.messages - b.replayed);
@@ -160,7 +166,7 @@ export class Metrics {
       this.deadLetters.inc(b.deadLetters);
       this.late.inc(b.late);
       this.lastBatchSize.set(b.messages);
-      this.stateOrders.set(b.stateOrders);
+      this.stateOrders.set({ topic }, b.stateOrders);
       let total = 0;
       for (const [stage, s] of Object.entries(b.stages)) {
         this.stage.observe({ stage }, s);
@@ -169,7 +175,7 @@ export class Metrics {
       this.batchDuration.observe(total);
       for (const ms of b.latenciesMs) this.latency.observe(ms / 1000);
       for (const r of b.ruleSeconds) this.ruleDuration.observe({ rule: r.rule }, r.seconds);
-      for (const p of b.partitions) if (p.watermarkUs !== null) this.watermark.set({ partition: String(p.partition) }, p.watermarkUs / 1e6);
+      for (const p of b.partitions) if (p.watermarkUs !== null) this.watermark.set({ topic, partition: String(p.partition) }, p.watermarkUs / 1e6);
       const now = Date.now();
       for (const r of b.results) {
         const w = this.ruleWrites.get(r.rule) ?? { rowsWritten: 0, lastWriteAt: null };

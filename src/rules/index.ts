@@ -2,7 +2,7 @@
 import { FraudSqlError } from '../errors.js';
 import { DuckState } from '../state/duckdb.js';
 import type { Columns, Diagnostic, RulesPort } from '../engine/ports.js';
-import { formatDiagnostic, loadRules, type ParamOverrides } from './loader.js';
+import { formatDiagnostic, loadRules, type ParamOverrides, type Rule } from './loader.js';
 import { TableChangeRefused, type ResultTable } from '../sink/tables.js';
 import { finalizeMirrors, prepareRules, rebuildMirrors, restoreMirror, runRules, trimMirrors, type PreparedRule } from './runner.js';
 
@@ -12,19 +12,28 @@ import { finalizeMirrors, prepareRules, rebuildMirrors, restoreMirror, runRules,
  */
 export type TablesHook = (tables: readonly ResultTable[]) => Promise<void>;
 
+/**
+ * Picks the rules one engine runs out of all the valid ones (see src/plan.ts), or
+ * says why the set cannot run as it is.
+ */
+export type RuleSelection = (rules: readonly Rule[]) => { rules: Rule[]; problems: Diagnostic[] };
+
+const everyRule: RuleSelection = (rules) => ({ rules: [...rules], problems: [] });
+
 export class RuleSet implements RulesPort {
   private constructor(
     private readonly state: DuckState,
     private current: PreparedRule[],
+    private readonly select: RuleSelection,
   ) {}
 
-  /** Loads and checks every rule; any problem fails with all diagnostics listed. */
-  static async load(state: DuckState, dir: string, overrides?: ParamOverrides): Promise<RuleSet> {
-    const diagnostics = await checkRules(state, dir, overrides);
+  /** Loads and checks every rule (or those `select` picks); any problem fails with all diagnostics listed. */
+  static async load(state: DuckState, dir: string, overrides?: ParamOverrides, select: RuleSelection = everyRule): Promise<RuleSet> {
+    const diagnostics = await checkRules(state, dir, overrides, select);
     if (diagnostics.problems.length > 0) {
       throw new FraudSqlError('RULES_INVALID', `invalid rules in ${dir}:\n  ${diagnostics.problems.map(formatDiagnostic).join('\n  ')}`);
     }
-    return new RuleSet(state, diagnostics.prepared);
+    return new RuleSet(state, diagnostics.prepared, select);
   }
 
   /**
@@ -44,7 +53,7 @@ export class RuleSet implements RulesPort {
     const scratch = await DuckState.open(':memory:', { threads: 1 });
     let check: Awaited<ReturnType<typeof checkRules>>;
     try {
-      check = await checkRules(scratch, dir, overrides);
+      check = await checkRules(scratch, dir, overrides, this.select);
     } finally {
       scratch.close();
     }
@@ -111,10 +120,16 @@ export class RuleSet implements RulesPort {
   }
 }
 
-export async function checkRules(state: DuckState, dir: string, overrides?: ParamOverrides): Promise<{ prepared: PreparedRule[]; problems: Diagnostic[] }> {
+export async function checkRules(
+  state: DuckState,
+  dir: string,
+  overrides?: ParamOverrides,
+  select: RuleSelection = everyRule,
+): Promise<{ prepared: PreparedRule[]; problems: Diagnostic[] }> {
   const loaded = loadRules(dir, overrides);
-  const { prepared, diagnostics } = await prepareRules(state, loaded.rules);
-  return { prepared, problems: [...loaded.diagnostics, ...diagnostics] };
+  const picked = select(loaded.rules);
+  const { prepared, diagnostics } = await prepareRules(state, picked.rules);
+  return { prepared, problems: [...loaded.diagnostics, ...picked.problems, ...diagnostics] };
 }
 
 /** One table per target (prepareRules has checked that rules sharing a target agree on it). */

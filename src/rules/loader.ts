@@ -30,6 +30,12 @@ export interface Rule extends RuleOutput {
   readsOwnResults: boolean;
   /** What the rule detects in labelled traffic (`-- label:`), for `backtest`; null when it names nothing. */
   label: RuleLabel | null;
+  /**
+   * The order field whose orders must all meet in one place for the rule to be
+   * exact (`-- partition_by:`): fraud-sql feeds the rule from a topic partitioned by
+   * it (see src/plan.ts). Null when any partitioning will do (per-window sums).
+   */
+  partitionKey: string | null;
 }
 
 /**
@@ -60,7 +66,7 @@ export function formatDiagnostic(d: Diagnostic): string {
   return `${d.file}:${d.line}:${d.column}: ${d.message}`;
 }
 
-const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows|label):\s*(.*)$/;
+const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows|label|partition_by):\s*(.*)$/;
 const PARAM = /^--\s*param\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$/;
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 
@@ -169,6 +175,12 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   const read = new Set([...code.matchAll(/\b(?:result|changed)_([a-z_][a-z0-9_]*)\b/g)].map((m) => m[1]!));
   const readsOwnResults = read.delete(name);
 
+  const partitionField = fields.get('partition_by');
+  const partitionKey = partitionField?.value ?? null;
+  if (partitionField && !ORDER_KEY_FIELDS.includes(partitionField.value)) {
+    report(partitionField.line, 1, `partition_by "${partitionField.value}" is not an order field (one of: ${ORDER_KEY_FIELDS.join(', ')})`);
+  }
+
   const labelField = fields.get('label');
   const label = labelField
     ? parseLabel(labelField.value, lines[labelField.line - 1]!, key, params, (column, message) => report(labelField.line, column, message))
@@ -201,6 +213,7 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
       after: [...read],
       readsOwnResults,
       label,
+      partitionKey,
     },
   };
 }

@@ -294,7 +294,7 @@ export class PgSink implements SinkPort {
         d.map((x) => x.offset.toString()),
         d.map((x) => (x.key ? x.key.toString('utf8') : null)),
         d.map((x) => (x.value ? x.value.subarray(0, DEAD_LETTER_PAYLOAD_MAX) : null)),
-        d.map((x) => x.value?.length ?? 0),
+        d.map((x) => x.bytes ?? x.value?.length ?? 0),
         d.map((x) => x.reason),
       ]);
     }

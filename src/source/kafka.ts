@@ -8,7 +8,19 @@
  * After each PostgreSQL commit the same offsets are committed to Kafka too, for
  * the lag tools operators already use.
  */
-import { Kafka, Partitioners, logLevel, type SASLOptions, type Consumer, type Producer, type Admin, type EachBatchPayload, type LogEntry } from 'kafkajs';
+import {
+  Kafka,
+  Partitioners,
+  logLevel,
+  type ConsumerConfig,
+  type IHeaders,
+  type SASLOptions,
+  type Consumer,
+  type Producer,
+  type Admin,
+  type EachBatchPayload,
+  type LogEntry,
+} from 'kafkajs';
 import './codecs.js';
 import { FraudSqlError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -40,6 +52,12 @@ export interface KafkaOptions {
   onCrash?: (restart: boolean) => void;
   /** Create the input and dead-letter topics when missing; otherwise wait for the input topic. */
   createTopics?: { partitions: number; replicationFactor: number };
+  /**
+   * The topic is a repartition topic: each message's `fraud-sql-source` header names
+   * where it was first read, and dead letters are recorded there. Never trusted on
+   * the input topic, where anyone can set headers.
+   */
+  readsRepartitioned?: boolean;
   /** A testing aid: called at `fetch-error` inside kafkajs' fetch handler (see failpoint.ts). */
   failpoint?: (name: 'fetch-error') => void;
 }
@@ -50,7 +68,35 @@ export interface SourceHealth {
   state: string;
 }
 
-const DLQ_PAYLOAD_MAX = 262_144;
+export const DLQ_PAYLOAD_MAX = 262_144;
+
+/** Where a message was first read: `topic/partition/offset`, on the dead-letter topic and on repartition topics. */
+export const ORIGIN_HEADER = 'fraud-sql-source';
+
+/** On a repartition topic: why the hop found the message not to be a valid order, and its size. */
+export const REASON_HEADER = 'fraud-sql-reason';
+export const BYTES_HEADER = 'fraud-sql-bytes';
+/** On a repartition topic: a watermark mark (no order), the event time (µs) its input partition has reached. */
+export const MARK_HEADER = 'fraud-sql-watermark';
+
+/** `topic/partition/offset`, and on a repartition topic `/partitions` (of the input topic) after it. */
+export const originHeader = (topic: string, partition: number, offset: bigint | string, partitions?: number) =>
+  `${topic}/${partition}/${offset}${partitions === undefined ? '' : `/${partitions}`}`;
+
+/** What the hop wrote beside a message: where it was first read, and a dead letter's reason. */
+function repartitioned(headers: IHeaders | undefined): Pick<SourceMessage, 'origin' | 'rejected' | 'mark'> {
+  const text = (name: string) => {
+    const h = headers?.[name];
+    return h === undefined ? undefined : String(Array.isArray(h) ? h[0] : h);
+  };
+  const m = /^(.+)\/(\d+)\/(\d+)\/(\d+)$/.exec(text(ORIGIN_HEADER) ?? '');
+  const reason = text(REASON_HEADER);
+  return {
+    ...(m ? { origin: { topic: m[1]!, partition: Number(m[2]), offset: BigInt(m[3]!), partitions: Number(m[4]) } } : {}),
+    ...(reason !== undefined ? { rejected: { reason, bytes: Number(text(BYTES_HEADER) ?? 0) } } : {}),
+    ...(text(MARK_HEADER) !== undefined ? { mark: Number(text(MARK_HEADER)) } : {}),
+  };
+}
 
 /** kafkajs log entries to one readable line each; its connection chatter is debug. */
 function logCreator(logger: Logger) {
@@ -86,6 +132,63 @@ export function mapKafkaError(err: unknown, brokers: readonly string[]): FraudSq
   return new FraudSqlError('KAFKA_FAILED', `Kafka error: ${msg}`, { retriable: e.retriable ?? false, cause: err });
 }
 
+/** How every fraud-sql consumer fetches. */
+export function consumerConfig(opts: Pick<KafkaOptions, 'groupId' | 'sessionTimeoutMs'>): ConsumerConfig {
+  return {
+    groupId: opts.groupId,
+    // A deleted topic must not come back empty by asking for it (see ensureTopics).
+    allowAutoTopicCreation: false,
+    // A member that died without leaving holds its partitions until this expires.
+    // Heartbeats continue while the engine works (fetching is decoupled from batch
+    // processing), so a short timeout is safe with long batches.
+    sessionTimeout: opts.sessionTimeoutMs ?? 10_000,
+    heartbeatInterval: 3_000,
+    maxWaitTimeInMs: 100,
+    maxBytesPerPartition: 4 * 1024 * 1024,
+    maxBytes: 16 * 1024 * 1024,
+    retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
+  };
+}
+
+/** Connects kafkajs clients, retrying with backoff while the broker is unreachable. */
+export async function connectRetrying(
+  clients: readonly { connect(): Promise<void> }[],
+  opts: Pick<KafkaOptions, 'brokers' | 'logger' | 'signal' | 'onRetry'>,
+): Promise<void> {
+  await retrying(
+    async () => {
+      try {
+        for (const c of clients) await c.connect();
+      } catch (err) {
+        throw mapKafkaError(err, opts.brokers);
+      }
+    },
+    {
+      shouldRetry: (err) => err instanceof FraudSqlError && err.retriable,
+      signal: opts.signal,
+      onRetry: (err, attempt, wait) => {
+        opts.onRetry?.();
+        opts.logger.warn(`${(err as Error).message}; retrying in ${(wait / 1000).toFixed(1)} s`, { attempt });
+      },
+    },
+  );
+}
+
+/** The kafkajs client every consumer and producer of fraud-sql is made from. */
+export function newKafka(opts: Pick<KafkaOptions, 'clientId' | 'brokers' | 'logger' | 'security'>): Kafka {
+  return new Kafka({
+    clientId: opts.clientId,
+    brokers: opts.brokers,
+    logLevel: logLevel.INFO,
+    logCreator: logCreator(opts.logger),
+    // Few quick retries inside kafkajs: longer outages are retried (and reported) by the adapters.
+    retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 3 },
+    connectionTimeout: 3_000,
+    ssl: opts.security?.ssl ?? false,
+    ...(opts.security?.sasl ? { sasl: opts.security.sasl as SASLOptions } : {}),
+  });
+}
+
 export class KafkaSource implements SourcePort {
   private readonly kafka: Kafka;
   private readonly consumer: Consumer;
@@ -104,31 +207,8 @@ export class KafkaSource implements SourcePort {
 
   constructor(private readonly opts: KafkaOptions) {
     this.buffer = new MessageBuffer(opts.bufferMessages);
-    this.kafka = new Kafka({
-      clientId: opts.clientId,
-      brokers: opts.brokers,
-      logLevel: logLevel.INFO,
-      logCreator: logCreator(opts.logger),
-      // Few quick retries inside kafkajs: longer outages are retried (and reported) by this adapter.
-      retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 3 },
-      connectionTimeout: 3_000,
-      ssl: opts.security?.ssl ?? false,
-      ...(opts.security?.sasl ? { sasl: opts.security.sasl as SASLOptions } : {}),
-    });
-    this.consumer = this.kafka.consumer({
-      groupId: opts.groupId,
-      // A deleted topic must not come back empty by asking for it (see ensureTopics).
-      allowAutoTopicCreation: false,
-      // A member that died without leaving holds its partitions until this expires.
-      // Heartbeats continue while the engine works (fetching is decoupled from batch
-      // processing), so a short timeout is safe with long batches.
-      sessionTimeout: opts.sessionTimeoutMs ?? 10_000,
-      heartbeatInterval: 3_000,
-      maxWaitTimeInMs: 100,
-      maxBytesPerPartition: 4 * 1024 * 1024,
-      maxBytes: 16 * 1024 * 1024,
-      retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
-    });
+    this.kafka = newKafka(opts);
+    this.consumer = this.kafka.consumer(consumerConfig(opts));
     this.producer = this.kafka.producer({
       allowAutoTopicCreation: true,
       idempotent: true,
@@ -142,25 +222,7 @@ export class KafkaSource implements SourcePort {
   async start(onAssign: AssignHandler): Promise<void> {
     this.onAssign = onAssign;
     const { logger, brokers, topic, signal } = this.opts;
-    await retrying(
-      async () => {
-        try {
-          await this.admin.connect();
-          await this.producer.connect();
-          await this.consumer.connect();
-        } catch (err) {
-          throw mapKafkaError(err, brokers);
-        }
-      },
-      {
-        shouldRetry: (err) => err instanceof FraudSqlError && err.retriable,
-        signal,
-        onRetry: (err, attempt, wait) => {
-          this.opts.onRetry?.();
-          logger.warn(`${(err as Error).message}; retrying in ${(wait / 1000).toFixed(1)} s`, { attempt });
-        },
-      },
-    );
+    await connectRetrying([this.admin, this.producer, this.consumer], this.opts);
     // Stopped while connecting or waiting for the topic: no subscription, nothing created.
     if (signal?.aborted) return;
     await this.ensureTopics();
@@ -289,6 +351,7 @@ export class KafkaSource implements SourcePort {
       key: m.key,
       value: m.value,
       timestampMs: Number(m.timestamp),
+      ...(this.opts.readsRepartitioned ? repartitioned(m.headers) : {}),
     }));
     if (msgs.length === 0) return;
     this.buffer.push(msgs);
@@ -324,9 +387,9 @@ export class KafkaSource implements SourcePort {
           key: d.key,
           value: d.value ? d.value.subarray(0, DLQ_PAYLOAD_MAX) : null,
           headers: {
-            'fraud-sql-reason': d.reason,
-            'fraud-sql-source': `${d.topic}/${d.partition}/${d.offset}`,
-            'fraud-sql-bytes': String(d.value?.length ?? 0),
+            [REASON_HEADER]: d.reason,
+            [ORIGIN_HEADER]: originHeader(d.topic, d.partition, d.offset),
+            [BYTES_HEADER]: String(d.bytes ?? d.value?.length ?? 0),
           },
         })),
       });

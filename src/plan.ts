@@ -1,0 +1,134 @@
+/**
+ * Which orders meet where (design.md section 5). A rule keyed by an order field
+ * (`-- partition_by: ip_address`) is exact only when every order with the same
+ * value of that field reaches the same engine. Kafka guarantees that for the
+ * partitions of a topic keyed by the field, so, as Kafka Streams does, fraud-sql
+ * re-publishes the decoded input to one internal *repartition topic* per field in
+ * use, keyed by it, and runs each field's rules on that topic. Several processes
+ * in one consumer group then split the keys between them and stay exact.
+ *
+ * One pipeline per field: an engine with its own state, the rules partitioned by
+ * that field, and the rules that read their results. Rules that need no particular
+ * partitioning (per-window sums, per-order checks) run in the first pipeline.
+ * The hop is skipped for the field the input is already keyed by (`--input-keyed-by`).
+ */
+import type { Diagnostic } from './engine/ports.js';
+import type { Order } from './types.js';
+
+export interface PlannedRule {
+  name: string;
+  file: string;
+  partitionKey: string | null;
+  /** Rules whose results this one reads: it must run in the same pipeline. */
+  after: readonly string[];
+}
+
+export interface Pipeline {
+  /** The order field its input is partitioned by; null: the input as it comes. */
+  key: string | null;
+  /** The topic it consumes: the input itself, or a repartition topic. */
+  topic: string;
+  /** Its consumer group (progress in PostgreSQL is kept per group and topic). */
+  group: string;
+  /** Whether `topic` is a repartition topic that fraud-sql fills. */
+  repartitioned: boolean;
+  /** The names of the rules it runs, in dependency order. */
+  rules: string[];
+  /** Malformed input is recorded here, and only here: one pipeline owns dead letters. */
+  deadLetters: boolean;
+}
+
+export interface Plan {
+  pipelines: Pipeline[];
+  /**
+   * The hop: consumes the input topic as `group` and forwards every order to each
+   * target keyed by its field; malformed messages go to `deadLetterTopic` (the
+   * first pipeline's), unless that pipeline reads the input itself. Null when no
+   * pipeline is repartitioned.
+   */
+  repartition: { group: string; targets: { key: string; topic: string }[]; deadLetterTopic: string | null } | null;
+}
+
+/** `<group>.<topic>-by-<field>`, e.g. `fraud-sql.orders-by-ip_address`. */
+export function repartitionTopic(group: string, topic: string, key: string): string {
+  return `${group}.${topic}-by-${key}`;
+}
+
+export function planPipelines(
+  rules: readonly PlannedRule[],
+  opts: { topic: string; group: string; inputKeyedBy: string | null },
+): { plan: Plan; diagnostics: Diagnostic[] } {
+  const diagnostics: Diagnostic[] = [];
+  const keyOf = new Map<string, string | null>();
+  // Rules come in dependency order: a rule's dependencies are placed before it.
+  for (const r of rules) {
+    const inherited = new Set(r.after.map((d) => keyOf.get(d) ?? null).filter((k): k is string => k !== null));
+    if (r.partitionKey) inherited.add(r.partitionKey);
+    if (inherited.size > 1) {
+      const parts = r.after.filter((d) => keyOf.get(d)).map((d) => `${d} by ${keyOf.get(d)}`);
+      diagnostics.push({
+        file: r.file,
+        line: 1,
+        column: 1,
+        message: `its orders cannot all meet in one place: ${[r.partitionKey ? `it is partitioned by ${r.partitionKey}` : null, ...parts.map((p) => `it reads ${p}`)].filter(Boolean).join(', ')}`,
+      });
+    }
+    keyOf.set(r.name, [...inherited][0] ?? null);
+  }
+  const keys = [...new Set([...keyOf.values()].filter((k): k is string => k !== null))].sort((a, b) =>
+    a === opts.inputKeyedBy ? -1 : b === opts.inputKeyedBy ? 1 : a.localeCompare(b),
+  );
+  if (keys.length === 0) {
+    const only: Pipeline = { key: null, topic: opts.topic, group: opts.group, repartitioned: false, rules: rules.map((r) => r.name), deadLetters: true };
+    return { plan: { pipelines: [only], repartition: null }, diagnostics };
+  }
+  const pipelines: Pipeline[] = keys.map((key, i) => {
+    const direct = key === opts.inputKeyedBy;
+    const topic = direct ? opts.topic : repartitionTopic(opts.group, opts.topic, key);
+    return {
+      key,
+      topic,
+      group: direct ? opts.group : topic,
+      repartitioned: !direct,
+      rules: rules.filter((r) => (keyOf.get(r.name) ?? keys[0]) === key).map((r) => r.name),
+      deadLetters: i === 0,
+    };
+  });
+  const hops = pipelines.filter((p) => p.repartitioned);
+  const direct = pipelines.some((p) => !p.repartitioned);
+  return {
+    plan: {
+      pipelines,
+      repartition:
+        hops.length === 0
+          ? null
+          : {
+              // The input's own group when no pipeline reads the input directly, so lag tools see it under the configured name.
+              group: direct ? `${opts.group}.repartition` : opts.group,
+              targets: hops.map((p) => ({ key: p.key!, topic: p.topic })),
+              deadLetterTopic: direct ? null : pipelines[0]!.topic,
+            },
+    },
+    diagnostics,
+  };
+}
+
+/** The plan's shape, for telling whether a rule edit needs a restart. */
+export function planShape(plan: Plan): string {
+  return plan.pipelines.map((p) => `${p.key ?? '*'}@${p.topic}`).join(',');
+}
+
+const ORDER_PROPERTY: Readonly<Record<string, keyof Order>> = {
+  order_id: 'orderId',
+  user_id: 'userId',
+  product_id: 'productId',
+  product_name: 'productName',
+  ip_address: 'ipAddress',
+  payment_method: 'paymentMethod',
+};
+
+/** The order's value of a field a pipeline is keyed by; an absent optional field is the empty key. */
+export function orderFieldValue(order: Order, field: string): string {
+  const v = order[ORDER_PROPERTY[field]!];
+  return v === null ? '' : String(v);
+}

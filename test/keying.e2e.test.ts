@@ -1,0 +1,104 @@
+/**
+ * Results do not depend on how the input topic is keyed (design.md section 5):
+ * the same generated orders, produced keyed by order_id, by user_id or with no key
+ * at all, into a 3-partition topic, give exactly the recomputation's rows, with one
+ * process and with several sharing the group, through a kill -9 and a rebalance.
+ */
+import t from 'tap';
+import { Kafka, logLevel } from 'kafkajs';
+import { BROKERS, scenario, type KeyBy, type RunProcess, type Scenario } from './helpers.js';
+
+const BATCH = { FRAUD_SQL_BATCH_MAX_SIZE: '2000' };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves once some of the input is committed in PostgreSQL (progress of the repartition topic). */
+async function someCommitted(s: Scenario, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const r = await s.pool.query('SELECT coalesce(sum(next_offset), 0)::int AS n FROM consumer_progress').catch(() => ({ rows: [{ n: 0 }] }));
+    if (r.rows[0].n > 0) return;
+    if (Date.now() > deadline) throw new Error('nothing committed');
+    await sleep(200);
+  }
+}
+
+const stopAll = async (ps: RunProcess[]) => {
+  for (const p of ps) p.child.kill('SIGTERM');
+  await Promise.all(ps.map((p) => p.exited));
+};
+
+for (const keyBy of ['order_id', 'user_id', 'none'] as const satisfies readonly KeyBy[]) {
+  t.test(`input keyed by ${keyBy}: one process gives exactly the recomputation`, async (t) => {
+    const s = await scenario(t, { partitions: 3, orders: 15_000, seed: 31, keyBy });
+    await s.produce();
+    const app = await s.startApp();
+    await s.drained(app);
+    t.same(
+      app.pipelines.map((p) => [p.plan.key, p.plan.repartitioned]),
+      [['ip_address', true]],
+      'the IP rules read the topic repartitioned by ip_address',
+    );
+    await s.expectExact({ context: `(input keyed by ${keyBy})` });
+  });
+}
+
+t.test('the input already keyed by ip_address: no hop with --input-keyed-by, same rows', async (t) => {
+  const s = await scenario(t, { partitions: 3, orders: 15_000, seed: 31, keyBy: 'ip_address' });
+  await s.produce();
+  const app = await s.startApp({ inputKeyedBy: 'ip_address' });
+  await s.drained(app);
+  t.equal(app.repartitioner, null, 'no repartition hop');
+  t.same(
+    app.pipelines.map((p) => p.plan.topic),
+    [s.topic],
+    'the rules read the input itself',
+  );
+  await s.expectExact();
+  const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  t.notOk(
+    (await admin.listTopics()).some((x) => x.startsWith(`${s.group}.`)),
+    'no repartition topic created',
+  );
+  await admin.disconnect();
+});
+
+t.test('three processes on an order-keyed topic, one killed with -9 mid-stream and restarted', async (t) => {
+  const s = await scenario(t, { partitions: 3, orders: 30_000, seed: 32, keyBy: 'order_id' });
+  const half = s.messages.length / 2;
+  await s.produce(s.messages.slice(0, half));
+  const procs = [s.startCli(BATCH), s.startCli(BATCH), s.startCli(BATCH)];
+  await someCommitted(s);
+  procs[1]!.child.kill('SIGKILL');
+  t.equal((await procs[1]!.exited).signal, 'SIGKILL', 'one process killed with -9');
+  await s.produce(s.messages.slice(half));
+  const restarted = s.startCli(BATCH);
+  await s.drainedInPg(180_000);
+  await s.expectExact({ context: '(3 processes, one killed and restarted)' });
+  await stopAll([procs[0]!, procs[2]!, restarted]);
+});
+
+t.test('a process added mid-stream while windows and bursts are open', async (t) => {
+  // Event times run up to now: the last windows and bursts are still open when the second process joins.
+  const s = await scenario(t, { partitions: 3, orders: 20_000, seed: 33, keyBy: 'none' });
+  const half = s.messages.length / 2;
+  await s.produce(s.messages.slice(0, half));
+  const first = s.startCli(BATCH);
+  await s.drainedInPg(180_000);
+  const second = s.startCli(BATCH);
+  await s.produce(s.messages.slice(half));
+  await s.drainedInPg(180_000);
+  await s.expectExact({ context: '(a process joined mid-stream)' });
+  await stopAll([first, second]);
+});
+
+t.test('kill -9 after the hop produced copies, before it committed the input offsets', async (t) => {
+  const s = await scenario(t, { partitions: 3, orders: 15_000, seed: 34, keyBy: 'order_id' });
+  await s.produce();
+  const crashing = s.startCli({ ...BATCH, FRAUD_SQL_FAILPOINT: 'after-repartition-produce:2' });
+  t.equal((await crashing.exited).signal, 'SIGKILL', 'killed between the copies and the input commit');
+  const restarted = s.startCli(BATCH);
+  await s.drainedInPg(180_000);
+  await s.expectExact({ context: '(after a kill inside the hop)' });
+  await stopAll([restarted]);
+});
