@@ -69,7 +69,7 @@ t.test('parameter overrides reach the SQL and the version; a bad one blocks the 
   const dir = new URL('../queries', import.meta.url).pathname;
   const base = loadRules(dir).rules.find((r) => r.name === 'suspicious_ips')!;
   const tuned = loadRules(dir, new Map([['suspicious_ips.min_orders', '12']])).rules.find((r) => r.name === 'suspicious_ips')!;
-  t.match(tuned.sql, /lag\(r\.event_time, 12 - 1\)/);
+  t.match(tuned.sql, /count\(\*\) >= 12/);
   t.not(tuned.version, base.version, 'another parameter value is another rule version');
   const bad = loadRules(dir, new Map([['suspicious_ips.nope', '3']]));
   t.same(bad.rules.map((r) => r.name).sort(), ['high_value_orders', 'popular_products']);

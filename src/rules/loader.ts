@@ -8,6 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { evalDuration, parseParamValue, substitute, type ParamValue, type Substitution } from './params.js';
 import type { Diagnostic, RuleOutput } from '../engine/ports.js';
+import { burstSql, parseBurstBody, parseBurstHeader, type BurstSpec } from './burst.js';
 import { SCENARIOS } from '../generator/orders.js';
 
 export type Severity = 'info' | 'low' | 'medium' | 'high';
@@ -30,6 +31,10 @@ export interface Rule extends RuleOutput {
   readsOwnResults: boolean;
   /** What the rule detects in labelled traffic (`-- label:`), for `backtest`; null when it names nothing. */
   label: RuleLabel | null;
+  /** A burst rule's definition (`-- burst:`), from which fraud-sql generated `sql`; null for a plain SELECT. */
+  burst: BurstSpec | null;
+  /** The order field whose values must meet in one process (a burst rule's key); null when the rule has none. */
+  partitionKey: string | null;
 }
 
 /**
@@ -60,7 +65,9 @@ export function formatDiagnostic(d: Diagnostic): string {
   return `${d.file}:${d.line}:${d.column}: ${d.message}`;
 }
 
-const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows|label):\s*(.*)$/;
+const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows|label|burst):\s*(.*)$/;
+/** Header fields that a `-- burst:` rule gets from its definition. */
+const BURST_DERIVED = ['key', 'replace', 'grows', 'final_after', 'state'];
 const PARAM = /^--\s*param\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$/;
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 
@@ -124,50 +131,77 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   const target = fields.get('target');
   if (!target) report(1, 1, 'missing "-- target: <table>"');
   else if (!IDENT.test(target.value)) report(target.line, 1, `target "${target.value}" is not a table name`);
-  const keyField = fields.get('key');
   const list = (s: string | undefined) =>
     (s ?? '')
       .split(',')
       .map((x) => x.trim())
       .filter(Boolean);
-  const key = list(keyField?.value);
-  if (!keyField) report(1, 1, 'missing "-- key: <columns>"');
-  else if (key.length === 0) report(keyField.line, 1, 'key names no column');
-  const replace = list(fields.get('replace')?.value);
-  for (const c of replace) if (!key.includes(c)) report(fields.get('replace')!.line, 1, `replace column "${c}" is not in the key`);
-
   const severityField = fields.get('severity');
   const severity = (severityField?.value ?? 'info') as Severity;
   if (!SEVERITIES.includes(severity)) report(severityField!.line, 1, `severity "${severity}" is not one of ${SEVERITIES.join(', ')}`);
-
-  let stateMicros = 0;
-  const stateField = fields.get('state');
-  if (!stateField) report(1, 1, 'missing "-- state: <duration>" (how far back in event time the rule reads; 0s for none)');
-  else {
-    const v = evalDuration(stateField.value, params);
-    if (typeof v === 'string') report(stateField.line, 1, `state: ${v}`);
-    else stateMicros = v;
-  }
-
-  let finalAfter: string | null = null;
-  const finalField = fields.get('final_after');
-  if (finalField) {
-    const s = substitute(finalField.value, params);
-    for (const u of s.unknown) report(finalField.line, 1, `final_after: unknown parameter $${u.name}`);
-    finalAfter = s.text;
-  }
 
   const body = substitute(text, params);
   for (const u of body.unknown) {
     if (u.line > bodyStart) report(u.line, u.column, `unknown parameter $${u.name} (declare it with "-- param ${u.name} = ...")`);
   }
+
+  let key: string[];
+  let replace: string[];
+  let grows: string[];
+  let finalAfter: string | null = null;
+  let stateMicros = 0;
+  let burst: BurstSpec | null = null;
+  const burstField = fields.get('burst');
+  if (burstField) {
+    for (const f of BURST_DERIVED) {
+      const given = fields.get(f);
+      if (given) report(given.line, 1, `"${f}" follows from "-- burst:": leave it out (see queries/README.md, Burst rules)`);
+    }
+    const def = parseBurstHeader(burstField.value, burstField.line, params, (message) => report(burstField.line, 1, message));
+    const aggregates = parseBurstBody(body.text.split('\n'), bodyStart, (line, message) => report(line, 1, message));
+    if (def && aggregates) burst = { ...def, aggregates };
+    const k = def?.key ?? 'key';
+    key = ['source_partition', k, 'window_start'];
+    replace = ['source_partition', k];
+    grows = (aggregates ?? []).filter((a) => a.fn === 'count').map((a) => a.alias);
+    if (def) {
+      finalAfter = `window_end + INTERVAL '${def.windowMicros} microseconds'`;
+      stateMicros = 2 * def.windowMicros;
+    }
+  } else {
+    const keyField = fields.get('key');
+    key = list(keyField?.value);
+    if (!keyField) report(1, 1, 'missing "-- key: <columns>"');
+    else if (key.length === 0) report(keyField.line, 1, 'key names no column');
+    replace = list(fields.get('replace')?.value);
+    for (const c of replace) if (!key.includes(c)) report(fields.get('replace')!.line, 1, `replace column "${c}" is not in the key`);
+    grows = list(fields.get('grows')?.value);
+
+    const stateField = fields.get('state');
+    if (!stateField) report(1, 1, 'missing "-- state: <duration>" (how far back in event time the rule reads; 0s for none)');
+    else {
+      const v = evalDuration(stateField.value, params);
+      if (typeof v === 'string') report(stateField.line, 1, `state: ${v}`);
+      else stateMicros = v;
+    }
+
+    const finalField = fields.get('final_after');
+    if (finalField) {
+      const s = substitute(finalField.value, params);
+      for (const u of s.unknown) report(finalField.line, 1, `final_after: unknown parameter $${u.name}`);
+      finalAfter = s.text;
+    }
+  }
+
   // Comments are documentation: only references in the SQL itself order the rules.
   const code = body.text
     .split('\n')
     .map((l) => l.replace(/--.*$/, ''))
     .join('\n');
   const read = new Set([...code.matchAll(/\b(?:result|changed)_([a-z_][a-z0-9_]*)\b/g)].map((m) => m[1]!));
-  const readsOwnResults = read.delete(name);
+  // A burst rule reads only its orders; its own rows are the carried bursts.
+  if (burst) read.clear();
+  const readsOwnResults = burst !== null || read.delete(name);
 
   const labelField = fields.get('label');
   const label = labelField
@@ -191,16 +225,18 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
       target: target!.value,
       key,
       replace,
-      grows: list(fields.get('grows')?.value),
+      grows,
       finalAfter,
       stateMicros,
       params,
-      sql: body.text,
-      substitutions: body.substitutions,
+      sql: burst ? burstSql(name, burst) : body.text,
+      substitutions: burst ? [] : body.substitutions,
       version,
       after: [...read],
       readsOwnResults,
       label,
+      burst,
+      partitionKey: burst?.key ?? null,
     },
   };
 }
