@@ -142,6 +142,47 @@ CREATE TABLE consumer_progress (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'card_testing and shared_ip_accounts',
+    sql: `
+CREATE TABLE card_testing (
+  id                  bigserial PRIMARY KEY,
+  source_partition    integer     NOT NULL,
+  window_start        timestamptz NOT NULL,
+  window_end          timestamptz NOT NULL,
+  user_id             text        NOT NULL,
+  order_count         bigint      NOT NULL,
+  method_count        bigint      NOT NULL,
+  method_count_values text        NOT NULL,
+  is_final            boolean     NOT NULL DEFAULT false,
+  rule_version        text,
+  created_at          timestamptz NOT NULL DEFAULT now(),
+  updated_at          timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (source_partition, user_id, window_start)
+);
+CREATE INDEX ON card_testing (created_at);
+CREATE INDEX ON card_testing (source_partition, window_end) WHERE NOT is_final;
+
+CREATE TABLE shared_ip_accounts (
+  id                  bigserial PRIMARY KEY,
+  source_partition    integer     NOT NULL,
+  window_start        timestamptz NOT NULL,
+  window_end          timestamptz NOT NULL,
+  ip_address          text        NOT NULL,
+  order_count         bigint      NOT NULL,
+  user_count          bigint      NOT NULL,
+  user_count_values   text        NOT NULL,
+  is_final            boolean     NOT NULL DEFAULT false,
+  rule_version        text,
+  created_at          timestamptz NOT NULL DEFAULT now(),
+  updated_at          timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (source_partition, ip_address, window_start)
+);
+CREATE INDEX ON shared_ip_accounts (created_at);
+CREATE INDEX ON shared_ip_accounts (source_partition, window_end) WHERE NOT is_final;
+`,
+  },
 ];
 
 /** Columns the sink manages itself; rules never output them. */
@@ -181,6 +222,26 @@ export const TARGETS: Readonly<Record<string, Readonly<Record<string, string>>>>
     total_sales: 'bigint',
     suspicious_ip_count: 'integer',
   },
+  // *_values: the distinct values a burst has seen, a JSON array, so that the
+  // distinct count of a burst carried from batch to batch stays exact.
+  card_testing: {
+    source_partition: 'integer',
+    window_start: 'timestamptz',
+    window_end: 'timestamptz',
+    user_id: 'text',
+    order_count: 'bigint',
+    method_count: 'bigint',
+    method_count_values: 'text',
+  },
+  shared_ip_accounts: {
+    source_partition: 'integer',
+    window_start: 'timestamptz',
+    window_end: 'timestamptz',
+    ip_address: 'text',
+    order_count: 'bigint',
+    user_count: 'bigint',
+    user_count_values: 'text',
+  },
 };
 
 /** The natural key of each result table (its UNIQUE constraint above). */
@@ -189,10 +250,12 @@ export const TARGET_KEYS: Readonly<Record<string, readonly string[]>> = {
   suspicious_ips: ['source_partition', 'ip_address', 'window_start'],
   high_value_orders: ['order_id'],
   realtime_stats_partial: ['source_partition', 'stat_time'],
+  card_testing: ['source_partition', 'user_id', 'window_start'],
+  shared_ip_accounts: ['source_partition', 'ip_address', 'window_start'],
 };
 
 /** Targets with an is_final column (their rules must say when a row is final). */
-export const FINALIZABLE = new Set(['popular_products_partial', 'suspicious_ips', 'realtime_stats_partial']);
+export const FINALIZABLE = new Set(['popular_products_partial', 'suspicious_ips', 'realtime_stats_partial', 'card_testing', 'shared_ip_accounts']);
 
 /** The DuckDB type that holds each PostgreSQL column type of TARGETS. */
 export const DUCK_TYPES: Readonly<Record<string, string>> = { timestamptz: 'TIMESTAMP', integer: 'INTEGER', bigint: 'BIGINT', text: 'VARCHAR' };
