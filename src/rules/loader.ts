@@ -55,6 +55,8 @@ export interface RuleLabel {
 export type LabelCondition =
   /** The key's orders (all of them, as the rule sees them) reach `min` within some (t - window, t]. */
   | { kind: 'orders_within'; min: number; windowMicros: number }
+  /** The key's orders carry at least `min` distinct values of `field` within some (t - window, t]. */
+  | { kind: 'distinct_within'; field: string; min: number; windowMicros: number }
   /** The labelled order's price x quantity is at least `min`. */
   | { kind: 'total_at_least'; min: bigint };
 
@@ -290,6 +292,7 @@ function parseLabel(
   let conditionShown = '';
   if (conditionText !== undefined) {
     const within = /^orders\s*>=\s*(\S+)\s+within\s+(\S+)$/d.exec(conditionText);
+    const distinct = /^distinct\s+([a-z_]+)\s*>=\s*(\S+)\s+within\s+(\S+)$/d.exec(conditionText);
     const total = /^price\s*\*\s*quantity\s*>=\s*(\S+)$/d.exec(conditionText);
     if (within) {
       const min = operand(within, 1, 'integer');
@@ -298,6 +301,15 @@ function parseLabel(
         condition = { kind: 'orders_within', min: Number(min.value), windowMicros: window.micros };
         conditionShown = `orders >= ${min.value} within ${DURATION_TEXT(window.micros)}`;
       }
+    } else if (distinct) {
+      const field = distinct[1]!;
+      const min = operand(distinct, 2, 'integer');
+      const window = operand(distinct, 3, 'duration');
+      if (!ORDER_KEY_FIELDS.includes(field)) fail(at(field), `label: "${field}" is not an order field (${ORDER_KEY_FIELDS.join(', ')})`);
+      else if (min && window) {
+        condition = { kind: 'distinct_within', field, min: Number(min.value), windowMicros: window.micros };
+        conditionShown = `distinct ${field} >= ${min.value} within ${DURATION_TEXT(window.micros)}`;
+      }
     } else if (total) {
       const min = operand(total, 1, 'integer');
       if (min) {
@@ -305,7 +317,10 @@ function parseLabel(
         conditionShown = `price * quantity >= ${min.value}`;
       }
     } else {
-      fail(at(conditionText), 'a label condition reads "where orders >= N within D" or "where price * quantity >= N" (N, D: literals or $params)');
+      fail(
+        at(conditionText),
+        'a label condition reads "where orders >= N within D", "where distinct <field> >= N within D" or "where price * quantity >= N" (N, D: literals or $params)',
+      );
     }
   }
   if (!ok) return null;
