@@ -8,6 +8,7 @@ import type { Columns, Diagnostic, RuleRun } from '../engine/ports.js';
 import { DUCK_TYPES, MANAGED_COLUMNS, TARGETS, FINALIZABLE, compatible } from '../sink/schema.js';
 import type { Rule } from './loader.js';
 import { originalColumn } from './params.js';
+import { burstColumns } from './burst.js';
 
 /** A DuckDB error's "LINE n:" and caret mapped back to the rule file. */
 export function duckErrorToDiagnostic(rule: Pick<Rule, 'file' | 'substitutions' | 'burst'>, err: unknown, lineOffset = 0): Diagnostic {
@@ -59,6 +60,16 @@ export async function prepareRules(
     }
     const problems: Diagnostic[] = [];
     const mirror = `result_${rule.name}`;
+    // A burst rule's SQL reads its carried bursts from result_<name>, in the target's
+    // shape: a column the target lacks is told as such, not as a failure of that SQL.
+    const strange = rule.burst && TARGETS[rule.target] ? burstColumns(rule.burst).filter((c) => !(c in TARGETS[rule.target]!)) : [];
+    if (strange.length > 0) {
+      const columns = Object.keys(TARGETS[rule.target]!).join(', ');
+      for (const c of strange)
+        diagnostics.push({ file: rule.file, line: 1, column: 1, message: `column "${c}" is not a column of ${rule.target} (${columns})` });
+      failed.add(rule.name);
+      continue;
+    }
     // A rule that reads its own rows needs them to exist before it can be checked:
     // until its first check they take the shape of its target table.
     if (rule.readsOwnResults && TARGETS[rule.target] && !(await tableExists(state, mirror))) {
