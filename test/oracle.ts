@@ -50,15 +50,17 @@ export interface Expected {
 
 /**
  * Bursts, from design.md section 3: per key, orders sorted by time; an order at t
- * is hot when `hot` holds for the key's orders in (t - W, t] (every order at t
- * included); the spans (t - W, t] of hot orders that overlap form one burst, whose
- * orders are those inside its spans.
+ * is hot when the key's orders in (t - W, t] (every order at t included) number at
+ * least `minOrders` and carry at least `minDistinct` distinct values of `valueOf`
+ * (null: no value); the spans (t - W, t] of hot orders that overlap form one
+ * burst, whose orders are those inside its spans. The window slides with counts
+ * per value, so a key with hours of orders costs its orders, not their square.
  */
 function bursts(
   orders: readonly OracleOrder[],
   keyOf: (o: OracleOrder) => string,
   windowMs: number,
-  hot: (inWindow: OracleOrder[]) => boolean,
+  hot: { minOrders: number; minDistinct: number; valueOf: (o: OracleOrder) => string | null },
 ): { key: string; last: number; members: OracleOrder[] }[] {
   const byKey = new Map<string, OracleOrder[]>();
   for (const o of orders) (byKey.get(keyOf(o)) ?? byKey.set(keyOf(o), []).get(keyOf(o))!).push(o);
@@ -66,13 +68,20 @@ function bursts(
   for (const [key, list] of byKey) {
     list.sort((a, b) => a.ms - b.ms);
     const hotTimes: number[] = [];
-    for (let i = 0, lo = 0; i < list.length; i++) {
+    const counts = new Map<string, number>();
+    const change = (o: OracleOrder, by: number) => {
+      const v = hot.valueOf(o);
+      if (v === null) return;
+      const n = (counts.get(v) ?? 0) + by;
+      if (n === 0) counts.delete(v);
+      else counts.set(v, n);
+    };
+    for (let i = 0, lo = 0, hi = -1; i < list.length; i++) {
       const t = list[i]!.ms;
       if (i > 0 && list[i - 1]!.ms === t) continue;
-      let hi = i;
-      while (hi + 1 < list.length && list[hi + 1]!.ms === t) hi++;
-      while (list[lo]!.ms <= t - windowMs) lo++;
-      if (hot(list.slice(lo, hi + 1))) hotTimes.push(t);
+      while (hi + 1 < list.length && list[hi + 1]!.ms <= t) change(list[++hi]!, 1);
+      while (list[lo]!.ms <= t - windowMs) change(list[lo++]!, -1);
+      if (hi - lo + 1 >= hot.minOrders && counts.size >= hot.minDistinct) hotTimes.push(t);
     }
     const spans: { first: number; last: number }[] = [];
     for (const t of hotTimes) {
@@ -116,12 +125,7 @@ export function recompute(all: readonly OracleOrder[], opts = { window: 30_000, 
   // Suspicious IPs: hot when the IP has >= minOrders orders in (t - W, t].
   const suspicious = new Map<string, { window_end: string; order_count: number; total_spent: number }>();
   const burstIpsByWindow = new Map<string, Set<string>>();
-  for (const b of bursts(
-    orders,
-    (o) => o.ip_address,
-    opts.burstWindow,
-    (w) => w.length >= opts.minOrders,
-  )) {
+  for (const b of bursts(orders, (o) => o.ip_address, opts.burstWindow, { minOrders: opts.minOrders, minDistinct: 0, valueOf: () => null })) {
     suspicious.set(`${b.key}|${iso(b.members[0]!.ms)}`, {
       window_end: iso(b.last),
       order_count: b.members.length,
@@ -137,23 +141,13 @@ export function recompute(all: readonly OracleOrder[], opts = { window: 30_000, 
   // Card testing: one user, >= 3 distinct payment methods in (t - 10 min, t].
   const cardTesting = new Map<string, { window_end: string; order_count: number; method_count: number }>();
   const methods = (w: OracleOrder[]) => distinct(w.flatMap((o) => (o.payment_method === null ? [] : [o.payment_method])));
-  for (const b of bursts(
-    orders,
-    (o) => o.user_id,
-    600_000,
-    (w) => methods(w) >= 3,
-  )) {
+  for (const b of bursts(orders, (o) => o.user_id, 600_000, { minOrders: 0, minDistinct: 3, valueOf: (o) => o.payment_method })) {
     cardTesting.set(`${b.key}|${iso(b.members[0]!.ms)}`, { window_end: iso(b.last), order_count: b.members.length, method_count: methods(b.members) });
   }
   // Shared IPs: one IP, >= 5 distinct users in (t - 5 min, t].
   const sharedIp = new Map<string, { window_end: string; order_count: number; user_count: number }>();
   const users = (w: OracleOrder[]) => distinct(w.map((o) => o.user_id));
-  for (const b of bursts(
-    orders,
-    (o) => o.ip_address,
-    300_000,
-    (w) => users(w) >= 5,
-  )) {
+  for (const b of bursts(orders, (o) => o.ip_address, 300_000, { minOrders: 0, minDistinct: 5, valueOf: (o) => o.user_id })) {
     sharedIp.set(`${b.key}|${iso(b.members[0]!.ms)}`, { window_end: iso(b.last), order_count: b.members.length, user_count: users(b.members) });
   }
   return { popular, suspicious, highValue, stats, cardTesting, sharedIp };
