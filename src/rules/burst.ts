@@ -198,7 +198,14 @@ export function burstSql(name: string, spec: BurstSpec): string {
   // The condition over one order's window (hot), and over a key's recent orders at
   // once: false there means false for every window inside them (monotone), so
   // most keys are never looked at order by order.
-  const over = spec.condition.replace(CALL_IN_TEXT, (call) => `${call} OVER w`);
+  // `count(*) >= N` alone, the commonest condition, is the time of the order N - 1
+  // places back falling inside the window: cheaper than counting each order's
+  // frame (4-9% of suspicious_ips' time at 10,000 orders/s). Of orders at the same
+  // time the last one sees them all, and `hot` takes any of them.
+  const countOnly = /^\s*count\(\*\)\s*>=\s*(\d+)\s*$/.exec(spec.condition);
+  const over = countOnly
+    ? `lag(event_time, ${countOnly[1]} - 1) OVER (PARTITION BY kafka_partition, ${K} ORDER BY event_time) > event_time - ${W}`
+    : spec.condition.replace(CALL_IN_TEXT, (call) => `${call} OVER w`);
   const aggs = spec.aggregates;
   const fresh = aggs.map((a, i) => {
     const arg = a.arg === '*' ? 'event_time' : a.arg;
