@@ -45,7 +45,7 @@ export interface BurstSpec {
   aggregates: BurstAggregate[];
 }
 
-/** Order columns a burst may be keyed by (text fields an attacker cannot turn into many types). */
+/** Order columns a burst may be keyed by: the text fields that name who or what is busy (an order without a payment method is in no burst by it). */
 export const BURST_KEYS: readonly string[] = ['user_id', 'ip_address', 'product_id', 'product_name', 'payment_method'];
 
 const IDENT = /^[a-z_][a-z0-9_]*$/;
