@@ -47,6 +47,11 @@ t.test('the burst header derives the key, replace, grows, finality, state and pa
 
 t.test('mistakes in the header are reported at its line', async (t) => {
   t.match(problems(rule('user_id within $window', GOOD_BODY)), ['3: a burst reads "-- burst: <key column> when <condition> within <duration>"']);
+  t.equal(
+    problems(rule('user_id within $window', GOOD_BODY, '-- label: card_testing\n')).length,
+    1,
+    'a header that does not parse is the one problem, not its label too',
+  );
   t.match(problems(rule('customer when count(*) >= 3 within $window', GOOD_BODY)), [/^3: burst: "customer" is not an order column a burst can be keyed by/]);
   t.match(problems(rule('user_id when count(*) >= $nope within $window', GOOD_BODY)), ['3: burst: unknown parameter $nope']);
   t.match(problems(rule('user_id when count(*) >= 3 within $nope', GOOD_BODY)), [/^3: burst: within "\$nope": unknown parameter/]);

@@ -174,6 +174,24 @@ export function parseBurstBody(lines: readonly string[], bodyStart: number, repo
   return ok ? aggregates : null;
 }
 
+/**
+ * The header fields a burst implies: one row per key per burst, replaced when
+ * bursts merge, counts that only grow, final a window after its last hot order,
+ * and two windows of orders read (see burstSql).
+ */
+export function burstFields(
+  def: Pick<BurstSpec, 'key' | 'windowMicros'>,
+  aggregates: readonly BurstAggregate[],
+): { key: string[]; replace: string[]; grows: string[]; finalAfter: string; stateMicros: number } {
+  return {
+    key: ['source_partition', def.key, 'window_start'],
+    replace: ['source_partition', def.key],
+    grows: aggregates.filter((a) => a.fn === 'count').map((a) => a.alias),
+    finalAfter: `window_end + INTERVAL '${def.windowMicros} microseconds'`,
+    stateMicros: 2 * def.windowMicros,
+  };
+}
+
 /** The result columns of a burst rule, in output order. */
 export function burstColumns(spec: BurstSpec): string[] {
   return [

@@ -8,7 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { evalDuration, parseParamValue, substitute, type ParamValue, type Substitution } from './params.js';
 import type { Diagnostic, RuleOutput } from '../engine/ports.js';
-import { burstSql, parseBurstBody, parseBurstHeader, type BurstSpec } from './burst.js';
+import { burstFields, burstSql, parseBurstBody, parseBurstHeader, type BurstSpec } from './burst.js';
 import { SCENARIOS } from '../generator/orders.js';
 
 export type Severity = 'info' | 'low' | 'medium' | 'high';
@@ -162,14 +162,9 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
     const def = parseBurstHeader(burstField.value, burstField.line, params, (message) => report(burstField.line, 1, message));
     const aggregates = parseBurstBody(body.text.split('\n'), bodyStart, (line, message) => report(line, 1, message));
     if (def && aggregates) burst = { ...def, aggregates };
-    const k = def?.key ?? 'key';
-    key = ['source_partition', k, 'window_start'];
-    replace = ['source_partition', k];
-    grows = (aggregates ?? []).filter((a) => a.fn === 'count').map((a) => a.alias);
-    if (def) {
-      finalAfter = `window_end + INTERVAL '${def.windowMicros} microseconds'`;
-      stateMicros = 2 * def.windowMicros;
-    }
+    ({ key, replace, grows, finalAfter, stateMicros } = def
+      ? burstFields(def, aggregates ?? [])
+      : { key: [], replace: [], grows: [], finalAfter: null, stateMicros: 0 });
   } else {
     const keyField = fields.get('key');
     key = list(keyField?.value);
@@ -206,9 +201,11 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   const readsOwnResults = burst !== null || read.delete(name);
 
   const labelField = fields.get('label');
-  const label = labelField
-    ? parseLabel(labelField.value, lines[labelField.line - 1]!, key, params, (column, message) => report(labelField.line, column, message))
-    : null;
+  // A burst header that does not parse names no key: its label is not checked against one.
+  const label =
+    labelField && key.length > 0
+      ? parseLabel(labelField.value, lines[labelField.line - 1]!, key, params, (column, message) => report(labelField.line, column, message))
+      : null;
 
   const version = createHash('sha256')
     .update(text)
