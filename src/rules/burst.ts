@@ -12,10 +12,10 @@
  *
  * This module parses that form and generates the incremental SQL: it reads the
  * rule's own rows as of the last batch (result_<name>) and only the orders of the
- * batch's keys from two windows before their first new order. A burst that began
+ * batch's keys from one window before their first new order. A burst that began
  * earlier is carried: it keeps its start and its aggregates so far and adds what
- * the new orders bring, so a burst lasting hours is exact with state of two
- * windows. That needs every condition to be monotone (adding an order never
+ * the new orders bring, so a burst lasting hours is exact with state of one
+ * window. That needs every condition to be monotone (adding an order never
  * makes a hot order cold: `>=` over count, sum of non-negative values, max) and
  * every aggregate to be mergeable (count, sum, min, max; count(DISTINCT x) keeps
  * the distinct values seen in a text column `<alias>_values` of the target).
@@ -177,7 +177,7 @@ export function parseBurstBody(lines: readonly string[], bodyStart: number, repo
 /**
  * The header fields a burst implies: one row per key per burst, replaced when
  * bursts merge, counts that only grow, final a window after its last hot order,
- * and two windows of orders read (see burstSql).
+ * and one window of orders read (see burstSql).
  */
 export function burstFields(
   def: Pick<BurstSpec, 'key' | 'windowMicros'>,
@@ -188,7 +188,7 @@ export function burstFields(
     replace: ['source_partition', def.key],
     grows: aggregates.filter((a) => a.fn === 'count').map((a) => a.alias),
     finalAfter: `window_end + INTERVAL '${def.windowMicros} microseconds'`,
-    stateMicros: 2 * def.windowMicros,
+    stateMicros: def.windowMicros,
   };
 }
 
@@ -230,12 +230,15 @@ export function burstSql(name: string, spec: BurstSpec): string {
     const sql = a.distinct ? `list(DISTINCT CAST(${arg} AS VARCHAR)) FILTER (WHERE ${arg} IS NOT NULL)` : `${a.fn}(${arg})`;
     return { line: a.line, text: `${sql} AS agg_${i},`, verbatim: true };
   });
-  const merged = aggs
+  const carriedSums = aggs
     .map((a, i) =>
       a.distinct
-        ? `list_distinct(list_concat(coalesce(from_json(c.${a.alias}_values, '["VARCHAR"]'), []::VARCHAR[]), coalesce(f.agg_${i}, []::VARCHAR[]))) AS set_${i}`
-        : `c.${a.alias} AS carried_${i}`,
+        ? `flatten(list(coalesce(from_json(c.${a.alias}_values, '["VARCHAR"]'), []::VARCHAR[]))) AS carried_${i}`
+        : `${a.fn === 'count' ? 'sum' : a.fn}(c.${a.alias}) AS carried_${i}`,
     )
+    .join(', ');
+  const sets = aggs
+    .flatMap((a, i) => (a.distinct ? [`list_distinct(list_concat(coalesce(carried_${i}, []::VARCHAR[]), coalesce(agg_${i}, []::VARCHAR[]))) AS set_${i}`] : []))
     .join(', ');
   const outputs = aggs
     .map((a, i) => {
@@ -248,6 +251,15 @@ export function burstSql(name: string, spec: BurstSpec): string {
     .join(', ');
   const columns = burstColumns(spec).join(', ');
 
+  // Per key of the batch, with first_new its earliest new order: no order before
+  // first_new changes its hot status, so only orders from one window before it are
+  // read (each hot order from first_new on has its whole window among them). The
+  // key's bursts that end before first_new - W are out of reach and stay as they
+  // are; those that start after first_new are recomputed; the others are carried:
+  // each stands in as the span from its first order to its last hot order, with
+  // its aggregates so far, and takes the orders it did not count yet (new ones, and
+  // old ones outside it that a merge brings in). Two spans whose union a hot order
+  // bridges merge, as overlapping spans of hot orders do.
   const head = `
 WITH touched AS (
   SELECT kafka_partition, ${K}, min(event_time) AS first_new, min(kafka_offset) AS first_offset
@@ -258,15 +270,15 @@ previous AS (
   JOIN touched t ON t.kafka_partition = r.source_partition AND t.${K} = r.${K}
 ),
 carried AS (
-  SELECT * FROM previous WHERE window_start < first_new - ${W} AND window_end >= first_new - ${W}
+  SELECT * FROM previous WHERE window_end >= first_new - ${W} AND window_start <= first_new
 ),
 recent AS (
-  SELECT o.*, t.first_new, o.kafka_offset >= t.first_offset AS is_new
+  SELECT o.*, t.first_new, o.kafka_offset >= t.first_offset AS is_new,
+         EXISTS (SELECT 1 FROM carried c WHERE c.source_partition = o.kafka_partition AND c.${K} = o.${K}
+                 AND o.event_time BETWEEN c.window_start AND c.window_end) AS in_carried
   FROM orders o
   JOIN touched t ON t.kafka_partition = o.kafka_partition AND t.${K} = o.${K}
-  LEFT JOIN carried c ON c.source_partition = o.kafka_partition AND c.${K} = o.${K}
-  WHERE o.event_time > CASE WHEN c.window_end IS NULL THEN t.first_new - 2 * ${W}
-                            ELSE least(c.window_end - ${W}, t.first_new - INTERVAL 1 MICROSECOND) END
+  WHERE o.event_time > t.first_new - ${W}
 ),
 busy AS (
   SELECT kafka_partition, ${K} FROM recent GROUP BY ALL HAVING ${spec.condition}
@@ -277,41 +289,44 @@ heat AS (
   FROM (SELECT r.* FROM recent r SEMI JOIN busy b ON b.kafka_partition = r.kafka_partition AND b.${K} = r.${K})
   WINDOW w AS (PARTITION BY kafka_partition, ${K} ORDER BY event_time RANGE BETWEEN ${frame} PRECEDING AND CURRENT ROW)
 ),
-hot AS (
-  SELECT DISTINCT h.kafka_partition, h.${K}, h.event_time, NULL::TIMESTAMP AS carried_end
-  FROM heat h LEFT JOIN carried c ON c.source_partition = h.kafka_partition AND c.${K} = h.${K}
-  WHERE h.hot AND h.event_time >= h.first_new - ${W} AND (c.window_end IS NULL OR h.event_time > c.window_end)
+spans AS (
+  SELECT DISTINCT kafka_partition, ${K}, event_time - ${W} AS lo, event_time AS hi, NULL::TIMESTAMP AS carried_start
+  FROM heat WHERE hot AND event_time >= first_new
   UNION ALL
-  SELECT source_partition, ${K}, window_end, window_end FROM carried
+  SELECT source_partition, ${K}, window_start - INTERVAL 1 MICROSECOND, window_end, window_start FROM carried
+),
+grouped AS (
+  SELECT *, sum(CASE WHEN reach IS NULL OR lo >= reach THEN 1 ELSE 0 END)
+              OVER (PARTITION BY kafka_partition, ${K} ORDER BY lo, hi ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS grp
+  FROM (SELECT *, max(hi) OVER (PARTITION BY kafka_partition, ${K} ORDER BY lo, hi ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach
+        FROM spans)
 ),
 bursts AS (
-  SELECT kafka_partition, ${K}, burst_no, min(event_time) AS first_hot, max(event_time) AS last_hot, max(carried_end) AS carried_end
-  FROM (
-    SELECT *, sum(CASE WHEN previous IS NULL OR event_time - previous >= ${W} THEN 1 ELSE 0 END)
-                OVER (PARTITION BY kafka_partition, ${K} ORDER BY event_time) AS burst_no
-    FROM (SELECT *, lag(event_time) OVER (PARTITION BY kafka_partition, ${K} ORDER BY event_time) AS previous FROM hot)
-  )
-  GROUP BY ALL
+  SELECT kafka_partition, ${K}, grp, min(lo) AS lo, max(hi) AS last_hot FROM grouped GROUP BY ALL
 ),
 members AS (
-  SELECT b.kafka_partition AS burst_partition, b.${K} AS burst_key, b.burst_no, b.last_hot, b.carried_end, o.*
+  SELECT b.kafka_partition AS burst_partition, b.${K} AS burst_key, b.grp, b.last_hot, o.*
   FROM bursts b
-  LEFT JOIN heat o
-    ON o.kafka_partition = b.kafka_partition AND o.${K} = b.${K} AND o.event_time <= b.last_hot
-   AND CASE WHEN b.carried_end IS NULL THEN o.event_time > b.first_hot - ${W}
-            ELSE o.event_time > b.carried_end OR o.is_new END
+  LEFT JOIN recent o
+    ON o.kafka_partition = b.kafka_partition AND o.${K} = b.${K} AND o.event_time > b.lo AND o.event_time <= b.last_hot
+   AND (o.is_new OR NOT o.in_carried)
 ),
 fresh AS (
-  SELECT burst_partition, burst_key, burst_no, last_hot, carried_end, min(event_time) AS first_order,`;
+  SELECT burst_partition, burst_key, grp, last_hot, min(event_time) AS first_order,`;
   const tail = `
-  FROM members GROUP BY burst_partition, burst_key, burst_no, last_hot, carried_end
+  FROM members GROUP BY burst_partition, burst_key, grp, last_hot
+),
+carried_sums AS (
+  SELECT g.kafka_partition, g.${K}, g.grp, min(c.window_start) AS carried_start, ${carriedSums}
+  FROM grouped g JOIN carried c ON c.source_partition = g.kafka_partition AND c.${K} = g.${K} AND c.window_start = g.carried_start
+  GROUP BY g.kafka_partition, g.${K}, g.grp
 ),
 merged AS (
-  SELECT f.*, c.window_start AS carried_start, ${merged}
-  FROM fresh f
-  LEFT JOIN carried c ON f.carried_end IS NOT NULL AND c.source_partition = f.burst_partition AND c.${K} = f.burst_key
+  SELECT *${sets ? `, ${sets}` : ''}
+  FROM (SELECT f.*, cs.* EXCLUDE (kafka_partition, ${K}, grp) FROM fresh f
+        LEFT JOIN carried_sums cs ON cs.kafka_partition = f.burst_partition AND cs.${K} = f.burst_key AND cs.grp = f.grp)
 )
-SELECT burst_partition AS source_partition, burst_key AS ${K}, coalesce(carried_start, first_order) AS window_start,
+SELECT burst_partition AS source_partition, burst_key AS ${K}, least(carried_start, first_order) AS window_start,
        last_hot AS window_end, ${outputs}
 FROM merged
 UNION ALL
