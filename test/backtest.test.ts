@@ -120,6 +120,35 @@ t.test('the oracle works for any key that names an order field', async (t) => {
   t.same([...two.labelled].sort(), ['user_id=U1', 'user_id=U3']);
 });
 
+t.test('a distinct-values condition counts the values of the key within the window, half-open', async (t) => {
+  const at = (user: string, eventUs: number, payment_method: string | null, label = 'card_testing') => ({
+    fields: { user_id: user, payment_method },
+    eventUs,
+    label,
+  });
+  const orders = [
+    // U1: three methods, the third exactly one window after the first: never three within it.
+    at('U1', 0, 'card'),
+    at('U1', 5, 'kakaopay'),
+    at('U1', 10, 'naverpay'),
+    // U2: three methods within the window, one of them from an order with another label.
+    at('U2', 0, 'card'),
+    at('U2', 5, 'kakaopay', 'normal'),
+    at('U2', 9, 'naverpay'),
+    // U3: an order without a method is no method.
+    at('U3', 0, 'card'),
+    at('U3', 1, null),
+    at('U3', 2, 'kakaopay'),
+  ];
+  const r = expectedKeys(orders, {
+    scenarios: ['card_testing'],
+    condition: { kind: 'distinct_within', field: 'payment_method', min: 3, windowMicros: 10 },
+    keyFields: ['user_id'],
+  });
+  t.same([...r.expected], ['user_id=U2']);
+  t.same([...r.labelled].sort(), ['user_id=U1', 'user_id=U2', 'user_id=U3']);
+});
+
 t.test('--output writes every rule as CSV that a spreadsheet shows as text', async (t) => {
   const dir = t.testdir();
   const hostile = '=HYPERLINK("http://evil.example","click"),\n"x"';

@@ -1,14 +1,14 @@
 /**
  * Detection quality: the generator's labelled traffic, produced by `fraud-sql
  * generate` into the real broker and run through the real pipeline, scored per
- * scenario against the labels. At default thresholds every bot burst and every
- * high-value order is found, and no normal or near-miss IP is flagged.
+ * scenario against the labels. At default thresholds every bot burst, every shared
+ * IP and every high-value order is found, and no normal or near-miss IP is flagged.
  */
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { ipActivity, maxWithin } from '../src/generator/truth.js';
+import { ipActivity, maxDistinctWithin, maxWithin } from '../src/generator/truth.js';
 import { BROKERS, scenario } from './helpers.js';
 
 const run = promisify(execFile);
@@ -30,7 +30,7 @@ t.test('labelled scenarios: recall and precision per scenario', async (t) => {
     '--start',
     start,
     '--mix',
-    'normal=84,bot=10,burst=2,near_miss=2,high_value=1,card_testing=1',
+    'normal=83,bot=10,burst=2,near_miss=2,high_value=1,card_testing=1,shared_ip=1',
   ];
   await run('node', [CLI, ...common, '--brokers', BROKERS.join(','), '--topic', s.topic]);
   await run('node', [CLI, ...common, '--output', `${dir}/orders.jsonl`]);
@@ -85,4 +85,24 @@ t.test('labelled scenarios: recall and precision per scenario', async (t) => {
   t.equal(hvTp, hvTruth.length, 'every high-value order is found');
   t.equal(hvFound.size, hvTruth.length, 'and nothing else');
   t.ok(nearMissHv.length > 0 && nearMissHv.every((id) => !hvFound.has(id)), '499,999 KRW orders are not high value');
+
+  // Shared IPs (keyed by IP, as the topic is): those with 5 users within 5 min, and no other.
+  const shared = new Set((await s.pool.query('SELECT DISTINCT ip_address FROM shared_ip_accounts')).rows.map((r) => r.ip_address as string));
+  const usersOf = new Map<string, { label: string; events: [number, string][] }>();
+  for (const o of orders) {
+    const e = usersOf.get(o.ip_address) ?? usersOf.set(o.ip_address, { label: o.label, events: [] }).get(o.ip_address)!;
+    e.events.push([Date.parse(o.timestamp), o.user_id]);
+  }
+  const sharedTruth = [...usersOf].filter(([, e]) => maxDistinctWithin(e.events, 300_000) >= 5).map(([ip]) => ip);
+  t.ok(sharedTruth.length > 5, `there are shared IPs to find (${sharedTruth.length})`);
+  t.ok(
+    sharedTruth.every((ip) => usersOf.get(ip)!.label === 'shared_ip'),
+    'only the shared_ip scenario puts 5 users on one IP within 5 min',
+  );
+  t.same([...shared].sort(), sharedTruth.sort(), 'shared_ip_accounts flags exactly those IPs');
+  const sharedNearMiss = [...usersOf].filter(([ip, e]) => e.label === 'near_miss' && ip.startsWith('172.19.'));
+  t.ok(
+    sharedNearMiss.length > 0 && sharedNearMiss.every(([ip]) => !shared.has(ip)),
+    `no near-miss IP with 4 users in 5 min is flagged (${sharedNearMiss.length})`,
+  );
 });

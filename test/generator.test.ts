@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { generateOrders, BOT_IP } from '../src/generator/orders.js';
 import { decodeOrder } from '../src/source/decode.js';
-import { maxWithin } from '../src/generator/truth.js';
+import { maxDistinctWithin, maxWithin } from '../src/generator/truth.js';
 
 const run = promisify(execFile);
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
@@ -74,7 +74,7 @@ t.test('orders are valid, labelled, and scenarios hold their ground truth', asyn
   }
   t.same(wrongDecode, [], 'labelled orders decode; malformed ones do not');
   t.same(botElsewhere, [], 'the bot buys from one IP');
-  for (const l of ['normal', 'bot', 'burst', 'near_miss', 'high_value', 'card_testing', 'late', 'malformed'])
+  for (const l of ['normal', 'bot', 'burst', 'near_miss', 'high_value', 'card_testing', 'shared_ip', 'late', 'malformed'])
     t.ok((labels.get(l) ?? 0) > 0, `scenario ${l} occurs`);
   // Sliding-window ground truth: near-miss IPs never reach 10 orders in 60 s; bursts do.
   const nearMiss = [...byIp].filter(([k]) => k.startsWith('near_miss'));
@@ -91,4 +91,44 @@ t.test('orders are valid, labelled, and scenarios hold their ground truth', asyn
     [],
     'every burst has 10 orders within 60 s',
   );
+});
+
+t.test('card testers and shared IPs reach their thresholds; their near-misses and everyone else never do', async (t) => {
+  const gen = generateOrders({ seed: 2, rate: 100, startMs: Date.UTC(2025, 0, 1), mix: { near_miss: 3, card_testing: 3, shared_ip: 3 } });
+  const methodsByUser = new Map<string, { label: string; events: [number, string][] }>();
+  const usersByIp = new Map<string, { label: string; events: [number, string][] }>();
+  const note = (m: typeof methodsByUser, key: string, label: string, at: number, value: string) => {
+    const e = m.get(key) ?? m.set(key, { label, events: [] }).get(key)!;
+    if (label !== 'normal') e.label = label;
+    e.events.push([at, value]);
+  };
+  let lastMs = 0;
+  for (let i = 0; i < 120_000; i++) {
+    const o = gen.next().value!;
+    const j = JSON.parse(o.value);
+    note(methodsByUser, j.user_id, o.label, o.eventMs, j.payment_method);
+    note(usersByIp, j.ip_address, o.label, o.eventMs, j.user_id);
+    lastMs = o.eventMs;
+  }
+  // Episodes still running when the sample ends are incomplete.
+  const complete = (e: { events: [number, string][] }) => e.events[0]![0] < lastMs - 700_000;
+  const reach = (m: typeof methodsByUser, label: string, window: number) =>
+    [...m.values()].filter((e) => e.label === label && complete(e)).map((e) => maxDistinctWithin(e.events, window));
+  const testers = reach(methodsByUser, 'card_testing', 600_000);
+  const shared = reach(usersByIp, 'shared_ip', 300_000);
+  t.ok(testers.length > 20 && shared.length > 20, `episodes to check: ${testers.length} card testers, ${shared.length} shared IPs`);
+  t.ok(
+    testers.every((n) => n >= 3),
+    'every card tester pays with 3 methods within 10 min',
+  );
+  t.ok(
+    shared.every((n) => n >= 5),
+    'every shared IP has 5 users within 5 min',
+  );
+  const others = (m: typeof methodsByUser, label: string, window: number) =>
+    [...m].filter(([, e]) => e.label !== label).filter(([, e]) => maxDistinctWithin(e.events, window) >= (label === 'card_testing' ? 3 : 5));
+  t.same(others(methodsByUser, 'card_testing', 600_000), [], 'no other user (near-misses included) has 3 methods within 10 min');
+  t.same(others(usersByIp, 'shared_ip', 300_000), [], 'no other IP (near-misses included) has 5 users within 5 min');
+  const nearMissUsers = [...methodsByUser.values()].filter((e) => e.label === 'near_miss' && new Set(e.events.map(([, v]) => v)).size === 3);
+  t.ok(nearMissUsers.length > 10, `near-miss users with 3 methods, never within 10 min: ${nearMissUsers.length}`);
 });

@@ -1,5 +1,5 @@
 /**
- * An independent recomputation of the four built-in outputs: plain TypeScript over
+ * An independent recomputation of the built-in outputs: plain TypeScript over
  * the list of orders, written straight from design.md section 3. It shares no code
  * with the engine, DuckDB or the rule files, so agreement means something.
  */
@@ -12,6 +12,8 @@ export interface OracleOrder {
   price: number;
   quantity: number;
   ip_address: string;
+  user_id: string;
+  payment_method: string | null;
 }
 
 /** The oracle's view of an order event as produced (the JSON of design.md section 1, with an offset). */
@@ -22,6 +24,8 @@ export function oracleOrder(json: {
   price: number;
   quantity: number;
   ip_address: string;
+  user_id: string;
+  payment_method?: string | null;
 }): OracleOrder {
   return {
     order_id: json.order_id,
@@ -30,6 +34,8 @@ export function oracleOrder(json: {
     price: json.price,
     quantity: json.quantity,
     ip_address: json.ip_address,
+    user_id: json.user_id,
+    payment_method: json.payment_method ?? null,
   };
 }
 
@@ -38,7 +44,57 @@ export interface Expected {
   suspicious: Map<string, { window_end: string; order_count: number; total_spent: number }>; // `${ip}|${windowStartIso}`
   highValue: Map<string, { total_price: number; order_time: string }>; // order_id
   stats: Map<string, { total_orders: number; total_sales: number; suspicious_ip_count: number }>; // statTimeIso
+  cardTesting: Map<string, { window_end: string; order_count: number; method_count: number }>; // `${user}|${windowStartIso}`
+  sharedIp: Map<string, { window_end: string; order_count: number; user_count: number }>; // `${ip}|${windowStartIso}`
 }
+
+/**
+ * Bursts, from design.md section 3: per key, orders sorted by time; an order at t
+ * is hot when the key's orders in (t - W, t] (every order at t included) number at
+ * least `minOrders` and carry at least `minDistinct` distinct values of `valueOf`
+ * (null: no value); the spans (t - W, t] of hot orders that overlap form one
+ * burst, whose orders are those inside its spans. The window slides with counts
+ * per value, so a key with hours of orders costs its orders, not their square.
+ */
+function bursts(
+  orders: readonly OracleOrder[],
+  keyOf: (o: OracleOrder) => string,
+  windowMs: number,
+  hot: { minOrders: number; minDistinct: number; valueOf: (o: OracleOrder) => string | null },
+): { key: string; last: number; members: OracleOrder[] }[] {
+  const byKey = new Map<string, OracleOrder[]>();
+  for (const o of orders) (byKey.get(keyOf(o)) ?? byKey.set(keyOf(o), []).get(keyOf(o))!).push(o);
+  const out: { key: string; last: number; members: OracleOrder[] }[] = [];
+  for (const [key, list] of byKey) {
+    list.sort((a, b) => a.ms - b.ms);
+    const hotTimes: number[] = [];
+    const counts = new Map<string, number>();
+    const change = (o: OracleOrder, by: number) => {
+      const v = hot.valueOf(o);
+      if (v === null) return;
+      const n = (counts.get(v) ?? 0) + by;
+      if (n === 0) counts.delete(v);
+      else counts.set(v, n);
+    };
+    for (let i = 0, lo = 0, hi = -1; i < list.length; i++) {
+      const t = list[i]!.ms;
+      if (i > 0 && list[i - 1]!.ms === t) continue;
+      while (hi + 1 < list.length && list[hi + 1]!.ms <= t) change(list[++hi]!, 1);
+      while (list[lo]!.ms <= t - windowMs) change(list[lo++]!, -1);
+      if (hi - lo + 1 >= hot.minOrders && counts.size >= hot.minDistinct) hotTimes.push(t);
+    }
+    const spans: { first: number; last: number }[] = [];
+    for (const t of hotTimes) {
+      const b = spans[spans.length - 1];
+      if (b && t - b.last < windowMs) b.last = t;
+      else spans.push({ first: t, last: t });
+    }
+    for (const b of spans) out.push({ key, last: b.last, members: list.filter((o) => o.ms > b.first - windowMs && o.ms <= b.last) });
+  }
+  return out;
+}
+
+const distinct = <T>(xs: readonly T[]) => new Set(xs).size;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -66,44 +122,35 @@ export function recompute(all: readonly OracleOrder[], opts = { window: 30_000, 
     if (amount >= opts.threshold) highValue.set(o.order_id, { total_price: amount, order_time: iso(o.ms) });
   }
 
-  // Suspicious IPs: per IP, sort by time; an order is hot when the IP has >= minOrders
-  // orders in (t - W, t]; overlapping spans (t - W, t] of hot orders form one burst.
+  // Suspicious IPs: hot when the IP has >= minOrders orders in (t - W, t].
   const suspicious = new Map<string, { window_end: string; order_count: number; total_spent: number }>();
   const burstIpsByWindow = new Map<string, Set<string>>();
-  const byIp = new Map<string, OracleOrder[]>();
-  for (const o of orders) (byIp.get(o.ip_address) ?? byIp.set(o.ip_address, []).get(o.ip_address)!).push(o);
-  for (const [ip, list] of byIp) {
-    list.sort((a, b) => a.ms - b.ms);
-    const hot: number[] = [];
-    let lo = 0;
-    for (let i = 0; i < list.length; i++) {
-      // All orders with the same time count as "itself included".
-      let hi = i;
-      while (hi + 1 < list.length && list[hi + 1]!.ms === list[i]!.ms) hi++;
-      while (list[lo]!.ms <= list[i]!.ms - opts.burstWindow) lo++;
-      if (hi - lo + 1 >= opts.minOrders) hot.push(list[i]!.ms);
-    }
-    const bursts: { first: number; last: number }[] = [];
-    for (const t of hot) {
-      const b = bursts[bursts.length - 1];
-      if (b && t - b.last < opts.burstWindow) b.last = t;
-      else bursts.push({ first: t, last: t });
-    }
-    for (const b of bursts) {
-      const members = list.filter((o) => o.ms > b.first - opts.burstWindow && o.ms <= b.last);
-      suspicious.set(`${ip}|${iso(members[0]!.ms)}`, {
-        window_end: iso(b.last),
-        order_count: members.length,
-        total_spent: members.reduce((a, o) => a + o.price * o.quantity, 0),
-      });
-      for (const m of members) {
-        const k = iso(bucket(m.ms) + opts.window);
-        (burstIpsByWindow.get(k) ?? burstIpsByWindow.set(k, new Set()).get(k)!).add(ip);
-      }
+  for (const b of bursts(orders, (o) => o.ip_address, opts.burstWindow, { minOrders: opts.minOrders, minDistinct: 0, valueOf: () => null })) {
+    suspicious.set(`${b.key}|${iso(b.members[0]!.ms)}`, {
+      window_end: iso(b.last),
+      order_count: b.members.length,
+      total_spent: b.members.reduce((a, o) => a + o.price * o.quantity, 0),
+    });
+    for (const m of b.members) {
+      const k = iso(bucket(m.ms) + opts.window);
+      (burstIpsByWindow.get(k) ?? burstIpsByWindow.set(k, new Set()).get(k)!).add(b.key);
     }
   }
   for (const [k, ips] of burstIpsByWindow) stats.get(k)!.suspicious_ip_count = ips.size;
-  return { popular, suspicious, highValue, stats };
+
+  // Card testing: one user, >= 3 distinct payment methods in (t - 10 min, t].
+  const cardTesting = new Map<string, { window_end: string; order_count: number; method_count: number }>();
+  const methods = (w: OracleOrder[]) => distinct(w.flatMap((o) => (o.payment_method === null ? [] : [o.payment_method])));
+  for (const b of bursts(orders, (o) => o.user_id, 600_000, { minOrders: 0, minDistinct: 3, valueOf: (o) => o.payment_method })) {
+    cardTesting.set(`${b.key}|${iso(b.members[0]!.ms)}`, { window_end: iso(b.last), order_count: b.members.length, method_count: methods(b.members) });
+  }
+  // Shared IPs: one IP, >= 5 distinct users in (t - 5 min, t].
+  const sharedIp = new Map<string, { window_end: string; order_count: number; user_count: number }>();
+  const users = (w: OracleOrder[]) => distinct(w.map((o) => o.user_id));
+  for (const b of bursts(orders, (o) => o.ip_address, 300_000, { minOrders: 0, minDistinct: 5, valueOf: (o) => o.user_id })) {
+    sharedIp.set(`${b.key}|${iso(b.members[0]!.ms)}`, { window_end: iso(b.last), order_count: b.members.length, user_count: users(b.members) });
+  }
+  return { popular, suspicious, highValue, stats, cardTesting, sharedIp };
 }
 
 /** Reads the pipeline's tables in the same shape as the oracle's. */
@@ -133,7 +180,23 @@ export async function readTables(pool: { query: (sql: string) => Promise<{ rows:
       suspicious_ip_count: Number(r.suspicious_ip_count),
     });
   }
-  return { popular, suspicious, highValue, stats };
+  const cardTesting = new Map<string, { window_end: string; order_count: number; method_count: number }>();
+  for (const r of (await pool.query('SELECT user_id, window_start, window_end, order_count, method_count FROM card_testing')).rows) {
+    cardTesting.set(`${r.user_id}|${ts(r.window_start)}`, {
+      window_end: ts(r.window_end),
+      order_count: Number(r.order_count),
+      method_count: Number(r.method_count),
+    });
+  }
+  const sharedIp = new Map<string, { window_end: string; order_count: number; user_count: number }>();
+  for (const r of (await pool.query('SELECT ip_address, window_start, window_end, order_count, user_count FROM shared_ip_accounts')).rows) {
+    sharedIp.set(`${r.ip_address}|${ts(r.window_start)}`, {
+      window_end: ts(r.window_end),
+      order_count: Number(r.order_count),
+      user_count: Number(r.user_count),
+    });
+  }
+  return { popular, suspicious, highValue, stats, cardTesting, sharedIp };
 }
 
 /** Sorted entries, for an exact comparison that prints readable differences. */

@@ -9,17 +9,26 @@ import type { OracleOrder } from './oracle.js';
 const T0 = Date.UTC(2025, 11, 30, 12, 0, 0); // 2025-12-30T12:00:00Z, a minute boundary
 let seq = 0;
 function order(ip: string, ms: number, price = 10_000, quantity = 1, product = '마우스'): OracleOrder & { json: string } {
-  const o = { order_id: `ORD${ms}${String(++seq).padStart(4, '0')}`, ms, product_name: product, price, quantity, ip_address: ip };
+  const o = {
+    order_id: `ORD${ms}${String(++seq).padStart(4, '0')}`,
+    ms,
+    product_name: product,
+    price,
+    quantity,
+    ip_address: ip,
+    user_id: 'USER0001',
+    payment_method: 'card',
+  };
   const json = JSON.stringify({
     order_id: o.order_id,
     timestamp: new Date(ms).toISOString(),
-    user_id: 'USER0001',
+    user_id: o.user_id,
     product_id: 'P008',
     product_name: product,
     price,
     quantity,
     ip_address: ip,
-    payment_method: 'card',
+    payment_method: o.payment_method,
   });
   return { ...o, json };
 }

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { parseRule, loadRules } from '../src/rules/loader.js';
 import { evalDuration, originalColumn, substitute, parseParamValue } from '../src/rules/params.js';
 
@@ -69,10 +70,10 @@ t.test('parameter overrides reach the SQL and the version; a bad one blocks the 
   const dir = new URL('../queries', import.meta.url).pathname;
   const base = loadRules(dir).rules.find((r) => r.name === 'suspicious_ips')!;
   const tuned = loadRules(dir, new Map([['suspicious_ips.min_orders', '12']])).rules.find((r) => r.name === 'suspicious_ips')!;
-  t.match(tuned.sql, /lag\(r\.event_time, 12 - 1\)/);
+  t.match(tuned.sql, /count\(\*\) >= 12/);
   t.not(tuned.version, base.version, 'another parameter value is another rule version');
   const bad = loadRules(dir, new Map([['suspicious_ips.nope', '3']]));
-  t.same(bad.rules.map((r) => r.name).sort(), ['high_value_orders', 'popular_products']);
+  t.same(bad.rules.map((r) => r.name).sort(), ['card_testing', 'high_value_orders', 'popular_products', 'shared_ip_accounts']);
   t.match(
     bad.diagnostics.map((d) => d.message),
     [/has no parameter "nope"/, /not loaded: it reads the results of "suspicious_ips", whose rule is invalid/],
@@ -106,6 +107,24 @@ SELECT 1
     keyFields: ['order_id'],
     text: 'card_testing',
   });
+  const cards = parseRule(
+    'q/card_testing.sql',
+    readFileSync(new URL('../queries/card_testing.sql', import.meta.url), 'utf8'),
+    new Map([['card_testing.min_methods', '4']]),
+  );
+  t.same(
+    cards.rule!.label,
+    {
+      scenarios: ['card_testing'],
+      condition: { kind: 'distinct_within', field: 'payment_method', min: 4, windowMicros: 600_000_000 },
+      keyFields: ['user_id'],
+      text: 'card_testing where distinct payment_method >= 4 within 600s',
+    },
+    'distinct values of a field within a window, at the overridden parameter',
+  );
+  t.match(parseRule('q/r.sql', header + '-- label: card_testing where distinct colour >= 3 within $window\nSELECT 1\n').diagnostics, [
+    { line: 7, column: 39, message: /label: "colour" is not an order field/ },
+  ]);
   t.equal(parseRule('q/r.sql', header + 'SELECT 1\n').rule!.label, null, 'no label, no score');
 });
 
@@ -115,7 +134,7 @@ t.test('a wrong label is reported at its file, line and column', async (t) => {
       (d) => `${d.line}:${d.column}: ${d.message}`,
     );
   t.same(problems('bot, bots'), [
-    '7:16: label "bots" is not a generator scenario (one of: normal, bot, burst, near_miss, high_value, card_testing, late, malformed)',
+    '7:16: label "bots" is not a generator scenario (one of: normal, bot, burst, near_miss, high_value, card_testing, shared_ip, late, malformed)',
   ]);
   t.same(problems('*, bot'), ['7:11: label "*" (every order) cannot be combined with scenario names']);
   t.same(problems(''), ['7:1: label names no scenario (e.g. "-- label: bot, burst", or "*" for every order)']);
@@ -127,7 +146,7 @@ t.test('a wrong label is reported at its file, line and column', async (t) => {
   );
   t.same(problems('bot where orders >= 10 within $nope'), ['7:41: label: unknown parameter $nope']);
   t.same(problems('bot where count(*) > 3'), [
-    '7:21: a label condition reads "where orders >= N within D" or "where price * quantity >= N" (N, D: literals or $params)',
+    '7:21: a label condition reads "where orders >= N within D", "where distinct <field> >= N within D" or "where price * quantity >= N" (N, D: literals or $params)',
   ]);
   t.same(problems('bot', 'source_partition, stat_time'), [
     '7:11: label: the key (source_partition, stat_time) has no column that names an order field (order_id, user_id, product_id, product_name, ip_address, payment_method), so a row cannot be traced to orders',

@@ -204,7 +204,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     let ruleProblems: Diagnostic[] = [];
     const reload = async () => {
       const results: Awaited<ReturnType<RuleSet['reload']>>[] = [];
-      for (const p of pipelines) results.push(await p.engine.exclusive(() => p.rules.reload(config.queriesDir, overrides, (tables) => p.sink.ensureTables(tables))));
+      for (const p of pipelines)
+        results.push(await p.engine.exclusive(() => p.rules.reload(config.queriesDir, overrides, (tables) => p.sink.ensureTables(tables))));
       const ok = results.every((r) => r.ok);
       const problems = results.find((r) => !r.ok)?.problems ?? [];
       metrics.ruleReloads.inc({ result: ok ? 'applied' : 'rejected' });

@@ -27,17 +27,18 @@ const NEAR_MISS = { id: 'P011', name: '외장 SSD', price: 499_999 };
 const AT_THRESHOLD = { id: 'P012', name: '게이밍 헤드셋', price: 250_000 };
 const TINY = { id: 'P013', name: '기프트카드 1000', price: 1_000 };
 
-export const SCENARIOS = ['normal', 'bot', 'burst', 'near_miss', 'high_value', 'card_testing', 'late', 'malformed'] as const;
+export const SCENARIOS = ['normal', 'bot', 'burst', 'near_miss', 'high_value', 'card_testing', 'shared_ip', 'late', 'malformed'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 /** Default share of orders per scenario (percent). */
 export const DEFAULT_MIX: Readonly<Record<Scenario, number>> = {
-  normal: 88,
+  normal: 87.5,
   bot: 10,
   burst: 0.5,
   near_miss: 0.5,
   high_value: 0.5,
   card_testing: 0.5,
+  shared_ip: 0.5,
   late: 0,
   malformed: 0,
 };
@@ -69,13 +70,32 @@ interface Fields {
   user: string;
   product: { id: string; name: string; price: number };
   quantity: number;
+  /** The payment method; by default the user's usual one. */
+  method?: string;
+}
+
+const METHODS = ['card', 'bank_transfer', 'kakaopay', 'naverpay'] as const;
+
+/**
+ * A shopper pays the way they always do: card for 70% of users, bank transfer
+ * 15%, kakaopay 10%, naverpay 5%. Only card testing switches methods, so that
+ * its ground truth is its own.
+ */
+export function usualMethod(user: string): string {
+  const n = Number(/\d+/.exec(user)?.[0] ?? 0) % 20;
+  return n < 14 ? 'card' : n < 17 ? 'bank_transfer' : n < 19 ? 'kakaopay' : 'naverpay';
 }
 
 /**
  * Stateful scenario actors. Bursts and near-misses are episodes with exact timing,
  * so their ground truth holds under true sliding windows:
- * - burst: 12 orders from one fresh IP within 22 s around a minute boundary.
- * - near_miss: one IP, groups of 9 orders within 8 s, groups 61 s apart: never 10 in any 60 s.
+ * - burst: 12 orders of one account from one fresh IP within 22 s around a minute boundary.
+ * - card_testing: one fresh user paying 5 times within 3 min with 4 distinct methods.
+ * - shared_ip: 6 fresh users on one fresh IP within 3 min, 7 orders.
+ * - near_miss, each kind a third of the share: one IP, groups of 9 orders within
+ *   8 s, groups 61 s apart (never 10 in any 60 s); one user with 3 methods, never 3
+ *   within 10 min (the third comes exactly 10 min after the one it would need);
+ *   one IP with 5 users, never 5 within 5 min (likewise).
  */
 export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrder> {
   const rnd = new Random(opts.seed);
@@ -87,6 +107,9 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
     ipSeq++;
     return `${prefix}.${(ipSeq >> 8) & 255}.${ipSeq & 255}`;
   };
+  // Five digits: never one of the four-digit shoppers of normal traffic.
+  let userSeq = 0;
+  const freshUser = () => `USER${10_000 + (userSeq++ % 90_000)}`;
   const normalIp = () => `${rnd.int(1, 223)}.${rnd.int(0, 255)}.${rnd.int(0, 255)}.${rnd.int(1, 254)}`;
   const user = () => `USER${String(rnd.int(1, 9999)).padStart(4, '0')}`;
   const qty = () =>
@@ -111,21 +134,70 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
   let planned: Planned[] = [];
   const startBurst = (secondMs: number) => {
     const ip = freshIp('172.16');
+    const account = user();
     // Centre the burst on the next minute boundary.
     const boundary = Math.ceil((secondMs + 15_000) / 60_000) * 60_000;
     for (let i = 0; i < 12; i++) {
-      planned.push({ ms: boundary - 11_000 + i * 2_000 + rnd.int(0, 999), f: { ip, user: user(), product: rnd.pick(PRODUCTS), quantity: 1 }, label: 'burst' });
+      planned.push({ ms: boundary - 11_000 + i * 2_000 + rnd.int(0, 999), f: { ip, user: account, product: rnd.pick(PRODUCTS), quantity: 1 }, label: 'burst' });
     }
   };
   const startNearMiss = (secondMs: number) => {
     const ip = freshIp('172.17');
+    const account = user();
     for (let g = 0; g < 3; g++) {
       for (let i = 0; i < 9; i++) {
-        planned.push({ ms: secondMs + g * 61_000 + i * 1_000, f: { ip, user: user(), product: rnd.pick(PRODUCTS), quantity: 1 }, label: 'near_miss' });
+        planned.push({ ms: secondMs + g * 61_000 + i * 1_000, f: { ip, user: account, product: rnd.pick(PRODUCTS), quantity: 1 }, label: 'near_miss' });
       }
     }
   };
-  const cardUser = `USER${String(rnd.int(1, 9999)).padStart(4, '0')}`;
+  const startCardTesting = (secondMs: number) => {
+    const tester = freshUser();
+    const methods = [...METHODS];
+    rnd.shuffle(methods);
+    methods.push(methods[0]!);
+    methods.forEach((method, i) => {
+      planned.push({
+        ms: secondMs + i * 45_000 + rnd.int(0, 999),
+        f: { ip: normalIp(), user: tester, product: TINY, quantity: 1, method },
+        label: 'card_testing',
+      });
+    });
+  };
+  const startCardNearMiss = (secondMs: number) => {
+    const tester = freshUser();
+    // card, kakaopay, card, then naverpay exactly 10 min after the kakaopay: its
+    // window (t - 10 min, t] no longer holds it.
+    const steps: [number, string][] = [
+      [0, 'card'],
+      [60_000, 'kakaopay'],
+      [120_000, 'card'],
+      [660_000, 'naverpay'],
+    ];
+    for (const [at, method] of steps) {
+      planned.push({ ms: secondMs + at, f: { ip: normalIp(), user: tester, product: TINY, quantity: 1, method }, label: 'near_miss' });
+    }
+  };
+  const startSharedIp = (secondMs: number) => {
+    const ip = freshIp('172.18');
+    const users = Array.from({ length: 6 }, () => freshUser());
+    [...users, users[0]!].forEach((u, i) => {
+      planned.push({ ms: secondMs + i * 30_000 + rnd.int(0, 999), f: { ip, user: u, product: rnd.pick(PRODUCTS), quantity: 1 }, label: 'shared_ip' });
+    });
+  };
+  const startSharedNearMiss = (secondMs: number) => {
+    const ip = freshIp('172.19');
+    const [a, b, c, d, e] = Array.from({ length: 5 }, () => freshUser());
+    // The fifth user comes exactly 5 min after the first, whose order then leaves the window.
+    const steps: [number, string][] = [
+      [0, a!],
+      [30_000, b!],
+      [60_000, c!],
+      [90_000, d!],
+      [100_000, b!],
+      [300_000, e!],
+    ];
+    for (const [at, u] of steps) planned.push({ ms: secondMs + at, f: { ip, user: u, product: rnd.pick(PRODUCTS), quantity: 1 }, label: 'near_miss' });
+  };
 
   for (let second = 0; ; second++) {
     const secondMs = opts.startMs + second * 1000;
@@ -136,7 +208,9 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
     for (let i = quota('bot', mix.bot); i > 0; i--) add('bot', { ip: BOT_IP, user: 'USER0099', product: rnd.pick(PRODUCTS), quantity: 1 });
     // Episodes are started so that their orders average out to the configured share.
     for (let i = quota('burst', mix.burst / 12); i > 0; i--) startBurst(secondMs);
-    for (let i = quota('near_miss', mix.near_miss / 27); i > 0; i--) startNearMiss(secondMs);
+    for (let i = quota('near_miss', mix.near_miss / 3 / 27); i > 0; i--) startNearMiss(secondMs);
+    for (let i = quota('near_miss_card', mix.near_miss / 3 / 4); i > 0; i--) startCardNearMiss(secondMs);
+    for (let i = quota('near_miss_shared', mix.near_miss / 3 / 6); i > 0; i--) startSharedNearMiss(secondMs);
     for (let i = quota('high_value', mix.high_value); i > 0; i--) {
       const kind = rnd.int(0, 2);
       const f: Fields =
@@ -147,7 +221,8 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
             : { ip: normalIp(), user: user(), product: PRODUCTS[0], quantity: rnd.int(1, 3) };
       add('high_value', f);
     }
-    for (let i = quota('card_testing', mix.card_testing); i > 0; i--) add('card_testing', { ip: normalIp(), user: cardUser, product: TINY, quantity: 1 });
+    for (let i = quota('card_testing', mix.card_testing / 5); i > 0; i--) startCardTesting(secondMs);
+    for (let i = quota('shared_ip', mix.shared_ip / 7); i > 0; i--) startSharedIp(secondMs);
     for (let i = quota('late', mix.late); i > 0; i--) {
       step.push({ ms: secondMs - 30_000 - rnd.int(0, 9_999), f: { ip: normalIp(), user: user(), product: rnd.pick(PRODUCTS), quantity: 1 }, label: 'late' });
     }
@@ -172,12 +247,7 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
       price: f.product.price,
       quantity: f.quantity,
       ip_address: f.ip,
-      payment_method: rnd.weighted([
-        ['card', 70],
-        ['bank_transfer', 15],
-        ['kakaopay', 10],
-        ['naverpay', 5],
-      ] as const),
+      payment_method: f.method ?? usualMethod(f.user),
       label,
     };
     return { key: f.ip, value: JSON.stringify(order), label, eventMs: ms };

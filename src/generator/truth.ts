@@ -27,6 +27,28 @@ export function maxWithin(times: readonly number[], windowMs = 60_000): number {
   return best;
 }
 
+/**
+ * The most distinct values among the events within any window (t - window, t];
+ * `events` are [time, value] pairs in any order, times in any unit both share.
+ */
+export function maxDistinctWithin(events: readonly (readonly [number, string])[], window: number): number {
+  const sorted = [...events].sort((a, b) => a[0] - b[0]);
+  const inWindow = new Map<string, number>();
+  let best = 0;
+  for (let i = 0, lo = 0; i < sorted.length; i++) {
+    const t = sorted[i]![0];
+    while (sorted[lo]![0] <= t - window) {
+      const v = sorted[lo++]![1];
+      const n = inWindow.get(v)! - 1;
+      if (n === 0) inWindow.delete(v);
+      else inWindow.set(v, n);
+    }
+    inWindow.set(sorted[i]![1], (inWindow.get(sorted[i]![1]) ?? 0) + 1);
+    best = Math.max(best, inWindow.size);
+  }
+  return best;
+}
+
 /** An order as the oracle sees it: its fields, its event time and its label. */
 export interface TruthOrder {
   fields: Readonly<Record<string, unknown>>;
@@ -46,7 +68,8 @@ export function keyOf(keyFields: readonly string[], values: Readonly<Record<stri
  * The key values a rule should flag: those with an order labelled one of the
  * rule's scenarios (any order for none) that meets the condition, if the rule
  * has one: its price x quantity reaches the minimum, or its key's orders (all of
- * them, as the rule sees them) reach the count within some window. `labelled`:
+ * them, as the rule sees them) reach the count, or that many distinct values of a
+ * field, within some window. `labelled`:
  * every key value with a labelled order, condition or not.
  */
 export function expectedKeys(orders: Iterable<TruthOrder>, spec: TruthSpec): { expected: Set<string>; labelled: Set<string> } {
@@ -55,12 +78,19 @@ export function expectedKeys(orders: Iterable<TruthOrder>, spec: TruthSpec): { e
   const labelled = new Set<string>();
   const expected = new Set<string>();
   const times = new Map<string, number[]>();
+  const values = new Map<string, [number, string][]>();
   for (const o of orders) {
     const k = keyOf(spec.keyFields, o.fields);
     if (cond?.kind === 'orders_within') {
       const t = times.get(k);
       if (t) t.push(o.eventUs);
       else times.set(k, [o.eventUs]);
+    }
+    const v = cond?.kind === 'distinct_within' ? o.fields[cond.field] : undefined;
+    if (v !== undefined && v !== null) {
+      const e = values.get(k);
+      if (e) e.push([o.eventUs, String(v)]);
+      else values.set(k, [[o.eventUs, String(v)]]);
     }
     if (!isLabelled(o)) continue;
     labelled.add(k);
@@ -69,6 +99,9 @@ export function expectedKeys(orders: Iterable<TruthOrder>, spec: TruthSpec): { e
   }
   if (cond?.kind === 'orders_within') {
     for (const k of labelled) if (maxWithin(times.get(k)!, cond.windowMicros) >= cond.min) expected.add(k);
+  }
+  if (cond?.kind === 'distinct_within') {
+    for (const k of labelled) if (maxDistinctWithin(values.get(k) ?? [], cond.windowMicros) >= cond.min) expected.add(k);
   }
   return { expected, labelled };
 }

@@ -8,6 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { evalDuration, parseParamValue, substitute, type ParamValue, type Substitution } from './params.js';
 import type { Diagnostic, RuleOutput } from '../engine/ports.js';
+import { burstFields, burstSql, parseBurstBody, parseBurstHeader, type BurstSpec } from './burst.js';
 import { SCENARIOS } from '../generator/orders.js';
 
 export type Severity = 'info' | 'low' | 'medium' | 'high';
@@ -30,10 +31,13 @@ export interface Rule extends RuleOutput {
   readsOwnResults: boolean;
   /** What the rule detects in labelled traffic (`-- label:`), for `backtest`; null when it names nothing. */
   label: RuleLabel | null;
+  /** A burst rule's definition (`-- burst:`), from which fraud-sql generated `sql`; null for a plain SELECT. */
+  burst: BurstSpec | null;
   /**
    * The order field whose orders must all meet in one place for the rule to be
-   * exact (`-- partition_by:`): fraud-sql feeds the rule from a topic partitioned by
-   * it (see src/plan.ts). Null when any partitioning will do (per-window sums).
+   * exact: a burst rule's key, or `-- partition_by:`. fraud-sql feeds the rule from
+   * a topic partitioned by it (see src/plan.ts). Null when any partitioning will do
+   * (per-window sums, per-order checks).
    */
   partitionKey: string | null;
 }
@@ -56,6 +60,8 @@ export interface RuleLabel {
 export type LabelCondition =
   /** The key's orders (all of them, as the rule sees them) reach `min` within some (t - window, t]. */
   | { kind: 'orders_within'; min: number; windowMicros: number }
+  /** The key's orders carry at least `min` distinct values of `field` within some (t - window, t]. */
+  | { kind: 'distinct_within'; field: string; min: number; windowMicros: number }
   /** The labelled order's price x quantity is at least `min`. */
   | { kind: 'total_at_least'; min: bigint };
 
@@ -66,7 +72,9 @@ export function formatDiagnostic(d: Diagnostic): string {
   return `${d.file}:${d.line}:${d.column}: ${d.message}`;
 }
 
-const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows|label|partition_by):\s*(.*)$/;
+const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows|label|burst|partition_by):\s*(.*)$/;
+/** Header fields that a `-- burst:` rule gets from its definition. */
+const BURST_DERIVED = ['key', 'replace', 'grows', 'final_after', 'state'];
 const PARAM = /^--\s*param\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$/;
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 
@@ -130,61 +138,90 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   const target = fields.get('target');
   if (!target) report(1, 1, 'missing "-- target: <table>"');
   else if (!IDENT.test(target.value)) report(target.line, 1, `target "${target.value}" is not a table name`);
-  const keyField = fields.get('key');
   const list = (s: string | undefined) =>
     (s ?? '')
       .split(',')
       .map((x) => x.trim())
       .filter(Boolean);
-  const key = list(keyField?.value);
-  if (!keyField) report(1, 1, 'missing "-- key: <columns>"');
-  else if (key.length === 0) report(keyField.line, 1, 'key names no column');
-  const replace = list(fields.get('replace')?.value);
-  for (const c of replace) if (!key.includes(c)) report(fields.get('replace')!.line, 1, `replace column "${c}" is not in the key`);
-
   const severityField = fields.get('severity');
   const severity = (severityField?.value ?? 'info') as Severity;
   if (!SEVERITIES.includes(severity)) report(severityField!.line, 1, `severity "${severity}" is not one of ${SEVERITIES.join(', ')}`);
-
-  let stateMicros = 0;
-  const stateField = fields.get('state');
-  if (!stateField) report(1, 1, 'missing "-- state: <duration>" (how far back in event time the rule reads; 0s for none)');
-  else {
-    const v = evalDuration(stateField.value, params);
-    if (typeof v === 'string') report(stateField.line, 1, `state: ${v}`);
-    else stateMicros = v;
-  }
-
-  let finalAfter: string | null = null;
-  const finalField = fields.get('final_after');
-  if (finalField) {
-    const s = substitute(finalField.value, params);
-    for (const u of s.unknown) report(finalField.line, 1, `final_after: unknown parameter $${u.name}`);
-    finalAfter = s.text;
-  }
 
   const body = substitute(text, params);
   for (const u of body.unknown) {
     if (u.line > bodyStart) report(u.line, u.column, `unknown parameter $${u.name} (declare it with "-- param ${u.name} = ...")`);
   }
+
+  let key: string[];
+  let replace: string[];
+  let grows: string[];
+  let finalAfter: string | null = null;
+  let stateMicros = 0;
+  let burst: BurstSpec | null = null;
+  const burstField = fields.get('burst');
+  if (burstField) {
+    for (const f of BURST_DERIVED) {
+      const given = fields.get(f);
+      if (given) report(given.line, 1, `"${f}" follows from "-- burst:": leave it out (see queries/README.md, Burst rules)`);
+    }
+    const def = parseBurstHeader(burstField.value, burstField.line, params, (message) => report(burstField.line, 1, message));
+    const aggregates = parseBurstBody(body.text.split('\n'), bodyStart, (line, message) => report(line, 1, message));
+    if (def && aggregates) burst = { ...def, aggregates };
+    ({ key, replace, grows, finalAfter, stateMicros } = def
+      ? burstFields(def, aggregates ?? [])
+      : { key: [], replace: [], grows: [], finalAfter: null, stateMicros: 0 });
+  } else {
+    const keyField = fields.get('key');
+    key = list(keyField?.value);
+    if (!keyField) report(1, 1, 'missing "-- key: <columns>"');
+    else if (key.length === 0) report(keyField.line, 1, 'key names no column');
+    replace = list(fields.get('replace')?.value);
+    for (const c of replace) if (!key.includes(c)) report(fields.get('replace')!.line, 1, `replace column "${c}" is not in the key`);
+    grows = list(fields.get('grows')?.value);
+
+    const stateField = fields.get('state');
+    if (!stateField) report(1, 1, 'missing "-- state: <duration>" (how far back in event time the rule reads; 0s for none)');
+    else {
+      const v = evalDuration(stateField.value, params);
+      if (typeof v === 'string') report(stateField.line, 1, `state: ${v}`);
+      else stateMicros = v;
+    }
+
+    const finalField = fields.get('final_after');
+    if (finalField) {
+      const s = substitute(finalField.value, params);
+      for (const u of s.unknown) report(finalField.line, 1, `final_after: unknown parameter $${u.name}`);
+      finalAfter = s.text;
+    }
+  }
+
   // Comments are documentation: only references in the SQL itself order the rules.
   const code = body.text
     .split('\n')
     .map((l) => l.replace(/--.*$/, ''))
     .join('\n');
   const read = new Set([...code.matchAll(/\b(?:result|changed)_([a-z_][a-z0-9_]*)\b/g)].map((m) => m[1]!));
-  const readsOwnResults = read.delete(name);
+  // A burst rule reads only its orders; its own rows are the carried bursts.
+  if (burst) read.clear();
+  const readsOwnResults = burst !== null || read.delete(name);
 
   const partitionField = fields.get('partition_by');
-  const partitionKey = partitionField?.value ?? null;
   if (partitionField && !ORDER_KEY_FIELDS.includes(partitionField.value)) {
     report(partitionField.line, 1, `partition_by "${partitionField.value}" is not an order field (one of: ${ORDER_KEY_FIELDS.join(', ')})`);
+  } else if (partitionField && burst && burst.key !== partitionField.value) {
+    report(
+      partitionField.line,
+      1,
+      `partition_by "${partitionField.value}" differs from the burst's key "${burst.key}" (a burst rule is partitioned by its key: leave partition_by out)`,
+    );
   }
 
   const labelField = fields.get('label');
-  const label = labelField
-    ? parseLabel(labelField.value, lines[labelField.line - 1]!, key, params, (column, message) => report(labelField.line, column, message))
-    : null;
+  // A burst header that does not parse names no key: its label is not checked against one.
+  const label =
+    labelField && key.length > 0
+      ? parseLabel(labelField.value, lines[labelField.line - 1]!, key, params, (column, message) => report(labelField.line, column, message))
+      : null;
 
   const version = createHash('sha256')
     .update(text)
@@ -203,17 +240,18 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
       target: target!.value,
       key,
       replace,
-      grows: list(fields.get('grows')?.value),
+      grows,
       finalAfter,
       stateMicros,
       params,
-      sql: body.text,
-      substitutions: body.substitutions,
+      sql: burst ? burstSql(name, burst) : body.text,
+      substitutions: burst ? [] : body.substitutions,
       version,
       after: [...read],
       readsOwnResults,
       label,
-      partitionKey,
+      burst,
+      partitionKey: burst?.key ?? partitionField?.value ?? null,
     },
   };
 }
@@ -267,6 +305,7 @@ function parseLabel(
   let conditionShown = '';
   if (conditionText !== undefined) {
     const within = /^orders\s*>=\s*(\S+)\s+within\s+(\S+)$/d.exec(conditionText);
+    const distinct = /^distinct\s+([a-z_]+)\s*>=\s*(\S+)\s+within\s+(\S+)$/d.exec(conditionText);
     const total = /^price\s*\*\s*quantity\s*>=\s*(\S+)$/d.exec(conditionText);
     if (within) {
       const min = operand(within, 1, 'integer');
@@ -275,6 +314,15 @@ function parseLabel(
         condition = { kind: 'orders_within', min: Number(min.value), windowMicros: window.micros };
         conditionShown = `orders >= ${min.value} within ${DURATION_TEXT(window.micros)}`;
       }
+    } else if (distinct) {
+      const field = distinct[1]!;
+      const min = operand(distinct, 2, 'integer');
+      const window = operand(distinct, 3, 'duration');
+      if (!ORDER_KEY_FIELDS.includes(field)) fail(at(field), `label: "${field}" is not an order field (${ORDER_KEY_FIELDS.join(', ')})`);
+      else if (min && window) {
+        condition = { kind: 'distinct_within', field, min: Number(min.value), windowMicros: window.micros };
+        conditionShown = `distinct ${field} >= ${min.value} within ${DURATION_TEXT(window.micros)}`;
+      }
     } else if (total) {
       const min = operand(total, 1, 'integer');
       if (min) {
@@ -282,7 +330,10 @@ function parseLabel(
         conditionShown = `price * quantity >= ${min.value}`;
       }
     } else {
-      fail(at(conditionText), 'a label condition reads "where orders >= N within D" or "where price * quantity >= N" (N, D: literals or $params)');
+      fail(
+        at(conditionText),
+        'a label condition reads "where orders >= N within D", "where distinct <field> >= N within D" or "where price * quantity >= N" (N, D: literals or $params)',
+      );
     }
   }
   if (!ok) return null;

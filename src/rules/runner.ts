@@ -12,12 +12,14 @@ import type { Rule } from './loader.js';
 import { originalColumn } from './params.js';
 
 /** A DuckDB error's "LINE n:" and caret mapped back to the rule file. */
-export function duckErrorToDiagnostic(rule: Pick<Rule, 'file' | 'substitutions'>, err: unknown, lineOffset = 0): Diagnostic {
+export function duckErrorToDiagnostic(rule: Pick<Rule, 'file' | 'substitutions' | 'burst'>, err: unknown, lineOffset = 0): Diagnostic {
   const message = (err as Error).message ?? String(err);
   const first = message.split('\n')[0]!;
   const m = /\nLINE (\d+): (.*)\n( *)\^/.exec(message);
   if (!m) return { file: rule.file, line: 1, column: 1, message: first };
   const line = Number(m[1]) - lineOffset;
+  // A burst rule's SQL is generated around the author's text: the line is the file's, the column is not.
+  if (rule.burst) return { file: rule.file, line, column: 1, message: first };
   const caretColumn = m[3]!.length - `LINE ${m[1]}: `.length + 1;
   // DuckDB shows a window of long lines starting with "..."; columns are then approximate.
   return { file: rule.file, line, column: Math.max(1, originalColumn(line, caretColumn, rule.substitutions)), message: first };
