@@ -9,10 +9,16 @@
  *    for each burst, the produce time of the order that made it detectable to its
  *    row; the engine's own per-stage times.
  *
+ * Each runs per setup: `hop`, input keyed by order_id (as most order topics are), so
+ * the IP rules read it through the repartition topic; `direct`, input keyed by IP
+ * and read as it is (`--input-keyed-by ip_address`); `hop-x2`, the hop with two
+ * processes in one group.
+ *
  * Prints a table and writes JSON to bench/results/. Options:
  *   --orders N       backlog size (default 2,000,000)
  *   --rates a,b,c    input rates for the latency runs (default 1000,5000,10000,20000)
  *   --seconds S      length of each latency run (default 30)
+ *   --setups a,b     which setups (default hop,direct,hop-x2; --smoke: hop,direct)
  *   --smoke          a small run proving the harness works (CI)
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
@@ -33,6 +39,38 @@ const RATES = opt('rates', smoke ? '1000' : '1000,5000,10000,20000')
   .split(',')
   .map(Number);
 const SECONDS = Number(opt('seconds', smoke ? '5' : '30'));
+const SETUPS = opt('setups', smoke ? 'hop,direct' : 'hop,direct,hop-x2')
+  .split(',')
+  .map((name) => {
+    const m = /^(hop|direct)(?:-x(\d+))?$/.exec(name);
+    if (!m) throw new Error(`--setups: "${name}" is not hop, direct or hop-xN`);
+    return { name, direct: m[1] === 'direct', processes: Number(m[2] ?? 1) };
+  });
+type Setup = (typeof SETUPS)[number];
+
+interface LatencyRow {
+  rate: number;
+  seconds: number;
+  producerBehindMs: number;
+  highValue: Record<string, number>;
+  suspicious: Record<string, number>;
+  msPerBatchByStage: Record<string, number>;
+  maxRssMb: number;
+}
+
+interface SetupResult {
+  setup: string;
+  throughput: {
+    orders: number;
+    secondsIncludingStartup: number;
+    ordersPerSecond: number;
+    ordersPerSecondAfterFirstCommit: number | null;
+    maxRssMb: number;
+    rss: { t: number; mb: number }[];
+    msPerBatchByStage: Record<string, number>;
+  };
+  latency: LatencyRow[];
+}
 const PARTITIONS = 4;
 const BROKERS = (process.env.BENCH_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
 const PG_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -66,7 +104,7 @@ async function newTopic(name: string): Promise<string> {
 }
 
 /** A just-created topic can be unknown to the producer's metadata for a moment. */
-async function send(producer: Producer, topic: string, messages: { key: string; value: string }[]): Promise<void> {
+async function send(producer: Producer, topic: string, messages: { key: string | null; value: string }[]): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await producer.send({ topic, acks: 1, messages });
@@ -85,7 +123,24 @@ async function dropTopic(name: string): Promise<void> {
   await admin.disconnect();
 }
 
-function startRun(topic: string, schema: string): { child: ChildProcess; rss: { t: number; mb: number }[]; url: Promise<string> } {
+/** The message key a producer in this setup gives an order: its IP (direct) or its order_id (through the hop). */
+function keyOf(setup: Setup, o: GeneratedOrder): string | null {
+  if (setup.direct) return o.key;
+  try {
+    return (JSON.parse(o.value) as { order_id?: string }).order_id ?? o.key;
+  } catch {
+    return o.key;
+  }
+}
+
+type Run = { child: ChildProcess; rss: { t: number; mb: number }[]; url: Promise<string> };
+
+/** The setup's processes, one group. */
+function startRuns(topic: string, schema: string, setup: Setup): Run[] {
+  return Array.from({ length: setup.processes }, () => startRun(topic, schema, setup));
+}
+
+function startRun(topic: string, schema: string, setup: Setup): Run {
   const child = spawn('node', [CLI, 'run'], {
     env: {
       ...process.env,
@@ -97,6 +152,7 @@ function startRun(topic: string, schema: string): { child: ChildProcess; rss: { 
       FRAUD_SQL_PG_SCHEMA: schema,
       FRAUD_SQL_HTTP_PORT: '0',
       FRAUD_SQL_LOG_LEVEL: 'info',
+      FRAUD_SQL_INPUT_KEYED_BY: setup.direct ? 'ip_address' : '',
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -123,17 +179,58 @@ function startRun(topic: string, schema: string): { child: ChildProcess; rss: { 
   return { child, rss, url };
 }
 
-async function committed(pool: pg.Pool, schema: string, topic: string): Promise<bigint> {
-  // Before fraud-sql has created its tables, nothing is committed.
-  const r = await pool
-    .query(`SELECT coalesce(sum(next_offset), 0)::text AS n FROM "${schema}".consumer_progress WHERE topic = $1`, [topic])
-    .catch(() => ({ rows: [{ n: '0' }] }));
-  return BigInt(r.rows[0].n);
+interface Status {
+  pipelines?: { topic: string }[];
+  partitions?: { topic: string; partition: number; committedOffset: string; lag: number }[];
 }
+
+/**
+ * How far the processes of a run are, from their /status: the input offsets done
+ * with (forwarded by the hop, or committed by the engine reading it), and whether
+ * every partition of every topic the rules read is committed to its end.
+ */
+async function progress(runs: Run[], topic: string): Promise<{ input: bigint; caughtUp: boolean }> {
+  const statuses = await Promise.all(
+    runs.map(async (r): Promise<Status> => ((await fetch(`${await r.url}/status`)).json() as Promise<Status>).catch(() => ({}))),
+  );
+  const input = new Map<number, bigint>();
+  const read = new Map<string, number>();
+  const ruleTopics = new Set(statuses.flatMap((st) => (st.pipelines ?? []).map((p) => p.topic)));
+  for (const st of statuses) {
+    for (const p of st.partitions ?? []) {
+      if (p.topic === topic)
+        input.set(
+          p.partition,
+          [input.get(p.partition) ?? 0n, BigInt(p.committedOffset)].reduce((a, b) => (a > b ? a : b)),
+        );
+      if (ruleTopics.has(p.topic)) read.set(`${p.topic}/${p.partition}`, Math.min(read.get(`${p.topic}/${p.partition}`) ?? Infinity, p.lag));
+    }
+  }
+  const caughtUp = ruleTopics.size > 0 && read.size === ruleTopics.size * PARTITIONS && [...read.values()].every((lag) => lag === 0);
+  return { input: [...input.values()].reduce((a, b) => a + b, 0n), caughtUp };
+}
+
+/** Resolves once the runs have committed `total` input messages through to PostgreSQL; calls `onFirst` at the first progress. */
+async function drained(runs: Run[], topic: string, total: number, timeoutMs: number, onFirst?: () => void): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    const p = await progress(runs, topic).catch(() => ({ input: 0n, caughtUp: false }));
+    if (p.input > 0n) onFirst?.();
+    if (p.input >= BigInt(total) && p.caughtUp) return;
+    if (Date.now() - started > timeoutMs) throw new Error(`not drained in ${timeoutMs / 60_000} minutes`);
+    await sleep(200);
+  }
+}
+
+const stopRuns = async (runs: Run[]) => {
+  for (const r of runs) r.child.kill('SIGTERM');
+  await Promise.all(runs.map((r) => new Promise((done) => (r.child.exitCode !== null ? done(null) : r.child.on('exit', done)))));
+};
 
 async function produceAll(
   producer: Producer,
   topic: string,
+  setup: Setup,
   orders: Iterator<GeneratedOrder>,
   count: number,
   onSent?: (o: GeneratedOrder, at: number) => void,
@@ -150,7 +247,7 @@ async function produceAll(
       send(
         producer,
         topic,
-        batch.map((o) => ({ key: o.key, value: o.value })),
+        batch.map((o) => ({ key: keyOf(setup, o), value: o.value })),
       ),
     );
     if (inflight.length >= 4) {
@@ -191,157 +288,131 @@ async function main(): Promise<void> {
   const schemas: string[] = [];
   const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
   const results: Record<string, unknown> = { date: new Date().toISOString(), machine, orders: ORDERS, partitions: PARTITIONS };
+  const bySetup: SetupResult[] = [];
+  results.setups = bySetup;
   try {
-    // 1. Throughput: drain a backlog.
-    {
-      const topic = await newTopic(`bench-backlog-${stamp}`.toLowerCase());
-      const schema = `bench_${stamp.replace(/-/g, '_').toLowerCase()}_backlog`;
+    for (const setup of SETUPS) {
+      const tag = `${setup.name}-${stamp}`.toLowerCase();
+      const schemaOf = (what: string) => `bench_${tag.replace(/-/g, '_')}_${what}`;
+      // 1. Throughput: drain a backlog.
+      const topic = await newTopic(`bench-backlog-${tag}`);
+      const schema = schemaOf('backlog');
       schemas.push(schema);
       await freshProducer();
-      log(`backlog: producing ${ORDERS.toLocaleString('en-US')} orders to ${topic}`);
+      log(`${setup.name}: producing a backlog of ${ORDERS.toLocaleString('en-US')} orders to ${topic}`);
       const gen = generateOrders({ seed: 1, rate: 5_000, startMs: Date.now() - (ORDERS / 5_000) * 1000 });
-      await produceAll(producer, topic, gen, ORDERS);
-      log('backlog: draining with fraud-sql run');
+      await produceAll(producer, topic, setup, gen, ORDERS);
+      log(`${setup.name}: draining with ${setup.processes} fraud-sql run process${setup.processes > 1 ? 'es' : ''}`);
       const started = Date.now();
-      const run = startRun(topic, schema);
+      const runs = startRuns(topic, schema, setup);
       let firstCommit = 0;
-      for (;;) {
-        const n = await committed(pool, schema, topic);
-        if (n > 0n && !firstCommit) firstCommit = Date.now();
-        if (n >= BigInt(ORDERS)) break;
-        if (Date.now() - started > 30 * 60_000) throw new Error('backlog not drained in 30 minutes');
-        await sleep(200);
-      }
+      await drained(runs, topic, ORDERS, 30 * 60_000, () => (firstCommit ||= Date.now()));
       const done = Date.now();
-      const stages = await stageSeconds(await run.url);
-      run.child.kill('SIGTERM');
-      await new Promise((r) => run.child.on('exit', r));
+      const stages = await stageSeconds(await runs[0]!.url);
+      await stopRuns(runs);
       const seconds = (done - started) / 1000;
       const drainSeconds = (done - firstCommit) / 1000;
-      results.throughput = {
+      const throughput = {
         orders: ORDERS,
         secondsIncludingStartup: seconds,
         ordersPerSecond: Math.round(ORDERS / seconds),
         ordersPerSecondAfterFirstCommit: drainSeconds > 0 ? Math.round(ORDERS / drainSeconds) : null,
-        maxRssMb: Math.max(...run.rss.map((r) => r.mb)),
-        rss: run.rss,
+        maxRssMb: Math.max(...runs.map((r) => Math.max(...r.rss.map((x) => x.mb)))),
+        rss: runs[0]!.rss,
         msPerBatchByStage: stages,
       };
       await dropTopic(topic);
-    }
 
-    // 2. Latency at fixed rates.
-    const latency: unknown[] = [];
-    for (const rate of RATES) {
-      const topic = await newTopic(`bench-rate-${rate}-${stamp}`.toLowerCase());
-      const schema = `bench_${stamp.replace(/-/g, '_').toLowerCase()}_r${rate}`;
-      schemas.push(schema);
-      await freshProducer();
-      const run = startRun(topic, schema);
-      const url = await run.url;
-      await sleep(3_000); // joined and assigned
-      log(`latency: ${rate} orders/s for ${SECONDS} s`);
-      const sentAt = new Map<string, number>();
-      const gen = generateOrders({ seed: 2, rate, startMs: Date.now() });
-      const total = rate * SECONDS;
-      const started = Date.now();
-      const tickMs = 50;
-      for (let sent = 0; sent < total;) {
-        const due = Math.min(total, Math.floor(((Date.now() - started) / 1000) * rate));
-        const batch: GeneratedOrder[] = [];
-        while (sent + batch.length < due) batch.push(gen.next().value as GeneratedOrder);
-        if (batch.length > 0) {
-          const at = Date.now();
-          for (const o of batch) sentAt.set(JSON.parse(o.value).order_id, at);
-          await send(
-            producer,
-            topic,
-            batch.map((o) => ({ key: o.key, value: o.value })),
-          );
-          sent += batch.length;
+      // 2. Latency at fixed rates.
+      const latency: LatencyRow[] = [];
+      for (const rate of RATES) {
+        const topic = await newTopic(`bench-rate-${rate}-${tag}`);
+        const schema = schemaOf(`r${rate}`);
+        schemas.push(schema);
+        await freshProducer();
+        const runs = startRuns(topic, schema, setup);
+        const url = await runs[0]!.url;
+        await sleep(3_000); // joined and assigned
+        log(`${setup.name}: ${rate} orders/s for ${SECONDS} s`);
+        const sentAt = new Map<string, number>();
+        const gen = generateOrders({ seed: 2, rate, startMs: Date.now() });
+        const total = rate * SECONDS;
+        const started = Date.now();
+        const tickMs = 50;
+        for (let sent = 0; sent < total;) {
+          const due = Math.min(total, Math.floor(((Date.now() - started) / 1000) * rate));
+          const batch: GeneratedOrder[] = [];
+          while (sent + batch.length < due) batch.push(gen.next().value as GeneratedOrder);
+          if (batch.length > 0) {
+            const at = Date.now();
+            for (const o of batch) sentAt.set(JSON.parse(o.value).order_id, at);
+            await send(
+              producer,
+              topic,
+              batch.map((o) => ({ key: keyOf(setup, o), value: o.value })),
+            );
+            sent += batch.length;
+          }
+          await sleep(Math.max(0, tickMs - ((Date.now() - started) % tickMs)));
         }
-        await sleep(Math.max(0, tickMs - ((Date.now() - started) % tickMs)));
+        const behind = Date.now() - started - SECONDS * 1000;
+        await drained(runs, topic, total, 10 * 60_000);
+        const hv = (await pool.query(`SELECT order_id, extract(epoch FROM created_at) * 1000 AS at FROM "${schema}".high_value_orders`)).rows;
+        const hvLat = hv.map((r) => Number(r.at) - sentAt.get(r.order_id)!).filter((x) => Number.isFinite(x));
+        // A burst becomes detectable with the order that makes its IP hot: the first row's creation
+        // against the produce time of the newest order the burst contained then.
+        const bursts = (
+          await pool.query(`SELECT ip_address, extract(epoch FROM min(created_at)) * 1000 AS at FROM "${schema}".suspicious_ips GROUP BY ip_address`)
+        ).rows;
+        const byIp = new Map<string, number[]>();
+        const gen2 = generateOrders({ seed: 2, rate, startMs: started });
+        for (let i = 0; i < total; i++) {
+          const o = JSON.parse(gen2.next().value!.value);
+          (byIp.get(o.ip_address) ?? byIp.set(o.ip_address, []).get(o.ip_address)!).push(sentAt.get(o.order_id)!);
+        }
+        const susLat = bursts.map((b) => {
+          const sends = byIp.get(b.ip_address)!.sort((a, c) => a - c);
+          const detectable = sends.filter((s) => s <= Number(b.at));
+          return Number(b.at) - detectable[detectable.length - 1]!;
+        });
+        const stages = await stageSeconds(url);
+        await stopRuns(runs);
+        latency.push({
+          rate,
+          seconds: SECONDS,
+          producerBehindMs: behind,
+          highValue: { n: hvLat.length, p50: pct(hvLat, 50), p95: pct(hvLat, 95), p99: pct(hvLat, 99), max: hvLat.reduce((a, b) => Math.max(a, b), -Infinity) },
+          suspicious: { n: susLat.length, p50: pct(susLat, 50), p99: pct(susLat, 99), max: susLat.reduce((a, b) => Math.max(a, b), -Infinity) },
+          msPerBatchByStage: stages,
+          maxRssMb: Math.max(...runs.map((r) => Math.max(...r.rss.map((x) => x.mb)))),
+        });
+        await dropTopic(topic);
       }
-      const behind = Date.now() - started - SECONDS * 1000;
-      for (;;) {
-        if ((await committed(pool, schema, topic)) >= BigInt(total)) break;
-        await sleep(100);
-      }
-      const hv = (await pool.query(`SELECT order_id, extract(epoch FROM created_at) * 1000 AS at FROM "${schema}".high_value_orders`)).rows;
-      const hvLat = hv.map((r) => Number(r.at) - sentAt.get(r.order_id)!).filter((x) => Number.isFinite(x));
-      // A burst becomes detectable with the order that makes its IP hot: the first row's creation
-      // against the produce time of the newest order the burst contained then.
-      const bursts = (
-        await pool.query(`SELECT ip_address, extract(epoch FROM min(created_at)) * 1000 AS at FROM "${schema}".suspicious_ips GROUP BY ip_address`)
-      ).rows;
-      const byIp = new Map<string, number[]>();
-      const gen2 = generateOrders({ seed: 2, rate, startMs: started });
-      for (let i = 0; i < total; i++) {
-        const o = JSON.parse(gen2.next().value!.value);
-        (byIp.get(o.ip_address) ?? byIp.set(o.ip_address, []).get(o.ip_address)!).push(sentAt.get(o.order_id)!);
-      }
-      const susLat = bursts.map((b) => {
-        const sends = byIp.get(b.ip_address)!.sort((a, c) => a - c);
-        const detectable = sends.filter((s) => s <= Number(b.at));
-        return Number(b.at) - detectable[detectable.length - 1]!;
-      });
-      const stages = await stageSeconds(url);
-      run.child.kill('SIGTERM');
-      await new Promise((r) => run.child.on('exit', r));
-      const row = {
-        rate,
-        seconds: SECONDS,
-        producerBehindMs: behind,
-        highValue: { n: hvLat.length, p50: pct(hvLat, 50), p95: pct(hvLat, 95), p99: pct(hvLat, 99), max: hvLat.reduce((a, b) => Math.max(a, b), -Infinity) },
-        suspicious: { n: susLat.length, p50: pct(susLat, 50), p99: pct(susLat, 99), max: susLat.reduce((a, b) => Math.max(a, b), -Infinity) },
-        msPerBatchByStage: stages,
-        maxRssMb: Math.max(...run.rss.map((r) => r.mb)),
-      };
-      latency.push(row);
-      await dropTopic(topic);
+      bySetup.push({ setup: setup.name, throughput, latency });
     }
-    results.latency = latency;
   } finally {
     await producer.disconnect();
     for (const s of schemas) await pool.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`).catch(() => {});
     await pool.end();
   }
 
-  const t = results.throughput as {
-    ordersPerSecond: number;
-    ordersPerSecondAfterFirstCommit: number | null;
-    secondsIncludingStartup: number;
-    maxRssMb: number;
-    msPerBatchByStage: Record<string, number>;
-  };
+  const ms = (xs: number[]) => xs.map((x) => String(Math.round(x))).join(' / ');
   const lines = [
     `fraud-sql benchmark, ${results.date}`,
     `machine: ${machine}; broker and PostgreSQL on the same machine; ${PARTITIONS} partitions`,
-    '',
-    `backlog drain: ${ORDERS.toLocaleString('en-US')} orders in ${t.secondsIncludingStartup.toFixed(1)} s = ${t.ordersPerSecond.toLocaleString('en-US')} orders/s (${t.ordersPerSecondAfterFirstCommit === null ? 'one batch' : `${t.ordersPerSecondAfterFirstCommit.toLocaleString('en-US')}/s after the first commit`}), max RSS ${t.maxRssMb} MB`,
-    `  ms per batch: ${Object.entries(t.msPerBatchByStage)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(', ')}`,
-    '',
-    'rate/s   high-value ms p50 / p95 / p99 / max     burst detection ms p50 / p99 / max   batch orders  max RSS MB',
-    ...(
-      results.latency as {
-        rate: number;
-        highValue: Record<string, number>;
-        suspicious: Record<string, number>;
-        msPerBatchByStage: Record<string, number>;
-        maxRssMb: number;
-      }[]
-    ).map(
-      (r) =>
-        `${String(r.rate).padStart(6)}   ${[r.highValue.p50, r.highValue.p95, r.highValue.p99, r.highValue.max]
-          .map((x) => String(Math.round(x)))
-          .join(' / ')
-          .padEnd(30)}   ${[r.suspicious.p50, r.suspicious.p99, r.suspicious.max]
-          .map((x) => String(Math.round(x)))
-          .join(' / ')
-          .padEnd(28)}   ${String(r.msPerBatchByStage.avgBatchOrders).padStart(11)}  ${r.maxRssMb}`,
-    ),
+    'setups: hop = input keyed by order_id, IP rules through the repartition topic; direct = input keyed by IP, read as it is; -xN: N processes',
+    ...bySetup.flatMap(({ setup, throughput: t, latency }) => [
+      '',
+      `${setup}: backlog drain: ${ORDERS.toLocaleString('en-US')} orders in ${t.secondsIncludingStartup.toFixed(1)} s = ${t.ordersPerSecond.toLocaleString('en-US')} orders/s (${t.ordersPerSecondAfterFirstCommit === null ? 'one batch' : `${t.ordersPerSecondAfterFirstCommit.toLocaleString('en-US')}/s after the first commit`}), max RSS ${t.maxRssMb} MB`,
+      `  ms per batch: ${Object.entries(t.msPerBatchByStage)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+      'rate/s   high-value ms p50 / p95 / p99 / max     burst detection ms p50 / p99 / max   batch orders  max RSS MB',
+      ...latency.map(
+        (r) =>
+          `${String(r.rate).padStart(6)}   ${ms([r.highValue.p50, r.highValue.p95, r.highValue.p99, r.highValue.max]).padEnd(30)}   ${ms([r.suspicious.p50, r.suspicious.p99, r.suspicious.max]).padEnd(28)}   ${String(r.msPerBatchByStage.avgBatchOrders).padStart(11)}  ${r.maxRssMb}`,
+      ),
+    ]),
   ];
   process.stdout.write(lines.join('\n') + '\n');
   mkdirSync(`${root}bench/results`, { recursive: true });

@@ -1,6 +1,6 @@
 /**
  * A rule added as a SQL file alone, under `fraud-sql run` (real broker and
- * PostgreSQL): card_testing gets its table on start and its rows equal a plain
+ * PostgreSQL): user_methods gets its table on start and its rows equal a plain
  * recomputation of the orders produced.
  */
 import t from 'tap';
@@ -13,8 +13,8 @@ const MIN_METHODS = 3;
 t.test('run writes a rule that only its SQL file defines', async (t) => {
   const dir = t.testdir();
   cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true });
-  cpSync(new URL('./rules/card_testing', import.meta.url).pathname, dir, { recursive: true });
-  const s = await scenario(t, { partitions: 1, orders: 3_000, seed: 33, rate: 20, startMs: Date.now() - 3 * WINDOW_MS, mix: { normal: 90, card_testing: 10 } });
+  cpSync(new URL('./rules/user_methods', import.meta.url).pathname, dir, { recursive: true });
+  const s = await scenario(t, { partitions: 1, orders: 3_000, seed: 33, rate: 20, startMs: Date.now() - 3 * WINDOW_MS, mix: { normal: 90, user_methods: 10 } });
   await s.produce();
   const app = await s.startApp({ queriesDir: dir });
   await s.drained(app);
@@ -40,8 +40,8 @@ t.test('run writes a rule that only its SQL file defines', async (t) => {
     .sort();
   t.ok(expected.length > 0, `${expected.length} card-testing windows in the input`);
 
-  const rows = (await s.pool.query(`SELECT user_id, window_start, order_count, method_count FROM card_testing`)).rows.map(
+  const rows = (await s.pool.query(`SELECT user_id, window_start, order_count, method_count FROM user_methods`)).rows.map(
     (r) => `${r.user_id} ${(r.window_start as Date).toISOString()} ${r.order_count} ${r.method_count}`,
   );
-  t.same(rows.sort(), expected, 'card_testing equals the recomputation');
+  t.same(rows.sort(), expected, 'user_methods equals the recomputation');
 });

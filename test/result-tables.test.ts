@@ -25,15 +25,15 @@ import { DuckState } from '../src/state/duckdb.js';
 import { PG_URL, uniqueName } from './helpers.js';
 
 const QUERIES = new URL('../queries', import.meta.url).pathname;
-const CARD_TESTING = new URL('./rules/card_testing', import.meta.url).pathname;
+const USER_METHODS = new URL('./rules/user_methods', import.meta.url).pathname;
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 const exec = promisify(execFile);
 
-/** The built-in rules plus card_testing, in a directory the test may edit (the test's one testdir). */
+/** The built-in rules plus user_methods, in a directory the test may edit (the test's one testdir). */
 function rulesDir(t: Test): string {
   const dir = t.testdir();
   cpSync(QUERIES, dir, { recursive: true });
-  cpSync(CARD_TESTING, dir, { recursive: true });
+  cpSync(USER_METHODS, dir, { recursive: true });
   return dir;
 }
 
@@ -47,7 +47,7 @@ async function tablesOf(dir: string): Promise<ResultTable[]> {
 }
 
 function editRule(dir: string, edit: (sql: string) => string): void {
-  const file = path.join(dir, 'card_testing.sql');
+  const file = path.join(dir, 'user_methods.sql');
   writeFileSync(file, edit(readFileSync(file, 'utf8')));
 }
 
@@ -84,7 +84,7 @@ t.test('PostgreSQL: a new rule gets its table, an added column is added, a destr
   };
   const first = ddlLogger();
   await open(first);
-  t.same(await columnsOf(pool, 'card_testing'), [
+  t.same(await columnsOf(pool, 'user_methods'), [
     'id bigint',
     'source_partition integer',
     'user_id text',
@@ -98,8 +98,8 @@ t.test('PostgreSQL: a new rule gets its table, an added column is added, a destr
     'updated_at timestamp with time zone',
   ]);
   t.ok(
-    first.ddl.every((s) => s.includes('"card_testing"')),
-    'the tables of migration 1 already are what the built-in rules derive: only card_testing is created',
+    first.ddl.every((s) => ['"user_methods"', '"card_testing"', '"shared_ip_accounts"'].some((table) => s.includes(table))),
+    'the tables of migration 1 already are what the built-in rules derive: only the tables of the newer rules are created',
   );
   t.same(
     (await pool.query(`SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'popular_products'`)).rowCount,
@@ -119,11 +119,11 @@ t.test('PostgreSQL: a new rule gets its table, an added column is added, a destr
   );
   const added = ddlLogger();
   await open(added);
-  t.same(added.ddl, ['ALTER TABLE "card_testing" ADD COLUMN "total_spent" bigint']);
-  t.ok((await columnsOf(pool, 'card_testing')).includes('total_spent bigint'));
+  t.same(added.ddl, ['ALTER TABLE "user_methods" ADD COLUMN "total_spent" bigint']);
+  t.ok((await columnsOf(pool, 'user_methods')).includes('total_spent bigint'));
 
   const refused = async (edit: (s: string) => string, message: RegExp) => {
-    const before = await columnsOf(pool, 'card_testing');
+    const before = await columnsOf(pool, 'user_methods');
     editRule(dir, edit);
     const err = await open(silentLogger).then(
       () => null,
@@ -132,12 +132,12 @@ t.test('PostgreSQL: a new rule gets its table, an added column is added, a destr
     t.equal(err?.code, 'TABLE_CHANGE_REFUSED');
     t.match(err?.message, message);
     t.notMatch(err?.message, /\n/, 'in one line');
-    t.match(err?.message, /write to a new table \(change "-- target:"\), or drop table card_testing/, 'saying what to do');
-    t.same(await columnsOf(pool, 'card_testing'), before, 'and nothing changed');
+    t.match(err?.message, /write to a new table \(change "-- target:"\), or drop table user_methods/, 'saying what to do');
+    t.same(await columnsOf(pool, 'user_methods'), before, 'and nothing changed');
   };
   await refused(
     (s) => s.replace(',\n  sum(o.price * o.quantity)         AS total_spent', ''),
-    /^rule card_testing \(.*card_testing\.sql\) writes table card_testing: column "total_spent" of the table is no longer in the rule's output/,
+    /^rule user_methods \(.*user_methods\.sql\) writes table user_methods: column "total_spent" of the table is no longer in the rule's output/,
   );
   editRule(dir, (s) =>
     s.replace(
@@ -162,11 +162,11 @@ t.test('fraud-sql migrate creates the tables of the rules, and prints a refusal 
       (e: { code: number; stderr: string }) => ({ code: e.code, err: e.stderr }),
     );
   t.equal((await migrate()).code, 0);
-  t.ok((await columnsOf(pool, 'card_testing')).includes('method_count bigint'));
+  t.ok((await columnsOf(pool, 'user_methods')).includes('method_count bigint'));
   editRule(dir, (s) => s.replace('AS method_count', '::INTEGER AS method_count'));
   const r = await migrate();
   t.not(r.code, 0);
-  t.match(r.err, /rule card_testing \(.*\) writes table card_testing: column "method_count" is bigint in the table, the rule now outputs integer/);
+  t.match(r.err, /rule user_methods \(.*\) writes table user_methods: column "method_count" is bigint in the table, the rule now outputs integer/);
 });
 
 t.test('DuckDB: the same derivation, growth and refusal in a demo file', async (t) => {
@@ -176,7 +176,7 @@ t.test('DuckDB: the same derivation, growth and refusal in a demo file', async (
     const state = await DuckState.open(file, { threads: 1 });
     try {
       await DuckSink.open(state, 'demo', await tablesOf(dir));
-      return ((await state.query(`SELECT column_name || ' ' || data_type AS c FROM duckdb_columns() WHERE table_name = 'card_testing'`)).columns[0] ??
+      return ((await state.query(`SELECT column_name || ' ' || data_type AS c FROM duckdb_columns() WHERE table_name = 'user_methods'`)).columns[0] ??
         []) as string[];
     } finally {
       state.close();
@@ -209,35 +209,35 @@ t.test('under a running engine, a destructive edit is rejected and the previous 
   t.teardown(() => state.close());
   const rules = await RuleSet.load(state, dir);
   const sink = await DuckSink.open(state, 'demo', rules.tables());
-  const version = () => rules.prepared().find((p) => p.rule.name === 'card_testing')!.rule.version;
+  const version = () => rules.prepared().find((p) => p.rule.name === 'user_methods')!.rule.version;
   const before = version();
   editRule(dir, (s) => s.replace('AS order_count,\n  count(DISTINCT o.payment_method)  AS method_count', 'AS order_count'));
   const r = await rules.reload(dir, undefined, (tables) => sink.ensureTables(tables));
   t.equal(r.ok, false);
-  t.match(r.problems, [{ file: path.join(dir, 'card_testing.sql'), message: /column "method_count" of the table is no longer in the rule's output/ }]);
+  t.match(r.problems, [{ file: path.join(dir, 'user_methods.sql'), message: /column "method_count" of the table is no longer in the rule's output/ }]);
   t.equal(r.problems.length, 1);
   t.equal(version(), before, 'the previous version keeps running');
 
   editRule(dir, (s) => s.replace('AS order_count', 'AS order_count,\n  count(DISTINCT o.payment_method)  AS method_count,\n  max(o.price) AS top_price'));
   const r2 = await rules.reload(dir, undefined, (tables) => sink.ensureTables(tables));
   t.equal(r2.ok, true);
-  t.same(r2.changed, ['card_testing']);
-  const cols = (await state.query(`SELECT column_name FROM duckdb_columns() WHERE table_name = 'card_testing'`)).columns[0] as string[];
+  t.same(r2.changed, ['user_methods']);
+  const cols = (await state.query(`SELECT column_name FROM duckdb_columns() WHERE table_name = 'user_methods'`)).columns[0] as string[];
   t.ok(cols.includes('top_price'), 'the added column is in the table');
 });
 
 t.test('a rule added as a SQL file alone runs in rules test and backtest', async (t) => {
   const dir = rulesDir(t);
   const config = loadConfig({ queriesDir: dir }, {});
-  const outcomes = await runFixtures(config, 'card_testing');
+  const outcomes = await runFixtures(config, 'user_methods');
   t.equal(outcomes.length, 1);
-  t.ok(outcomes[0]!.ok, outcomes[0]!.problem ?? 'the card_testing fixture passes');
-  const fx = readFixture(path.join(dir, 'fixtures/card_testing/three-methods.json'));
+  t.ok(outcomes[0]!.ok, outcomes[0]!.problem ?? 'the user_methods fixture passes');
+  const fx = readFixture(path.join(dir, 'fixtures/user_methods/three-methods.json'));
   if (fx.problem !== undefined) throw new Error(fx.problem);
   const input = path.join(dir, 'orders.jsonl');
   writeFileSync(input, fx.batches.flatMap((b) => b.map((m) => m.value.toString())).join('\n') + '\n');
   const report = await backtest(config, { input });
-  t.equal(report.counts.card_testing, 1, 'backtest counts its row');
+  t.equal(report.counts.user_methods, 1, 'backtest counts its row');
 });
 
 t.test('upsert, replace, grows and finalize do the same on PostgreSQL and DuckDB', async (t) => {

@@ -250,6 +250,12 @@ export function burstSql(name: string, spec: BurstSpec): string {
     .concat(aggs.flatMap((a, i) => (a.distinct ? [`to_json(list_sort(set_${i}))::VARCHAR AS ${a.alias}_values`] : [])))
     .join(', ');
   const columns = burstColumns(spec).join(', ');
+  // result_<name> takes its types from this SQL's own output (see seedOwnMirror):
+  // the columns read from it are typed here.
+  const distinctCasts = aggs
+    .filter((a) => a.distinct)
+    .map((a) => `, ${a.alias}_values::VARCHAR AS ${a.alias}_values`)
+    .join('');
 
   // Per key of the batch, with first_new its earliest new order: no order before
   // first_new changes its hot status, so only orders from one window before it are
@@ -266,7 +272,10 @@ WITH touched AS (
   FROM batch_orders GROUP BY ALL
 ),
 previous AS (
-  SELECT r.*, t.first_new FROM result_${name} r
+  SELECT r.*, t.first_new FROM (
+    SELECT * REPLACE (source_partition::INTEGER AS source_partition, ${K}::VARCHAR AS ${K},
+                      window_start::TIMESTAMP AS window_start, window_end::TIMESTAMP AS window_end${distinctCasts})
+    FROM result_${name}) r
   JOIN touched t ON t.kafka_partition = r.source_partition AND t.${K} = r.${K}
 ),
 carried AS (

@@ -76,7 +76,15 @@ export async function prepareRules(
           continue;
         }
       }
-      desc = await state.query('DESCRIBE ' + stripSemicolon(rule.sql));
+      desc = await state.query('DESCRIBE ' + stripSemicolon(rule.sql)).catch(async (err) => {
+        // Its rows as an earlier version wrote them may not fit the new version (a
+        // column renamed or added): then they are rebuilt, from a new seed.
+        if (!rule.readsOwnResults || !(await tableExists(state, mirror))) throw err;
+        await state.run(`DROP TABLE ${mirror}`);
+        const seeded = await seedOwnMirror(state, rule);
+        if (seeded) throw new Error(seeded);
+        return state.query('DESCRIBE ' + stripSemicolon(rule.sql));
+      });
     } catch (err) {
       diagnostics.push(duckErrorToDiagnostic(rule, err));
       failed.add(rule.name);

@@ -1,7 +1,7 @@
--- name: card_testing
--- description: One user paying with at least min_methods payment methods within a window (card testing).
+-- name: user_methods
+-- description: One user paying with at least min_methods payment methods within a window (a user trying card after card).
 -- severity: high
--- target: card_testing
+-- target: user_methods
 -- key: source_partition, user_id, window_start
 -- grows: order_count
 -- final_after: window_end
@@ -9,7 +9,7 @@
 -- param window = 10m
 -- param min_methods = 3
 --
--- A rule that only a SQL file defines: its table (card_testing) is derived from
+-- A rule that only a SQL file defines: its table (user_methods) is derived from
 -- this header and the columns below, in PostgreSQL and in DuckDB.
 WITH touched AS (
   SELECT DISTINCT kafka_partition, user_id, time_bucket($window, event_time) AS window_start
