@@ -14,7 +14,7 @@ t.test('run writes a rule that only its SQL file defines', async (t) => {
   const dir = t.testdir();
   cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true });
   cpSync(new URL('./rules/user_methods', import.meta.url).pathname, dir, { recursive: true });
-  const s = await scenario(t, { partitions: 1, orders: 3_000, seed: 33, rate: 20, startMs: Date.now() - 3 * WINDOW_MS, mix: { normal: 90, user_methods: 10 } });
+  const s = await scenario(t, { partitions: 1, orders: 3_000, seed: 33, rate: 20, startMs: Date.now() - 3 * WINDOW_MS, mix: { normal: 90, card_testing: 10 } });
   await s.produce();
   const app = await s.startApp({ queriesDir: dir });
   await s.drained(app);

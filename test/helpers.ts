@@ -313,9 +313,8 @@ const RESULT_TABLES = {
   high_value_orders: 'highValue',
   realtime_stats: 'stats',
   shared_ip_accounts: 'sharedIp',
-  // card_testing is keyed by user_id, and the test topics are keyed by IP: its rows
-  // equal the recomputation only when a user's orders share a partition (see
-  // test/incremental-state.test.ts).
+  // Keyed by user_id: exact whatever the topic is keyed by, through the repartition topic by user_id.
+  card_testing: 'cardTesting',
 } as const satisfies Record<string, keyof Expected>;
 export type ResultTable = keyof typeof RESULT_TABLES;
 

@@ -35,30 +35,36 @@ for (const keyBy of ['order_id', 'user_id', 'none'] as const satisfies readonly 
     await s.drained(app);
     t.same(
       app.pipelines.map((p) => [p.plan.key, p.plan.repartitioned]),
-      [['ip_address', true]],
-      'the IP rules read the topic repartitioned by ip_address',
+      [
+        ['ip_address', true],
+        ['user_id', true],
+      ],
+      'the IP rules read the topic repartitioned by ip_address, the user rules the one by user_id',
     );
     await s.expectExact({ context: `(input keyed by ${keyBy})` });
   });
 }
 
-t.test('the input already keyed by ip_address: no hop with --input-keyed-by, same rows', async (t) => {
+t.test('the input already keyed by ip_address: the IP rules read it directly with --input-keyed-by, same rows', async (t) => {
   const s = await scenario(t, { partitions: 3, orders: 15_000, seed: 31, keyBy: 'ip_address' });
   await s.produce();
   const app = await s.startApp({ inputKeyedBy: 'ip_address' });
   await s.drained(app);
-  t.equal(app.repartitioner, null, 'no repartition hop');
   t.same(
-    app.pipelines.map((p) => p.plan.topic),
-    [s.topic],
-    'the rules read the input itself',
+    app.pipelines.map((p) => [p.plan.key, p.plan.topic]),
+    [
+      ['ip_address', s.topic],
+      ['user_id', `${s.group}.${s.topic}-by-user_id`],
+    ],
+    'the IP rules read the input itself; only the user rules go through a repartition topic',
   );
   await s.expectExact();
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
-  t.notOk(
-    (await admin.listTopics()).some((x) => x.startsWith(`${s.group}.`)),
-    'no repartition topic created',
+  t.same(
+    (await admin.listTopics()).filter((x) => x.startsWith(`${s.group}.`)),
+    [`${s.group}.${s.topic}-by-user_id`],
+    'no repartition topic by ip_address',
   );
   await admin.disconnect();
 });
