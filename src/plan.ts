@@ -132,3 +132,46 @@ export function orderFieldValue(order: Order, field: string): string {
   const v = order[ORDER_PROPERTY[field]!];
   return v === null ? '' : String(v);
 }
+
+/**
+ * Checks `--input-keyed-by` on the first orders read: each message's key should be
+ * the order's value of the field, and each value should come through one partition.
+ * Either failing means the rules partitioned by the field would see a key's orders
+ * split: `verdict` says so once enough orders were seen.
+ */
+export class KeyingSample {
+  private seen = 0;
+  private wrongKey = 0;
+  private readonly partitionOf = new Map<string, number>();
+  private readonly split = new Set<string>();
+
+  constructor(
+    private readonly field: string,
+    private readonly size = 1_000,
+  ) {}
+
+  /** Whether the sample is complete (further messages need not be shown). */
+  get done(): boolean {
+    return this.seen >= this.size;
+  }
+
+  /** One message: its key and partition, and the field's value in its order (null: not a valid order). */
+  add(key: string | null, partition: number, value: string | null): void {
+    if (this.done || value === null) return;
+    this.seen++;
+    if (key !== value) this.wrongKey++;
+    const p = this.partitionOf.get(value);
+    if (p === undefined) this.partitionOf.set(value, partition);
+    else if (p !== partition) this.split.add(value);
+  }
+
+  /** A warning when the sample contradicts the setting, else null. */
+  verdict(): string | null {
+    if (this.wrongKey === 0 && this.split.size === 0) return null;
+    const what = [
+      this.wrongKey > 0 ? `${this.wrongKey} of the first ${this.seen} orders have a message key other than their ${this.field}` : null,
+      this.split.size > 0 ? `${this.split.size} ${this.field} values came in on more than one partition` : null,
+    ].filter(Boolean);
+    return `--input-keyed-by ${this.field}: ${what.join(', and ')}: the input is not partitioned by ${this.field}, so the rules partitioned by it may miss or split detections. Leave --input-keyed-by out to have fraud-sql repartition the input`;
+  }
+}

@@ -108,3 +108,16 @@ t.test('kill -9 after the hop produced copies, before it committed the input off
   await s.expectExact({ context: '(after a kill inside the hop)' });
   await stopAll([restarted]);
 });
+
+t.test('--input-keyed-by ip_address on an order-keyed topic: one warning that says so', async (t) => {
+  const s = await scenario(t, { partitions: 3, orders: 3_000, seed: 35, keyBy: 'order_id' });
+  await s.produce();
+  const run = s.startCli({ FRAUD_SQL_INPUT_KEYED_BY: 'ip_address' });
+  const deadline = Date.now() + 60_000;
+  while (!/--input-keyed-by ip_address: /.test(run.output()) && Date.now() < deadline) await sleep(200);
+  t.match(
+    run.output(),
+    /WARN .*--input-keyed-by ip_address: 1000 of the first 1000 orders have a message key other than their ip_address.*Leave --input-keyed-by out/,
+  );
+  await stopAll([run]);
+});

@@ -8,7 +8,7 @@ import type { CommandModule } from 'yargs';
 import { kafkaSecurity, paramOverrides, redactUrl, type Config } from '../config.js';
 import { formatMicros } from '../time.js';
 import type { Engine } from '../engine/engine.js';
-import type { Diagnostic } from '../engine/ports.js';
+import type { Diagnostic, SourcePort } from '../engine/ports.js';
 import { FraudSqlError } from '../errors.js';
 import { Metrics } from '../http/metrics.js';
 import { buildServer, listen } from '../http/server.js';
@@ -22,7 +22,7 @@ import { DuckState } from '../state/duckdb.js';
 import { Lifecycle } from '../lifecycle.js';
 import { failpoint } from '../failpoint.js';
 import { formatDiagnostic, loadRules } from '../rules/loader.js';
-import { orderFieldValue, planPipelines, planShape, type Pipeline } from '../plan.js';
+import { KeyingSample, orderFieldValue, planPipelines, planShape, type Pipeline } from '../plan.js';
 import { Repartitioner } from '../source/repartition.js';
 import { decodeOrder } from '../source/decode.js';
 import { watchDirectory } from '../watch.js';
@@ -34,6 +34,8 @@ export interface RunningPipeline {
   plan: Pipeline;
   engine: Engine;
   source: KafkaSource;
+  /** What the engine reads: the source, watched when the input is said to be keyed already. */
+  input: SourcePort;
   sink: PgSink;
   rules: RuleSet;
 }
@@ -108,6 +110,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     if (diagnostics.length > 0)
       throw new FraudSqlError('RULES_INVALID', `invalid rules in ${config.queriesDir}:\n  ${diagnostics.map(formatDiagnostic).join('\n  ')}`);
     const shape = planShape(plan);
+    const decodeOptions = { timeZone: config.timeZone, maxMessageBytes: config.maxMessageBytes };
     const metrics = new Metrics();
     const kafka = {
       brokers: config.brokers,
@@ -151,6 +154,27 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         readsRepartitioned: p.repartitioned,
         failpoint: fail,
       });
+      // The setting is a promise about the producers: checked on the first orders read.
+      const sample = p.key !== null && !p.repartitioned ? new KeyingSample(p.key) : null;
+      const input: SourcePort = sample
+        ? {
+            start: (onAssign) => source.start(onAssign),
+            committed: (offsets) => source.committed(offsets),
+            offsetRange: (partition) => source.offsetRange(partition),
+            next: async (max, waitMs, abort) => {
+              const batch = await source.next(max, waitMs, abort);
+              if (batch && !sample.done) {
+                for (const m of batch) {
+                  const d = decodeOrder(m.value, decodeOptions);
+                  sample.add(m.key?.toString('utf8') ?? null, m.partition, d.ok ? orderFieldValue(d.order, p.key!) : null);
+                }
+                const verdict = sample.done ? sample.verdict() : null;
+                if (verdict) logger.warn(verdict);
+              }
+              return batch;
+            },
+          }
+        : source;
       const engine = newEngine(
         config,
         {
@@ -174,12 +198,11 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       wireEngine(engine, config, logger);
       engine.events.on('batch:end', (b) => logger.debug('batch committed', { topic: p.topic, batch: b.batchId, messages: b.messages, orders: b.orders }));
       metrics.attach(engine.events, p.topic);
-      pipelines.push({ plan: p, engine, source, sink, rules });
+      pipelines.push({ plan: p, engine, source, input, sink, rules });
     }
     const first = pipelines[0]!;
 
     const hop = plan.repartition;
-    const decodeOptions = { timeZone: config.timeZone, maxMessageBytes: config.maxMessageBytes };
     const repartitioner = hop
       ? new Repartitioner({
           ...kafka,
@@ -313,7 +336,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     if (repartitioner) life.defer(() => repartitioner.stop());
     // The hop creates the repartition topics the engines read: it starts first.
     const hopStarted = repartitioner ? repartitioner.start() : Promise.resolve();
-    const loops = hopStarted.then(() => Promise.all(pipelines.map((p) => p.engine.run(p.source, loopOptions(config, signal)))));
+    const loops = hopStarted.then(() => Promise.all(pipelines.map((p) => p.engine.run(p.input, loopOptions(config, signal)))));
     const done = Promise.race([loops.then(() => {}), ...(repartitioner ? [repartitioner.failed] : [])]);
     logger.info(
       `consuming ${config.topic} from ${config.brokers.join(',')} as group ${config.groupId}` +
