@@ -5,6 +5,7 @@ import { paramOverrides } from '../config.js';
 import { checkRules } from '../rules/index.js';
 import { formatDiagnostic } from '../rules/loader.js';
 import { DuckState } from '../state/duckdb.js';
+import { planPipelines } from '../plan.js';
 import { runFixtures } from './fixtures.js';
 import { configFrom, withSettings } from './common.js';
 
@@ -14,15 +15,24 @@ export const RULE_RUN_KEYS = ['queriesDir', 'params', 'latenessMs', 'timeZone', 
 const check: CommandModule<object, Record<string, unknown>> = {
   command: 'check',
   describe: 'validate every rule against the order schema (no Kafka or PostgreSQL needed)',
-  builder: (y) => withSettings(y, ['queriesDir', 'params']),
+  builder: (y) => withSettings(y, ['queriesDir', 'params', 'topic', 'groupId', 'inputKeyedBy']),
   handler: async (argv) => {
     const config = configFrom(argv);
     const state = await DuckState.open(':memory:');
     try {
       const r = await checkRules(state, config.queriesDir, paramOverrides(config));
-      for (const p of r.prepared) process.stdout.write(`ok   ${p.rule.name} -> ${p.rule.target} (${p.rule.file}, version ${p.rule.version})\n`);
-      for (const d of r.problems) process.stdout.write(`FAIL ${formatDiagnostic(d)}\n`);
-      if (r.problems.length > 0) process.exitCode = 1;
+      // Where each rule's orders meet (src/plan.ts): a set whose rules need two partitionings at once is refused by run too.
+      const plan = planPipelines(
+        r.prepared.map((p) => p.rule),
+        { topic: config.topic, group: config.groupId, inputKeyedBy: config.inputKeyedBy || null },
+      );
+      for (const p of r.prepared) {
+        const by = p.rule.partitionKey ? `, partitioned by ${p.rule.partitionKey}` : '';
+        process.stdout.write(`ok   ${p.rule.name} -> ${p.rule.target} (${p.rule.file}, version ${p.rule.version}${by})\n`);
+      }
+      const problems = [...r.problems, ...plan.diagnostics];
+      for (const d of problems) process.stdout.write(`FAIL ${formatDiagnostic(d)}\n`);
+      if (problems.length > 0) process.exitCode = 1;
     } finally {
       state.close();
     }
