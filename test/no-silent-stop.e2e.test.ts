@@ -6,7 +6,10 @@
  */
 import t from 'tap';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { cpSync } from 'node:fs';
+import type { Test } from 'tap';
 import { BROKERS, scenario } from './helpers.js';
+import type { Config } from '../src/config.js';
 
 const admin = async (teardown: (fn: () => Promise<void>) => void) => {
   const a = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
@@ -16,6 +19,19 @@ const admin = async (teardown: (fn: () => Promise<void>) => void) => {
 };
 
 const START = Date.parse('2025-12-30T12:00:00Z');
+
+/**
+ * The built-in rules but the user-keyed one, with the input read directly as keyed
+ * by IP: the input's progress is then the engine's, in PostgreSQL, which outlives
+ * a deleted topic. (Through the repartition hop it is the group's offsets in
+ * Kafka, which Kafka deletes with the topic: a recreated topic is then read from
+ * its start; README, Scale out.)
+ */
+function readDirectly(t: Test): { app: Partial<Config>; cli: Record<string, string> } {
+  const dir = t.testdir();
+  cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true, filter: (f) => !f.includes('card_testing') });
+  return { app: { queriesDir: dir, inputKeyedBy: 'ip_address' }, cli: { FRAUD_SQL_QUERIES: dir, FRAUD_SQL_INPUT_KEYED_BY: 'ip_address' } };
+}
 
 /** Deletes a topic and waits until the broker no longer lists it. */
 async function deleteTopic(a: Admin, topic: string): Promise<void> {
@@ -80,15 +96,20 @@ t.test('a failing batch (a result table dropped under it): exit non-zero with th
     () => null,
     (err: Error) => err,
   );
-  await s.produce(s.messages.slice(200));
+  await s.produce(s.messages.slice(200, 300));
   const seen = await readyzUntil(app.url, (s, b) => s === 503 && /stopped/.test(String(b.consumer)));
   t.match(String(seen.body.consumer), /high_value_orders/, '/readyz names the failure');
   const metrics = await (await fetch(`${app.url}/metrics`)).text();
   t.match(metrics, /^fraud_sql_consuming 0$/m, 'the consuming gauge says so');
   t.match((await failed)?.message, /high_value_orders/, 'the loop ends with the database error, not silently');
 
-  // As an operator runs it: the same failure is one line and exit status 1.
+  // As an operator runs it: on start the table is made again (the rules define
+  // it), the orders resume; dropped again under it, the failure is one line and
+  // exit status 1.
   const run = s.startCli();
+  await s.drainedInPg();
+  await s.pool.query('DROP TABLE high_value_orders CASCADE');
+  await s.produce(s.messages.slice(300));
   t.equal((await run.exited).code, 1, 'exits non-zero');
   t.equal(
     run
@@ -179,11 +200,8 @@ t.test('committed offsets past the end of a recreated topic: fail by default, ea
   const topic = s.topic;
   const a = await admin(t.teardown);
   await s.produce(s.messages.slice(0, 200));
-  // Read directly, the input's progress is in PostgreSQL and outlives the topic.
-  // (Through the repartition hop it is the group's offsets in Kafka, which Kafka
-  // deletes with the topic: a recreated topic is then read from its start.)
-  const direct = { inputKeyedBy: 'ip_address' };
-  const app = await s.startApp(direct);
+  const direct = readDirectly(t);
+  const app = await s.startApp(direct.app);
   await s.drained(app);
   await app.stop();
 
@@ -199,7 +217,7 @@ t.test('committed offsets past the end of a recreated topic: fail by default, ea
   await s.produce(s.messages.slice(200));
   const before = await s.pool.query('SELECT next_offset::int AS n FROM consumer_progress');
 
-  const failing = s.startCli({ FRAUD_SQL_INPUT_KEYED_BY: 'ip_address' });
+  const failing = s.startCli(direct.cli);
   t.equal((await failing.exited).code, 1, 'fails by default');
   t.match(
     failing.output(),
@@ -208,7 +226,7 @@ t.test('committed offsets past the end of a recreated topic: fail by default, ea
   );
   t.same((await s.pool.query('SELECT next_offset::int AS n FROM consumer_progress')).rows, before.rows, 'nothing was written');
 
-  const recovering = await s.startApp({ ...direct, onOffsetGap: 'earliest' });
+  const recovering = await s.startApp({ ...direct.app, onOffsetGap: 'earliest' });
   await s.drained(recovering);
   t.same(recovering.inputOffsets(), new Map([[0, 50n]]), 'resumed at the start of the new topic and consumed it');
   t.match(await recovering.metrics.registry.getSingleMetricAsString('fraud_sql_offset_gaps_total'), /kind="past-end",policy="earliest"} 1/);
@@ -219,7 +237,8 @@ t.test('committed offsets before the start (retention deleted unprocessed orders
   const topic = s.topic;
   const a = await admin(t.teardown);
   await s.produce(s.messages.slice(0, 100));
-  const app = await s.startApp();
+  const direct = readDirectly(t);
+  const app = await s.startApp(direct.app);
   await s.drained(app);
   await app.stop();
   await s.produce(s.messages.slice(100));
@@ -227,14 +246,14 @@ t.test('committed offsets before the start (retention deleted unprocessed orders
   await a.fetchTopicMetadata({ topics: [topic] });
   await a.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '250' }] });
 
-  const failing = s.startCli();
+  const failing = s.startCli(direct.cli);
   t.equal((await failing.exited).code, 1);
   t.match(
     failing.output(),
     /partition 0: committed offset 100 is before the start of the topic \(offsets 250\.\.300\).*retention deleted orders that were never processed/,
   );
 
-  const skipping = await s.startApp({ onOffsetGap: 'latest' });
+  const skipping = await s.startApp({ ...direct.app, onOffsetGap: 'latest' });
   const deadline = Date.now() + 20_000;
   while (skipping.inputOffsets().get(0) !== 300n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   t.same(skipping.inputOffsets(), new Map([[0, 300n]]), 'skipped to the end');

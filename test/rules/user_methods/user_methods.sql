@@ -3,6 +3,7 @@
 -- severity: high
 -- target: user_methods
 -- key: source_partition, user_id, window_start
+-- partition_by: user_id
 -- grows: order_count
 -- final_after: window_end
 -- state: $window
