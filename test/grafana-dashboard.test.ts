@@ -63,15 +63,17 @@ t.test('a rule added to the directory gets its own panel, built from its header 
   t.same(
     rulePanels.map((p) => p.title),
     [
+      'Rule: card_testing (high)',
       'Rule: flagged_orders (high)',
       'Rule: high_value_orders (medium)',
       'Rule: popular_products (info)',
       'Rule: suspicious_ips (high)',
       'Rule: realtime_stats (info)',
+      'Rule: shared_ip_accounts (medium)',
     ],
     'one panel per loaded rule, in load order',
   );
-  const flagged = rulePanels[0]!;
+  const flagged = rulePanels.find((p) => p.title.startsWith('Rule: flagged_orders'))!;
   t.equal(
     flagged.targets[0]!.rawSql,
     'SELECT "source_partition", "order_time", "order_id", "product_name", "quantity", "total_price", "ip_address" FROM "high_value_orders" ' +

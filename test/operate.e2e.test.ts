@@ -31,7 +31,7 @@ t.test('/metrics passes promtool and counts exactly what was produced', async (t
   t.equal(metricValue(text, 'fraud_sql_records_consumed_total'), valid, 'records consumed = valid orders produced');
   t.equal(metricValue(text, 'fraud_sql_dead_letters_total'), malformed, 'dead letters = malformed messages injected');
   t.equal(metricValue(text, 'fraud_sql_messages_total'), valid + malformed);
-  const hop = app.pipelines[0]!.plan.topic;
+  const [hop, byUser] = app.pipelines.map((p) => p.plan.topic) as [string, string];
   t.equal(metricValue(text, 'fraud_sql_consumer_lag', `{topic="${s.topic}",partition="0"}`), 0, 'no lag on the input once drained');
   t.equal(metricValue(text, 'fraud_sql_consumer_lag', `{topic="${hop}",partition="0"}`), 0, 'nor on the repartition topic');
   t.ok((metricValue(text, 'fraud_sql_end_to_end_latency_seconds_count') ?? 0) >= valid, 'end-to-end latency observed per message');
@@ -44,10 +44,10 @@ t.test('/metrics passes promtool and counts exactly what was produced', async (t
   const status = await (await fetch(`${app.url}/status`)).json();
   t.same(
     status.partitions.map((p: { topic: string; lag: number }) => [p.topic, p.lag]),
-    [s.topic, s.topic, hop, hop].map((topic) => [topic, 0]),
-    'no lag on either partition of the input and of the repartition topic',
+    [s.topic, s.topic, hop, hop, byUser, byUser].map((topic) => [topic, 0]),
+    'no lag on either partition of the input and of the repartition topics',
   );
-  t.equal(status.rules.length, 4);
+  t.equal(status.rules.length, 6);
   // Each high-value order is one row, written once: the figures count exactly that.
   const highValue = Number((await s.pool.query('SELECT count(*) FROM high_value_orders')).rows[0].count);
   t.ok(highValue > 0, `${highValue} high-value orders`);

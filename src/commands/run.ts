@@ -197,7 +197,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       );
       wireEngine(engine, config, logger);
       engine.events.on('batch:end', (b) => logger.debug('batch committed', { topic: p.topic, batch: b.batchId, messages: b.messages, orders: b.orders }));
-      metrics.attach(engine.events, p.topic);
+      metrics.attach(engine.events, p.topic, p.deadLetters);
       pipelines.push({ plan: p, engine, source, input, sink, rules });
     }
     const first = pipelines[0]!;

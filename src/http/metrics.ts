@@ -155,16 +155,24 @@ export class Metrics {
     return { ...(this.ruleWrites.get(rule) ?? { rowsWritten: 0, lastWriteAt: null }) };
   }
 
-  /** Counts an engine's batches; `topic`: the topic it consumes. */
-  attach(events: EngineEmitter, topic: string): void {
+  /**
+   * Counts an engine's batches; `topic`: the topic it consumes. Through the
+   * repartition hop every order reaches one engine per field: only the engine that
+   * records dead letters (`countsInput`) counts messages, orders and the
+   * end-to-end latency, so each input message is counted once.
+   */
+  attach(events: EngineEmitter, topic: string, countsInput = true): void {
     events.on('batch:end', (b) => {
       this.batches.inc();
-      this.messages.inc(b.messages - b.replayed);
-      this.orders.inc(b.orders);
-      this.replayed.inc(b.replayed);
-      this.duplicates.inc(b.duplicates);
-      this.deadLetters.inc(b.deadLetters);
-      this.late.inc(b.late);
+      if (countsInput) {
+        this.messages.inc(b.messages - b.replayed);
+        this.orders.inc(b.orders);
+        this.replayed.inc(b.replayed);
+        this.duplicates.inc(b.duplicates);
+        this.deadLetters.inc(b.deadLetters);
+        this.late.inc(b.late);
+        for (const ms of b.latenciesMs) this.latency.observe(ms / 1000);
+      }
       this.lastBatchSize.set(b.messages);
       this.stateOrders.set({ topic }, b.stateOrders);
       let total = 0;
@@ -173,7 +181,6 @@ export class Metrics {
         total += s;
       }
       this.batchDuration.observe(total);
-      for (const ms of b.latenciesMs) this.latency.observe(ms / 1000);
       for (const r of b.ruleSeconds) this.ruleDuration.observe({ rule: r.rule }, r.seconds);
       for (const p of b.partitions) if (p.watermarkUs !== null) this.watermark.set({ topic, partition: String(p.partition) }, p.watermarkUs / 1e6);
       const now = Date.now();
