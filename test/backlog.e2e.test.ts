@@ -9,7 +9,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { scenario } from './helpers.js';
 
-const ORDERS = Number(process.env.BACKLOG_ORDERS ?? 2_000_000);
+const ORDERS = Number(process.env.BACKLOG_ORDERS ?? 1_000_000);
 /**
  * Event time per second of input: the backlog spans many state horizons (10 min
  * each, the window of card_testing), and the state holds about as many orders
@@ -57,16 +57,18 @@ t.test(`a backlog of ${ORDERS.toLocaleString('en-US')} orders: drained with boun
   t.ok(max <= MAX_RSS_MB, `resident memory stayed at most ${MAX_RSS_MB} MB (max ${max.toFixed(0)} MB)`);
 
   // The state holds the last ten minutes of event time, however long the backlog:
-  // what is left after the last retention pass (at most a second of draining ago).
+  // what is left after the last retention pass (at most a second of draining ago),
+  // in the engine of the user rules (card_testing's window; the IP rules' engine
+  // keeps two minutes).
   const url = /on (http:\/\/[\w:.]+)/.exec(run.output())![1]!;
-  const stateOrders = Number(/^fraud_sql_state_orders (\S+)/m.exec(await (await fetch(`${url}/metrics`)).text())![1]);
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  const stateOrders = Number(/^fraud_sql_state_orders\{topic="[^"]*-by-user_id"\} (\S+)/m.exec(metrics)![1]);
   const horizonOrders = RATE * HORIZON_S;
   t.ok(
     stateOrders >= RATE * 600 && stateOrders <= 2 * horizonOrders,
     `${stateOrders} orders in the window state at the end (${horizonOrders} in ${HORIZON_S} s of event time, of ${ORDERS} in the backlog)`,
   );
 
-  const consumed = await s.pool.query(`SELECT sum(next_offset)::bigint AS n FROM consumer_progress WHERE topic = $1`, [s.topic]);
-  t.equal(Number(consumed.rows[0].n), ORDERS, 'every offset committed');
+  t.equal(Number(/^fraud_sql_messages_total (\S+)/m.exec(metrics)![1]), ORDERS, 'every message counted once');
   await s.expectExact();
 });
