@@ -133,7 +133,7 @@ function keyOf(setup: Setup, o: GeneratedOrder): string | null {
   }
 }
 
-type Run = { child: ChildProcess; rss: { t: number; mb: number }[]; url: Promise<string> };
+type Run = { child: ChildProcess; rss: { t: number; mb: number }[]; url: Promise<string>; stderr: () => string };
 
 /** The setup's processes, one group. */
 function startRuns(topic: string, schema: string, setup: Setup): Run[] {
@@ -176,7 +176,7 @@ function startRun(topic: string, schema: string, setup: Setup): Run {
     }
   }, 1_000);
   child.on('exit', () => clearInterval(timer));
-  return { child, rss, url };
+  return { child, rss, url, stderr: () => err };
 }
 
 interface Status {
@@ -191,7 +191,13 @@ interface Status {
  */
 async function progress(runs: Run[], topic: string): Promise<{ input: bigint; caughtUp: boolean }> {
   const statuses = await Promise.all(
-    runs.map(async (r): Promise<Status> => ((await fetch(`${await r.url}/status`)).json() as Promise<Status>).catch(() => ({}))),
+    runs.map(async (r): Promise<Status> => {
+      try {
+        return (await (await fetch(`${await r.url}/status`)).json()) as Status;
+      } catch {
+        return {}; // not answering (yet)
+      }
+    }),
   );
   const input = new Map<number, bigint>();
   const read = new Map<string, number>();
@@ -214,7 +220,9 @@ async function progress(runs: Run[], topic: string): Promise<{ input: bigint; ca
 async function drained(runs: Run[], topic: string, total: number, timeoutMs: number, onFirst?: () => void): Promise<void> {
   const started = Date.now();
   for (;;) {
-    const p = await progress(runs, topic).catch(() => ({ input: 0n, caughtUp: false }));
+    const dead = runs.find((r) => r.child.exitCode !== null);
+    if (dead) throw new Error(`a fraud-sql run process exited (status ${dead.child.exitCode}):\n${dead.stderr().split('\n').slice(-15).join('\n')}`);
+    const p = await progress(runs, topic);
     if (p.input > 0n) onFirst?.();
     if (p.input >= BigInt(total) && p.caughtUp) return;
     if (Date.now() - started > timeoutMs) throw new Error(`not drained in ${timeoutMs / 60_000} minutes`);
