@@ -81,6 +81,11 @@ t.test('three processes on an order-keyed topic, one killed with -9 mid-stream a
   const restarted = s.startCli(BATCH);
   await s.drainedInPg(180_000);
   await s.expectExact({ context: '(3 processes, one killed and restarted)' });
+  t.same(
+    [procs[0]!, procs[2]!, restarted].map((p) => p.child.exitCode),
+    [null, null, null],
+    'the others ran throughout: three starting at once on a new schema all came up',
+  );
   await stopAll([procs[0]!, procs[2]!, restarted]);
 });
 

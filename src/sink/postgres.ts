@@ -140,9 +140,11 @@ export class PgSink implements SinkPort {
   async migrate(): Promise<number> {
     const schema = `"${this.opts.schema}"`;
     return this.tx(async (c) => {
-      await c.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
-      // One migrator at a time, even with several processes starting together.
+      // One migrator at a time, even with several processes starting together: the
+      // lock comes first, as CREATE SCHEMA IF NOT EXISTS is not safe against a
+      // concurrent one (it fails on the catalog's unique index).
       await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`fraud-sql-migrate:${this.opts.schema}`]);
+      await c.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
       await c.query(
         `CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
       );
