@@ -47,6 +47,8 @@ export interface SourceMessage {
    * sent every order up to this event time (µs) that will come before it here.
    */
   mark?: number;
+  /** Beside a mark: the input partition has nothing more for now; the watermark stops waiting for it until it sends again. */
+  idle?: boolean;
 }
 
 export interface DeadLetter {

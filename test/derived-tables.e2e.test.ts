@@ -20,7 +20,14 @@ t.test('run writes a rule that only its SQL file defines', async (t) => {
   const dir = t.testdir();
   cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true });
   cpSync(new URL('./rules/user_methods', import.meta.url).pathname, dir, { recursive: true });
-  const s = await scenario(t, { partitions: 1, orders: 3_000, seed: 33, rate: 20, startMs: Date.UTC(2025, 11, 30, 12, 0, 0), mix: { normal: 90, card_testing: 10 } });
+  const s = await scenario(t, {
+    partitions: 1,
+    orders: 3_000,
+    seed: 33,
+    rate: 20,
+    startMs: Date.UTC(2025, 11, 30, 12, 0, 0),
+    mix: { normal: 90, card_testing: 10 },
+  });
 
   const check = await cli('node', [CLI, 'rules', 'check', '--queries-dir', dir]);
   t.match(check.stdout, /^ok {3}user_methods -> user_methods \(.*, partitioned by user_id\)$/m, 'rules check accepts it');

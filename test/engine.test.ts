@@ -341,7 +341,7 @@ t.test('a committed offset outside the topic: fail writes nothing; earliest and 
   }
 });
 
-t.test('through the hop, the slowest input partition sets the watermark; marks move it; a silent one stops holding it after the idle timeout', async (t) => {
+t.test('through the hop, the slowest input partition sets the watermark; marks move it; one announced idle stops holding it back', async (t) => {
   const log: string[] = [];
   const { ports, committed } = fakes(log);
   let now = 1_000_000;
@@ -351,19 +351,21 @@ t.test('through the hop, the slowest input partition sets the watermark; marks m
   );
   // Repartitioned messages: one partition here merges input partitions 0, 1 and 2.
   let offset = 0;
-  const from = (origin: number, eventS: number, mark = false): SourceMessage => ({
+  const from = (origin: number, eventS: number, mark: 'mark' | 'idle' | null = null): SourceMessage => ({
     ...msg(0, offset++, mark ? '' : eventS),
     origin: { topic: 'orders', partition: origin, offset: 0n, partitions: 3 },
-    ...(mark ? { mark: eventS * S, value: null } : {}),
+    ...(mark ? { mark: eventS * S, value: null, idle: mark === 'idle' } : {}),
   });
   const steps = [
     // Input partition 0 read far ahead (a backlog), then 1 from its start: none of 1 is late.
     [from(0, 100), from(0, 200)],
     [from(1, 90), from(1, 95)],
     // Partition 2 has no order for this partition: a mark says how far it has got.
-    [from(2, 150, true)],
+    [from(2, 150, 'mark')],
     // Behind every input partition's progress by more than the lateness: late.
     [from(1, 80), from(1, 96)],
+    // Read to its end and quiet, the slowest one stops holding the others back.
+    [from(1, 96, 'idle')],
   ];
   const source = new ScriptedSource(
     steps.map((batch, i) => async () => {
@@ -372,7 +374,7 @@ t.test('through the hop, the slowest input partition sets the watermark; marks m
     }),
   );
   await engine.run(source, loop);
-  t.equal(engine.effectiveWatermarks().get(0), 91 * S, 'the slowest input partition (1, at 96 s) minus the lateness');
+  t.equal(engine.effectiveWatermarks().get(0), 145 * S, 'input partition 1 idle: the slowest of the others (2, at 150 s) minus the lateness');
   t.same(
     committed.flatMap((c) => c.late.map((l) => l.order.eventUs / S)),
     [80],
@@ -380,9 +382,9 @@ t.test('through the hop, the slowest input partition sets the watermark; marks m
   );
   t.equal(
     committed.reduce((n, c) => n + c.progress.length, 0),
-    4,
+    5,
     'marks move the offsets like any message',
   );
   now += 11_000;
-  t.equal(engine.effectiveWatermarks().get(0), 195 * S + 1_000 * 1000, 'all silent past the idle timeout: the fastest one, then the clock');
+  t.equal(engine.effectiveWatermarks().get(0), 146 * S, 'no message for the idle timeout: then the clock moves it');
 });

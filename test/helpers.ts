@@ -6,6 +6,7 @@
  * with the independent oracle (./oracle.ts).
  */
 import { randomBytes } from 'node:crypto';
+import { cpSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Test } from 'tap';
 import { generateOrders, type GeneratorOptions } from '../src/generator/orders.js';
@@ -442,6 +443,19 @@ export class Scenario {
       );
     }
   }
+}
+
+/**
+ * Settings for an app (`app`) or a CLI process (`cli`) that reads the input
+ * directly, with no repartition hop: the built-in rules but the user-keyed one,
+ * the input keyed by IP. Its progress is then the engine's, in PostgreSQL, per
+ * input offset (through the hop it is the group's offsets in Kafka, which Kafka
+ * deletes with the topic; README, Scale out): for tests of offsets themselves.
+ */
+export function readDirectly(t: Test): { app: Partial<Config>; cli: Record<string, string> } {
+  const dir = t.testdir();
+  cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true, filter: (f) => !f.includes('card_testing') });
+  return { app: { queriesDir: dir, inputKeyedBy: 'ip_address' }, cli: { FRAUD_SQL_QUERIES: dir, FRAUD_SQL_INPUT_KEYED_BY: 'ip_address' } };
 }
 
 /** Sets up a scenario for the test `t`; everything it creates is released when `t` ends. */

@@ -6,10 +6,7 @@
  */
 import t from 'tap';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
-import { cpSync } from 'node:fs';
-import type { Test } from 'tap';
-import { BROKERS, scenario } from './helpers.js';
-import type { Config } from '../src/config.js';
+import { BROKERS, readDirectly, scenario } from './helpers.js';
 
 const admin = async (teardown: (fn: () => Promise<void>) => void) => {
   const a = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
@@ -19,19 +16,6 @@ const admin = async (teardown: (fn: () => Promise<void>) => void) => {
 };
 
 const START = Date.parse('2025-12-30T12:00:00Z');
-
-/**
- * The built-in rules but the user-keyed one, with the input read directly as keyed
- * by IP: the input's progress is then the engine's, in PostgreSQL, which outlives
- * a deleted topic. (Through the repartition hop it is the group's offsets in
- * Kafka, which Kafka deletes with the topic: a recreated topic is then read from
- * its start; README, Scale out.)
- */
-function readDirectly(t: Test): { app: Partial<Config>; cli: Record<string, string> } {
-  const dir = t.testdir();
-  cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true, filter: (f) => !f.includes('card_testing') });
-  return { app: { queriesDir: dir, inputKeyedBy: 'ip_address' }, cli: { FRAUD_SQL_QUERIES: dir, FRAUD_SQL_INPUT_KEYED_BY: 'ip_address' } };
-}
 
 /** Deletes a topic and waits until the broker no longer lists it. */
 async function deleteTopic(a: Admin, topic: string): Promise<void> {

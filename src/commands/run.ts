@@ -213,6 +213,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
           replicationFactor: config.topicReplicationFactor,
           createInput: config.createTopics ? { partitions: config.topicPartitions } : undefined,
           onOffsetGap: config.onOffsetGap,
+          // Half the idle timeout: the engines' own idle timeout runs after the announcement.
+          idleMs: config.idleTimeoutMs / 2,
           onGap: (g) => metrics.offsetGaps.inc({ kind: g.kind, policy: g.policy }),
           route: (value) => {
             const d = decodeOrder(value, decodeOptions);

@@ -23,13 +23,11 @@ interface PartitionState {
    * largest event time seen and when it last sent something. Each is in event-time
    * order on its own; their merge is not.
    */
-  origins: Map<number, { maxEventUs: number; lastArrivalMs: number }>;
+  origins: Map<number, { maxEventUs: number; idle: boolean }>;
   /** How many input partitions feed this one through the hop; 0 without a hop (the origins seen are all). */
   originCount: number;
   /** The event-time watermark (see watermarkOf); never moves back. */
   watermarkUs: number | null;
-  /** Wall time of the assignment: an input partition that never sent counts as idle from then. */
-  assignedAtMs: number;
   /** Wall time of the last message that was not a replay. */
   lastArrivalMs: number;
   /** Replayed offsets that were late the first time: skipped again. */
@@ -124,7 +122,6 @@ export class Engine {
             origins: new Map(),
             originCount: 0,
             watermarkUs: null,
-            assignedAtMs: this.opts.now(),
             lastArrivalMs: this.opts.now(),
             lateOffsets: pr.lateOffsets,
           });
@@ -287,7 +284,7 @@ export class Engine {
       if (m.mark !== undefined) {
         // How far its input partition has got: no order, but the watermark may move.
         marks++;
-        if (m.origin) noteOrigin(p, m.origin, m.mark, arrival);
+        if (m.origin) noteOrigin(p, m.origin, m.mark, m.idle === true);
         continue;
       }
       if (!isReplay) sentAt.push(m.timestampMs);
@@ -309,12 +306,12 @@ export class Engine {
         }
         continue;
       }
-      const watermark = this.watermarkOf(p, arrival) ?? -Infinity;
+      const watermark = this.watermarkOf(p) ?? -Infinity;
       if (d.order.eventUs < watermark) {
         if (!isReplay) late.push({ topic: m.topic, partition: m.partition, offset: m.offset, order: d.order, watermarkUs: watermark });
         continue;
       }
-      noteOrigin(p, m.origin ?? null, d.order.eventUs, arrival);
+      noteOrigin(p, m.origin ?? null, d.order.eventUs);
       (isReplay ? replay : fresh).push({ order: d.order, partition: m.partition, offset: m.offset });
     }
     const t1 = performance.now();
@@ -447,9 +444,8 @@ export class Engine {
 
   private eventWatermarks(): Map<number, number> {
     const out = new Map<number, number>();
-    const now = this.opts.now();
     for (const [p, s] of this.partitions) {
-      const wm = this.watermarkOf(s, now);
+      const wm = this.watermarkOf(s);
       if (wm !== null) out.set(p, wm);
     }
     return out;
@@ -459,25 +455,23 @@ export class Engine {
    * A partition's event-time watermark: the smallest, over the input partitions
    * feeding it, of their largest event time minus the allowed lateness. Through a
    * hop one input partition may be read far ahead of another (a backlog): the
-   * slowest holds the watermark back, as each one alone would. An input partition
-   * silent for the idle timeout does not hold it back, and one that has not sent
-   * yet holds it where it is. Without a hop: the partition's own largest event
-   * time minus the lateness.
+   * slowest holds the watermark back, as each one alone would. One the hop
+   * announced idle (read to its end and quiet) does not hold it back until it
+   * sends again; one not heard from yet holds it where it is. Without a hop: the
+   * partition's own largest event time minus the lateness.
    */
-  private watermarkOf(s: PartitionState, now: number): number | null {
+  private watermarkOf(s: PartitionState): number | null {
     const latenessUs = this.opts.latenessMs * 1000;
     let low = Infinity;
     let high = -Infinity;
     const ids = s.originCount > 0 ? Array.from({ length: s.originCount }, (_, i) => i) : [...s.origins.keys()];
     for (const id of ids) {
       const o = s.origins.get(id);
-      if (o) high = Math.max(high, o.maxEventUs - latenessUs);
-      const idle = s.originCount > 0 && now - (o?.lastArrivalMs ?? s.assignedAtMs) > this.opts.idleTimeoutMs;
-      if (idle) continue;
       if (!o) return s.watermarkUs;
-      low = Math.min(low, o.maxEventUs - latenessUs);
+      high = Math.max(high, o.maxEventUs - latenessUs);
+      if (!o.idle) low = Math.min(low, o.maxEventUs - latenessUs);
     }
-    const wm = low !== Infinity ? low : high !== -Infinity ? high : null;
+    const wm = low !== Infinity ? low : Number.isFinite(high) ? high : null;
     if (wm !== null && (s.watermarkUs === null || wm > s.watermarkUs)) s.watermarkUs = wm;
     return s.watermarkUs;
   }
@@ -486,7 +480,7 @@ export class Engine {
     const out = new Map<number, number>();
     const now = this.opts.now();
     for (const [p, s] of this.partitions) {
-      const wm = this.watermarkOf(s, now);
+      const wm = this.watermarkOf(s);
       if (wm === null) continue;
       const idleMs = now - s.lastArrivalMs - this.opts.idleTimeoutMs;
       out.set(p, wm + Math.max(0, idleMs) * 1000);
@@ -526,14 +520,14 @@ export class Engine {
 const MARK: Decoded = { ok: false, reason: 'watermark mark' };
 
 /** An order (or a mark) from an input partition: how far that partition has got in event time. */
-function noteOrigin(p: PartitionState, from: SourceMessage['origin'] | null, eventUs: number, arrival: number): void {
+function noteOrigin(p: PartitionState, from: SourceMessage['origin'] | null, eventUs: number, idle = false): void {
   const id = from?.partition ?? -1;
   if (from) p.originCount = from.partitions;
   const origin = p.origins.get(id);
-  if (!origin) p.origins.set(id, { maxEventUs: eventUs, lastArrivalMs: arrival });
+  if (!origin) p.origins.set(id, { maxEventUs: eventUs, idle });
   else {
     if (eventUs > origin.maxEventUs) origin.maxEventUs = eventUs;
-    origin.lastArrivalMs = arrival;
+    origin.idle = idle;
   }
 }
 

@@ -78,13 +78,15 @@ export const REASON_HEADER = 'fraud-sql-reason';
 export const BYTES_HEADER = 'fraud-sql-bytes';
 /** On a repartition topic: a watermark mark (no order), the event time (µs) its input partition has reached. */
 export const MARK_HEADER = 'fraud-sql-watermark';
+/** Beside a mark: its input partition has nothing more for now (read to its end and quiet). */
+export const IDLE_HEADER = 'fraud-sql-idle';
 
 /** `topic/partition/offset`, and on a repartition topic `/partitions` (of the input topic) after it. */
 export const originHeader = (topic: string, partition: number, offset: bigint | string, partitions?: number) =>
   `${topic}/${partition}/${offset}${partitions === undefined ? '' : `/${partitions}`}`;
 
 /** What the hop wrote beside a message: where it was first read, and a dead letter's reason. */
-function repartitioned(headers: IHeaders | undefined): Pick<SourceMessage, 'origin' | 'rejected' | 'mark'> {
+function repartitioned(headers: IHeaders | undefined): Pick<SourceMessage, 'origin' | 'rejected' | 'mark' | 'idle'> {
   const text = (name: string) => {
     const h = headers?.[name];
     return h === undefined ? undefined : String(Array.isArray(h) ? h[0] : h);
@@ -94,7 +96,8 @@ function repartitioned(headers: IHeaders | undefined): Pick<SourceMessage, 'orig
   return {
     ...(m ? { origin: { topic: m[1]!, partition: Number(m[2]), offset: BigInt(m[3]!), partitions: Number(m[4]) } } : {}),
     ...(reason !== undefined ? { rejected: { reason, bytes: Number(text(BYTES_HEADER) ?? 0) } } : {}),
-    ...(text(MARK_HEADER) !== undefined ? { mark: Number(text(MARK_HEADER)) } : {}),
+    ...(text(MARK_HEADER) !== undefined ? { mark: text(MARK_HEADER) === '' ? -Infinity : Number(text(MARK_HEADER)) } : {}),
+    ...(text(IDLE_HEADER) !== undefined ? { idle: true } : {}),
   };
 }
 

@@ -25,6 +25,7 @@ import {
   DLQ_PAYLOAD_MAX,
   mapKafkaError,
   newKafka,
+  IDLE_HEADER,
   MARK_HEADER,
   ORIGIN_HEADER,
   originHeader,
@@ -50,6 +51,8 @@ export interface RepartitionOptions extends Pick<KafkaOptions, 'brokers' | 'secu
   onOffsetGap: OffsetGapPolicy;
   /** Told of every offset gap (for metrics). */
   onGap?: (gap: OffsetGap) => void;
+  /** How long a caught-up input partition stays quiet before it is announced idle. */
+  idleMs: number;
   /** A testing aid: called at `after-repartition-produce` (see failpoint.ts). */
   failpoint?: (name: 'after-repartition-produce') => void;
 }
@@ -71,6 +74,11 @@ export class Repartitioner {
   private readonly targetPartitions = new Map<string, number>();
   /** Per input partition, the largest event time forwarded. */
   private readonly reached = new Map<number, number>();
+  /** The input partitions assigned here. */
+  private assigned: readonly number[] = [];
+  /** Per assigned input partition, since when nothing was forwarded from it; absent once announced idle. */
+  private quietSince = new Map<number, number>();
+  private idleTimer: NodeJS.Timeout | null = null;
   /** Rejects when forwarding stops for good (a crash kafkajs does not restart). */
   readonly failed: Promise<never>;
 
@@ -105,6 +113,8 @@ export class Repartitioner {
     });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       const parts = e.payload.memberAssignment[topic] ?? [];
+      this.assigned = parts;
+      this.quietSince = new Map(parts.map((p) => [p, Date.now()]));
       this.checked = this.checked.then(() => this.checkAssignment(parts)).catch((err) => this.failure!(err as Error));
       // Partitions added to the input later feed the engines too.
       this.admin
@@ -115,6 +125,10 @@ export class Repartitioner {
     await this.consumer.subscribe({ topic, fromBeginning: true });
     await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (p) => this.forward(p) });
     this.health = { consuming: true, state: 'consuming' };
+    this.idleTimer = setInterval(
+      () => void this.announceIdle().catch((err) => logger.debug(`announcing idle input partitions failed: ${(err as Error).message}`)),
+      Math.max(100, this.opts.idleMs / 4),
+    );
     logger.info(`repartitioning ${topic} to ${this.opts.targets.map((t) => t.topic).join(', ')} as group ${this.opts.groupId}`);
   }
 
@@ -233,12 +247,11 @@ export class Repartitioner {
     if (reached !== -Infinity) {
       // Every repartitioned partition hears how far this input partition has got, also
       // those none of its keys went to: each takes the slowest input partition as its
-      // watermark, which would otherwise wait for this one until the idle timeout.
+      // watermark, which would otherwise wait for this one.
       this.reached.set(batch.partition, reached);
-      const headers = { [ORIGIN_HEADER]: originHeader(batch.topic, batch.partition, batch.lastOffset(), this.inputPartitions), [MARK_HEADER]: String(reached) };
-      for (const t of targets)
-        for (let q = 0; q < (this.targetPartitions.get(t.topic) ?? 0); q++) out.add(t.topic, { partition: q, key: null, value: null, headers });
+      this.addMarks(out, batch.partition, batch.lastOffset(), false);
     }
+    this.quietSince.set(batch.partition, Date.now());
     try {
       for (const topicMessages of out.requests()) await this.producer.sendBatch({ acks: -1, topicMessages });
       this.opts.failpoint?.('after-repartition-produce');
@@ -251,6 +264,44 @@ export class Repartitioner {
       // already sent are dropped downstream as redeliveries.
       throw mapKafkaError(err, this.opts.brokers);
     }
+  }
+
+  /** A watermark mark of an input partition to every repartitioned partition; `idle`: it has nothing more for now. */
+  private addMarks(out: Chunks, partition: number, offset: bigint | string, idle: boolean): void {
+    const reached = this.reached.get(partition);
+    const headers = {
+      [ORIGIN_HEADER]: originHeader(this.opts.topic, partition, offset, this.inputPartitions),
+      [MARK_HEADER]: reached === undefined ? '' : String(reached),
+      ...(idle ? { [IDLE_HEADER]: '1' } : {}),
+    };
+    for (const t of this.opts.targets)
+      for (let q = 0; q < (this.targetPartitions.get(t.topic) ?? 0); q++) out.add(t.topic, { partition: q, key: null, value: null, headers });
+  }
+
+  /**
+   * An input partition read to its end that stays quiet for `idleMs` is announced
+   * idle, once: the repartitioned partitions stop waiting for it (a quiet or empty
+   * input partition would hold their watermark forever). Judged here, where its
+   * end offset is known: an input partition that is merely read later than the
+   * others (a backlog) is not idle.
+   */
+  private async announceIdle(): Promise<void> {
+    const now = Date.now();
+    const quiet = this.assigned.filter((p) => {
+      const since = this.quietSince.get(p);
+      return since !== undefined && now - since >= this.opts.idleMs;
+    });
+    if (quiet.length === 0 || this.stopped) return;
+    const lag = await this.lag();
+    const out = new Chunks();
+    const announced: number[] = [];
+    for (const l of lag) {
+      if (!quiet.includes(l.partition) || l.committed < l.end) continue;
+      this.addMarks(out, l.partition, l.committed, true);
+      announced.push(l.partition);
+    }
+    for (const topicMessages of out.requests()) await this.producer.sendBatch({ acks: -1, topicMessages });
+    for (const p of announced) this.quietSince.delete(p);
   }
 
   /** How forwarding stands, for /readyz and /status. */
@@ -278,6 +329,7 @@ export class Repartitioner {
   }
 
   async stop(): Promise<void> {
+    if (this.idleTimer) clearInterval(this.idleTimer);
     await this.consumer.disconnect().catch(() => {});
     await this.producer.disconnect().catch(() => {});
     await this.admin.disconnect().catch(() => {});
