@@ -375,7 +375,7 @@ export class Engine {
       expected: a.expected,
       next: a.next,
       restoreFrom: minBig(retainedFrom.get(partition) ?? a.next, a.next),
-      watermarkUs: watermarks.get(partition) ?? null,
+      watermarkUs: watermarks.get(partition) ?? this.heardSoFar(partition),
     }));
     for (const a of progress) this.partitions.get(a.partition)!.computedOffset = a.next;
     const finalizers = this.finalizers();
@@ -474,6 +474,19 @@ export class Engine {
     const wm = low !== Infinity ? low : Number.isFinite(high) ? high : null;
     if (wm !== null && (s.watermarkUs === null || wm > s.watermarkUs)) s.watermarkUs = wm;
     return s.watermarkUs;
+  }
+
+  /**
+   * The watermark committed with a partition whose input partitions have not all
+   * been heard from yet (through the hop, early in a backlog): the slowest of those
+   * heard from. It only tells a restart which committed results to carry (see
+   * restoreResults): with none committed, the partition would start over without
+   * them, though its results were written. Null before any order.
+   */
+  private heardSoFar(partition: number): number | null {
+    const s = this.partitions.get(partition);
+    if (!s || s.origins.size === 0) return null;
+    return Math.min(...[...s.origins.values()].map((o) => o.maxEventUs)) - this.opts.latenessMs * 1000;
   }
 
   effectiveWatermarks(): Map<number, number> {
