@@ -225,8 +225,12 @@ t.test('PostgreSQL down for a while: not ready, offsets hold, lag grows, then it
   const status = await (await fetch(`${url}/status`)).json();
   const lag = status.partitions.reduce((a: number, x: { lag: number }) => a + x.lag, 0);
   t.ok(lag >= 5_000, `lag grew to ${lag} while PostgreSQL was down`);
+  // The offsets committed in PostgreSQL, of the topics the rules read (the hop goes
+  // on forwarding the input to them meanwhile: that needs no PostgreSQL).
   t.equal(
-    status.partitions.reduce((a: bigint, x: { committedOffset: string }) => a + BigInt(x.committedOffset), 0n),
+    status.partitions
+      .filter((x: { topic: string }) => x.topic !== s.topic)
+      .reduce((a: bigint, x: { committedOffset: string }) => a + BigInt(x.committedOffset), 0n),
     held,
     'offsets did not advance',
   );
