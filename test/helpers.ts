@@ -285,7 +285,8 @@ async function drainedInPg(pool: pg.Pool, topic: string, timeoutMs: number): Pro
     return new Map(rows.rows.map((r) => [r.kafka_partition as number, BigInt(r.next_offset as string)]));
   };
   const inKafka = async (group: string) => {
-    const r = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+    // Just after a broker restart the group coordinator answers "loading" for a while: not yet.
+    const r = await admin.fetchOffsets({ groupId: group, topics: [topic] }).catch(() => []);
     return new Map((r[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
   };
   try {
