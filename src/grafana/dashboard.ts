@@ -146,7 +146,7 @@ const BASE_PANELS: Json[] = [
     'SELECT order_time, order_id, product_name, quantity, total_price, ip_address FROM high_value_orders WHERE $__timeFilter(order_time) ORDER BY order_time DESC LIMIT 100',
   ),
   promPanel(10, 'Pipeline: consumer lag (messages)', { x: 12, y: 25, w: 6, h: 10 }, 'short', [
-    ['sum by (partition) (fraud_sql_consumer_lag)', 'partition {{partition}}'],
+    ['sum by (topic, partition) (fraud_sql_consumer_lag)', '{{topic}} {{partition}}'],
   ]),
   promPanel(11, 'Pipeline: latency', { x: 18, y: 25, w: 6, h: 10 }, 's', [
     ['histogram_quantile(0.95, sum by (le) (rate(fraud_sql_batch_duration_seconds_bucket[1m])))', 'batch p95'],
@@ -158,7 +158,7 @@ const BASE_PANELS: Json[] = [
     'Pipeline: watermark delay per partition',
     { x: 0, y: 35, w: 24, h: 6 },
     'table',
-    'SELECT kafka_partition AS partition, next_offset, watermark, now() - watermark AS "behind now", updated_at AS "last commit" FROM consumer_progress ORDER BY kafka_partition',
+    'SELECT topic, kafka_partition AS partition, next_offset, watermark, now() - watermark AS "behind now", updated_at AS "last commit" FROM consumer_progress ORDER BY topic, kafka_partition',
   ),
   promPanel(13, 'Pipeline: window state (orders) and memory (MB)', { x: 0, y: 41, w: 24, h: 8 }, 'short', [
     ['sum(fraud_sql_state_orders)', 'orders in state'],
