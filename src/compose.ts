@@ -54,6 +54,7 @@ export function wireEngine(engine: Engine, config: Readonly<Config>, logger: Log
     logger.error(`rule failed and was skipped for this batch: ${diagnostic.file}:${diagnostic.line}:${diagnostic.column}: ${diagnostic.message}`),
   );
   engine.events.on('tick:error', (err) => logger.warn(`closing idle windows failed: ${err.message}`));
+  engine.events.on('fenced', (err) => logger.warn(`${err.message}; its partitions are rebuilt from PostgreSQL`));
   if (config.console) printDetections(engine.events, (line) => process.stdout.write(line + '\n'));
 }
 

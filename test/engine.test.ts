@@ -7,6 +7,7 @@ import t from 'tap';
 import { Engine } from '../src/engine/engine.js';
 import type { AssignHandler, CommitInput, Decoded, EnginePorts, OffsetGapPolicy, SinkPort, SourcePort } from '../src/engine/ports.js';
 import type { PartitionProgress, SourceMessage } from '../src/types.js';
+import { FraudSqlError } from '../src/errors.js';
 
 const S = 1_000_000; // µs
 
@@ -262,6 +263,97 @@ t.test('a rebalance while a batch is in flight: revoked partitions are dropped, 
     ],
     'the second commit covers partitions 1 and 2 only, from where each stood',
   );
+});
+
+t.test(
+  'a fenced commit (another process committed first): the batches in flight are dropped, every partition is rebuilt from the sink, the loop goes on',
+  async (t) => {
+    const log: string[] = [];
+    // What PostgreSQL holds per partition: the next offset committed, by anyone.
+    const pg = new Map([
+      [0, 0n],
+      [1, 0n],
+    ]);
+    const { ports } = fakes(log, {
+      async progress(starts) {
+        log.push(`progress ${[...starts.keys()].join(',')}`);
+        return new Map([...starts.keys()].map((p) => [p, { partition: p, nextOffset: pg.get(p)!, restoreFrom: pg.get(p)!, lateOffsets: new Set<bigint>() }]));
+      },
+      async commit(input) {
+        const line = `commit ${input.progress.map((a) => `${a.partition}:${a.expected}-${a.next}`).join(' ')}`;
+        if (input.progress.some((a) => pg.get(a.partition) !== a.expected)) {
+          log.push(`fenced ${line}`);
+          throw new FraudSqlError('PG_FENCED', 'another consumer advanced partitions of orders');
+        }
+        log.push(line);
+        for (const a of input.progress) pg.set(a.partition, a.next);
+        // Right after, a process given partition 1 in a rebalance commits offsets 1-4 of it.
+        if (pg.get(1) === 1n) pg.set(1, 5n);
+      },
+    });
+    const engine = new Engine(ports, options());
+    const fenced: Error[] = [];
+    engine.events.on('fenced', (err) => fenced.push(err));
+    const seeks: Map<number, bigint>[] = [];
+    const source = new ScriptedSource([
+      async () => {
+        seeks.push(await source.onAssign([0, 1], ranges(0, 1)));
+        return [msg(0, 0, 100), msg(1, 0, 100)];
+      },
+      async () => [msg(0, 1, 101), msg(1, 1, 101)],
+      async () => {
+        for (let i = 0; i < 100 && !log.some((l) => l.startsWith('fenced')); i++) await new Promise((r) => setImmediate(r));
+        // Fetched before the fence was known: read again after the rebuild, not handled now.
+        return [msg(0, 2, 102)];
+      },
+      async () => [msg(0, 1, 101), msg(0, 2, 102), msg(1, 5, 105)],
+    ]);
+    Object.assign(source, {
+      reassign: async () => {
+        log.push('reassign');
+        seeks.push(await source.onAssign([0, 1], ranges(0, 1)));
+      },
+    });
+    await engine.run(source, loop);
+    t.equal(fenced.length, 1, 'one fence reported');
+    t.same(
+      log.filter((l) => /commit|drop|reassign|progress/.test(l)),
+      ['drop 0,1', 'progress 0,1', 'commit 0:0-1 1:0-1', 'fenced commit 0:1-2 1:1-2', 'drop 0,1', 'reassign', 'drop 0,1', 'progress 0,1', 'commit 0:1-3 1:5-6'],
+      'the fenced batch is discarded, both partitions are forgotten and read back from the sink, and consumption resumes there',
+    );
+    t.same(
+      seeks[1],
+      new Map([
+        [0, 1n],
+        [1, 5n],
+      ]),
+      'partition 0 resumes at its own last commit, partition 1 after the other process',
+    );
+    t.same(
+      engine.committedOffsets(),
+      new Map([
+        [0, 3n],
+        [1, 6n],
+      ]),
+    );
+  },
+);
+
+t.test('a fenced commit from a source that cannot reassign stops the loop with it', async (t) => {
+  const { ports } = fakes([], {
+    async commit() {
+      throw new FraudSqlError('PG_FENCED', 'another consumer advanced partitions of orders');
+    },
+  });
+  const engine = new Engine(ports, options());
+  const source = new ScriptedSource([
+    async () => {
+      await source.onAssign([0], ranges(0));
+      return [msg(0, 0, 100)];
+    },
+    ...Array.from({ length: 20 }, () => async () => [] as SourceMessage[]),
+  ]);
+  await t.rejects(engine.run(source, loop), { code: 'PG_FENCED' });
 });
 
 t.test('idle partitions finalise windows on wall-clock time, and only then', async (t) => {

@@ -9,6 +9,7 @@ import type { DeadLetter, LateEvent, RuleResult, SourceMessage } from '../types.
 import type { CommitInput, Decoded, EngineOptions, EnginePorts, IngestRow, LoopOptions, OffsetRange, SourcePort } from './ports.js';
 import { EngineEmitter, type BatchStats } from './events.js';
 import { findGap, gapError, resumeAfterGap } from './gap.js';
+import { FraudSqlError } from '../errors.js';
 
 interface PartitionState {
   /** First offset whose results are not yet in PostgreSQL. */
@@ -168,6 +169,7 @@ export class Engine {
     const failed = new AbortController();
     const fetching = AbortSignal.any([opts.signal, failed.signal]);
     let failure: unknown = null;
+    let fenced: Error | null = null;
     const pending: Promise<unknown>[] = [];
     const inFlight = this.ports.sink.concurrentCommit ? 2 : 0;
     try {
@@ -180,6 +182,17 @@ export class Engine {
       while (!fetching.aborted) {
         const batch = await source.next(opts.batchMaxSize, opts.batchMaxWaitMs, fetching);
         if (batch === null) break;
+        if (fenced) {
+          // The batches after the fenced one fail with it (commits are chained);
+          // this one is read again from where PostgreSQL says, like them.
+          await Promise.all(pending);
+          pending.length = 0;
+          this.events.safeEmit('fenced', fenced);
+          await this.forgetAll();
+          fenced = null;
+          await source.reassign!();
+          continue;
+        }
         if (batch.length === 0) continue;
         const decoded = this.decode(batch);
         await this.ready();
@@ -187,8 +200,11 @@ export class Engine {
         if (failure) break;
         pending.push(
           this.handle(batch, decoded).catch((err) => {
-            failure = err;
-            failed.abort();
+            if (isFenced(err) && source.reassign) fenced ??= err as Error;
+            else {
+              failure = err;
+              failed.abort();
+            }
           }),
         );
       }
@@ -198,6 +214,27 @@ export class Engine {
       if (ticker) clearInterval(ticker);
       this.events.off('batch:end', onCommitted);
     }
+  }
+
+  /**
+   * After a fenced commit: another process committed one of these partitions first
+   * (it was given them in a rebalance while this one still had batches in flight).
+   * The failed transaction held every partition of its batch, so every partition is
+   * forgotten here, state and carried results, and the source's assignment, applied
+   * again, rebuilds each from what PostgreSQL holds, as on a restart. A partition
+   * that really moved is then revoked by the rebalance as usual.
+   */
+  private forgetAll(): Promise<void> {
+    return this.serial(async () => {
+      await this.commits.catch(() => {});
+      this.commits = Promise.resolve();
+      const all = [...this.partitions.keys()];
+      await this.ports.state.dropPartitions(all);
+      await this.restoreResults(all, []);
+      this.partitions.clear();
+      this.retainedFrom.clear();
+      this.lastFinalized.clear();
+    });
   }
 
   /**
@@ -527,6 +564,11 @@ export class Engine {
       .filter((r) => r.rule.finalAfter !== null)
       .map((r) => ({ target: r.rule.target, finalAfter: r.rule.finalAfter! }));
   }
+}
+
+/** The sink refused a commit because another process advanced its partitions (see forgetAll). */
+function isFenced(err: unknown): boolean {
+  return err instanceof FraudSqlError && err.code === 'PG_FENCED';
 }
 
 /** A watermark mark is not decoded: it carries no order. */

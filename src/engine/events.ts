@@ -33,6 +33,8 @@ export interface EngineEvents {
   'rules:reloaded': [{ ok: boolean; problems: Diagnostic[] }];
   /** A partition's committed offset is outside the topic (see OffsetGapPolicy). */
   'offset:gap': [OffsetGap];
+  /** A commit was refused: another process had advanced its partitions; they are rebuilt from the sink. */
+  fenced: [Error];
   /** Closing idle windows failed; the next tick tries again. */
   'tick:error': [Error];
 }

@@ -138,6 +138,12 @@ export interface SourcePort {
   next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<readonly SourceMessage[] | null>;
   /** Told of the offsets whose results are committed (Kafka mirrors them for lag tools). */
   committed(offsets: ReadonlyMap<number, bigint>): Promise<void>;
+  /**
+   * Applies the current assignment again: `onAssign` is called with it and the
+   * source resumes each partition where it answers, dropping what it buffered.
+   * For a source shared with other processes, whose commits can be fenced.
+   */
+  reassign?(): Promise<void>;
   /** The offsets a partition holds now; a source without one never has offset gaps. */
   offsetRange?(partition: number): Promise<OffsetRange>;
 }

@@ -60,6 +60,12 @@ export class Metrics {
     labelNames: ['dependency'],
     registers: [this.registry],
   });
+  readonly fenced = new Counter({
+    name: 'fraud_sql_fenced_commits_total',
+    help: 'Batches discarded because another process had committed their partitions first (a rebalance); the partitions are rebuilt from PostgreSQL',
+    labelNames: ['topic'],
+    registers: [this.registry],
+  });
   readonly ruleReloads = new Counter({
     name: 'fraud_sql_rule_reloads_total',
     help: 'Reloads of queries/ after an edit',
@@ -162,6 +168,7 @@ export class Metrics {
    * end-to-end latency, so each input message is counted once.
    */
   attach(events: EngineEmitter, topic: string, countsInput = true): void {
+    events.on('fenced', () => this.fenced.inc({ topic }));
     events.on('batch:end', (b) => {
       this.batches.inc();
       if (countsInput) {

@@ -316,6 +316,11 @@ export class KafkaSource implements SourcePort {
     }
   }
 
+  reassign(): Promise<void> {
+    this.assigning = this.assigning.then(() => this.assignRetrying(this.assignment, this.generation));
+    return this.assigning;
+  }
+
   private async handleAssignment(partitions: number[]): Promise<void> {
     this.ready = new Set();
     this.assignment = [...partitions].sort((a, b) => a - b);
