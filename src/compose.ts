@@ -27,7 +27,7 @@ import type { ResultTable } from './sink/tables.js';
 export function newEngine(
   config: Readonly<Config>,
   ports: Omit<EnginePorts, 'decode'>,
-  opts: { failpoint?: (name: FailpointName) => void; eventTimeOnly?: boolean } = {},
+  opts: { failpoint?: (name: FailpointName) => void; eventTimeOnly?: boolean; recordsDeadLetters?: boolean } = {},
 ): Engine {
   const decodeOptions = { timeZone: config.timeZone, maxMessageBytes: config.maxMessageBytes };
   return new Engine(
@@ -39,6 +39,7 @@ export function newEngine(
       now: opts.eventTimeOnly ? () => 0 : Date.now,
       onOffsetGap: config.onOffsetGap,
       failpoint: opts.failpoint,
+      recordsDeadLetters: opts.recordsDeadLetters ?? true,
     },
   );
 }

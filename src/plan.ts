@@ -21,6 +21,8 @@ export interface PlannedRule {
   partitionKey: string | null;
   /** Rules whose results this one reads: it must run in the same pipeline. */
   after: readonly string[];
+  /** How far back in event time it reads (0: the orders of the batch alone). */
+  stateMicros: number;
 }
 
 export interface Pipeline {
@@ -36,6 +38,8 @@ export interface Pipeline {
   rules: string[];
   /** Malformed input is recorded here, and only here: one pipeline owns dead letters. */
   deadLetters: boolean;
+  /** The per-order lane: rules that look at each order alone (see planPipelines). */
+  perOrder: boolean;
 }
 
 export interface Plan {
@@ -54,7 +58,53 @@ export function repartitionTopic(group: string, topic: string, key: string): str
   return `${group}.${topic}-by-${key}`;
 }
 
+/** `<group>.per-order`: the group of the per-order lane. */
+export function perOrderGroup(group: string): string {
+  return `${group}.per-order`;
+}
+
+/**
+ * Rules that look at each order alone (`-- state: 0s`, not partitioned, reading and
+ * read by no other rule) need no window state and no repartitioning: they run in
+ * their own lane, an engine reading the input directly, so a high-value order is
+ * committed after one small batch of its own, not after the window rules and the
+ * hop. The rest form one pipeline per field.
+ */
 export function planPipelines(
+  rules: readonly PlannedRule[],
+  opts: {
+    topic: string;
+    group: string;
+    inputKeyedBy: string | null;
+    /**
+     * Whether there is a per-order lane. By default there is one when some rules are
+     * per order and some are not; a running process keeps the shape it started with
+     * when its rules are edited (without a lane, per-order rules join the others).
+     */
+    lane?: boolean;
+  },
+): { plan: Plan; diagnostics: Diagnostic[] } {
+  const read = new Set(rules.flatMap((r) => r.after));
+  const isPerOrder = (r: PlannedRule) => r.stateMicros === 0 && r.partitionKey === null && r.after.length === 0 && !read.has(r.name);
+  const perOrder = rules.filter(isPerOrder);
+  if (!(opts.lane ?? (perOrder.length > 0 && perOrder.length < rules.length))) return planKeyed(rules, opts);
+  const { plan, diagnostics } = planKeyed(
+    rules.filter((r) => !isPerOrder(r)),
+    opts,
+  );
+  const lane: Pipeline = {
+    key: null,
+    topic: opts.topic,
+    group: perOrderGroup(opts.group),
+    repartitioned: false,
+    rules: perOrder.map((r) => r.name),
+    deadLetters: false,
+    perOrder: true,
+  };
+  return { plan: { ...plan, pipelines: [...plan.pipelines, lane] }, diagnostics };
+}
+
+function planKeyed(
   rules: readonly PlannedRule[],
   opts: { topic: string; group: string; inputKeyedBy: string | null },
 ): { plan: Plan; diagnostics: Diagnostic[] } {
@@ -79,7 +129,15 @@ export function planPipelines(
     a === opts.inputKeyedBy ? -1 : b === opts.inputKeyedBy ? 1 : a.localeCompare(b),
   );
   if (keys.length === 0) {
-    const only: Pipeline = { key: null, topic: opts.topic, group: opts.group, repartitioned: false, rules: rules.map((r) => r.name), deadLetters: true };
+    const only: Pipeline = {
+      key: null,
+      topic: opts.topic,
+      group: opts.group,
+      repartitioned: false,
+      rules: rules.map((r) => r.name),
+      deadLetters: true,
+      perOrder: false,
+    };
     return { plan: { pipelines: [only], repartition: null }, diagnostics };
   }
   const pipelines: Pipeline[] = keys.map((key, i) => {
@@ -92,6 +150,7 @@ export function planPipelines(
       repartitioned: !direct,
       rules: rules.filter((r) => (keyOf.get(r.name) ?? keys[0]) === key).map((r) => r.name),
       deadLetters: i === 0,
+      perOrder: false,
     };
   });
   const hops = pipelines.filter((p) => p.repartitioned);
@@ -115,7 +174,7 @@ export function planPipelines(
 
 /** The plan's shape, for telling whether a rule edit needs a restart. */
 export function planShape(plan: Plan): string {
-  return plan.pipelines.map((p) => `${p.key ?? '*'}@${p.topic}`).join(',');
+  return plan.pipelines.map((p) => `${p.key ?? (p.perOrder ? 'per-order' : '*')}@${p.topic}`).join(',');
 }
 
 const ORDER_PROPERTY: Readonly<Record<string, keyof Order>> = {

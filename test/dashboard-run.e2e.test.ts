@@ -41,8 +41,8 @@ t.test("run serves the page: totals, windows and every rule's latest rows from P
 
   t.same(
     d.rules.map((r) => r.name),
-    ['high_value_orders', 'popular_products', 'suspicious_ips', 'realtime_stats', 'shared_ip_accounts', 'card_testing'],
-    'every rule of every pipeline, in pipeline order',
+    ['popular_products', 'suspicious_ips', 'realtime_stats', 'shared_ip_accounts', 'card_testing', 'high_value_orders'],
+    'every rule of every pipeline, in pipeline order (the per-order lane last)',
   );
   const hv = d.rules.find((r) => r.name === 'high_value_orders')!;
   const expected = [...s.expected.highValue].sort(([, a], [, b]) => (a.order_time < b.order_time ? 1 : -1)).slice(0, 20);

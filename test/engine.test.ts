@@ -356,6 +356,28 @@ t.test('a fenced commit from a source that cannot reassign stops the loop with i
   await t.rejects(engine.run(source, loop), { code: 'PG_FENCED' });
 });
 
+t.test('an engine that does not record dead letters skips malformed input and commits past it', async (t) => {
+  const log: string[] = [];
+  const { ports, committed } = fakes(log);
+  const engine = new Engine(ports, { ...options(), recordsDeadLetters: false });
+  const source = new ScriptedSource([
+    async () => {
+      await source.onAssign([0], ranges(0));
+      return [msg(0, 0, 100), msg(0, 1, 'not an order'), msg(0, 2, 101)];
+    },
+  ]);
+  await engine.run(source, loop);
+  t.notOk(
+    log.some((l) => l.startsWith('dead letters')),
+    'nothing sent to the dead-letter topic',
+  );
+  t.same(
+    committed.map((c) => [c.deadLetters.length, c.progress.map((a) => a.next)]),
+    [[0, [3n]]],
+    'no dead-letter row, and the offsets go past it',
+  );
+});
+
 t.test('idle partitions finalise windows on wall-clock time, and only then', async (t) => {
   const log: string[] = [];
   const { ports } = fakes(log);

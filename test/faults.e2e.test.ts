@@ -157,7 +157,11 @@ t.test('poison messages: each dead-lettered once; a failing dead-letter write ho
   const exit = await failing.exited;
   t.not(exit.code, 0, 'the process stops when it cannot record a dead letter');
   t.match(failing.output(), /invalid topic name|INVALID_TOPIC|not a valid topic|Invalid topic/i);
-  const committed = await committedRows(s, topic);
+  // The offsets of the engine that records dead letters (the per-order lane records none, and goes on).
+  const committed = BigInt(
+    (await pool.query('SELECT coalesce(sum(next_offset), 0)::text AS n FROM consumer_progress WHERE topic = $1 AND consumer_group = $2', [topic, s.group]))
+      .rows[0].n,
+  );
   t.ok(committed <= BigInt(poisonOffsets[0]!), `offsets held at ${committed}, not past the first poison message at ${poisonOffsets[0]}`);
   t.equal((await pool.query('SELECT count(*)::int AS n FROM dead_letters')).rows[0].n, 0);
 
@@ -217,7 +221,8 @@ t.test('PostgreSQL down for a while: not ready, offsets hold, lag grows, then it
   const r = s.startCli();
   await s.drainedInPg();
   const url = /metrics and health on (\S+)/.exec(r.output())![1]!;
-  const held = await committedRows(s);
+  // The topics the rules read through the hop (the per-order lane reads the input itself).
+  const held = (await committedRows(s)) - (await committedRows(s, s.topic));
   pgctl('stop', '-m', 'fast');
   await s.produce(s.messages.slice(5_000));
   await until('readiness 503', async () => (await fetch(`${url}/readyz`)).status === 503, 15_000);

@@ -278,9 +278,14 @@ function spawnRun(teardown: Teardown, topic: string, schema: string, env: Record
 async function drainedInPg(pool: pg.Pool, topic: string, timeoutMs: number): Promise<void> {
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
-  const inPg = async (t: string) => {
+  // The input has two groups in PostgreSQL (the engine reading it directly, if any, and
+  // the per-order lane): each is asked on its own.
+  const inPg = async (t: string, group?: string) => {
     const rows = await pool
-      .query('SELECT kafka_partition, next_offset::text FROM consumer_progress WHERE topic = $1', [t])
+      .query('SELECT kafka_partition, next_offset::text FROM consumer_progress WHERE topic = $1 AND ($2::text IS NULL OR consumer_group = $2)', [
+        t,
+        group ?? null,
+      ])
       .catch(() => ({ rows: [] as { kafka_partition: number; next_offset: string }[] }));
     return new Map(rows.rows.map((r) => [r.kafka_partition as number, BigInt(r.next_offset as string)]));
   };
@@ -292,11 +297,15 @@ async function drainedInPg(pool: pg.Pool, topic: string, timeoutMs: number): Pro
   try {
     const ends = await endOffsets(admin, topic);
     const forwarded = async () => {
-      for (const committed of [await inPg(topic), await inKafka(groupOf(topic)), await inKafka(`${groupOf(topic)}.repartition`)]) {
+      // The per-order lane, once it has started: its own progress on the input.
+      const lane = await inPg(topic, `${groupOf(topic)}.per-order`);
+      const laneLeft = lane.size > 0 ? behindOf(topic, ends, lane) : [];
+      if (laneLeft.length > 0) return laneLeft;
+      for (const committed of [await inPg(topic, groupOf(topic)), await inKafka(groupOf(topic)), await inKafka(`${groupOf(topic)}.repartition`)]) {
         const left = behindOf(topic, ends, committed);
         if (left.length === 0) return [];
       }
-      return behindOf(topic, ends, await inPg(topic));
+      return behindOf(topic, ends, await inPg(topic, groupOf(topic)));
     };
     await until(forwarded, timeoutMs);
     for (const hop of (await admin.listTopics()).filter((x) => x.startsWith(repartitionPrefix(topic)))) {

@@ -15,7 +15,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function someCommitted(s: Scenario, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
-    const r = await s.pool.query('SELECT coalesce(sum(next_offset), 0)::int AS n FROM consumer_progress').catch(() => ({ rows: [{ n: 0 }] }));
+    const r = await s.pool
+      .query("SELECT coalesce(sum(next_offset), 0)::int AS n FROM consumer_progress WHERE topic LIKE '%-by-%'")
+      .catch(() => ({ rows: [{ n: 0 }] }));
     if (r.rows[0].n > 0) return;
     if (Date.now() > deadline) throw new Error('nothing committed');
     await sleep(200);
@@ -34,12 +36,13 @@ for (const keyBy of ['order_id', 'user_id', 'none'] as const satisfies readonly 
     const app = await s.startApp();
     await s.drained(app);
     t.same(
-      app.pipelines.map((p) => [p.plan.key, p.plan.repartitioned]),
+      app.pipelines.map((p) => [p.plan.key, p.plan.repartitioned, p.plan.rules.includes('high_value_orders')]),
       [
-        ['ip_address', true],
-        ['user_id', true],
+        ['ip_address', true, false],
+        ['user_id', true, false],
+        [null, false, true],
       ],
-      'the IP rules read the topic repartitioned by ip_address, the user rules the one by user_id',
+      'the IP rules read the topic repartitioned by ip_address, the user rules the one by user_id, the per-order rule the input',
     );
     await s.expectExact({ context: `(input keyed by ${keyBy})` });
   });
@@ -55,8 +58,9 @@ t.test('the input already keyed by ip_address: the IP rules read it directly wit
     [
       ['ip_address', s.topic],
       ['user_id', `${s.group}.${s.topic}-by-user_id`],
+      [null, s.topic],
     ],
-    'the IP rules read the input itself; only the user rules go through a repartition topic',
+    'the IP rules and the per-order lane read the input itself; only the user rules go through a repartition topic',
   );
   await s.expectExact();
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();

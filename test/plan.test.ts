@@ -2,9 +2,15 @@
 import t from 'tap';
 import { KeyingSample, planPipelines, type PlannedRule } from '../src/plan.js';
 
-const rule = (name: string, partitionKey: string | null, after: string[] = []): PlannedRule => ({ name, file: `${name}.sql`, partitionKey, after });
+const rule = (name: string, partitionKey: string | null, after: string[] = [], stateMicros = 60_000_000): PlannedRule => ({
+  name,
+  file: `${name}.sql`,
+  partitionKey,
+  after,
+  stateMicros,
+});
 const BUILT_IN = [
-  rule('high_value_orders', null),
+  rule('high_value_orders', null, [], 0),
   rule('popular_products', null),
   rule('suspicious_ips', 'ip_address'),
   rule('realtime_stats', null, ['suspicious_ips']),
@@ -23,10 +29,11 @@ t.test('one repartition topic per field in use; rules that need no key and reade
         'ip_address',
         'fraud-sql.orders-by-ip_address',
         'fraud-sql.orders-by-ip_address',
-        ['high_value_orders', 'popular_products', 'suspicious_ips', 'realtime_stats', 'shared_ip_accounts'],
+        ['popular_products', 'suspicious_ips', 'realtime_stats', 'shared_ip_accounts'],
         true,
       ],
       ['user_id', 'fraud-sql.orders-by-user_id', 'fraud-sql.orders-by-user_id', ['card_testing'], false],
+      [null, 'orders', 'fraud-sql.per-order', ['high_value_orders'], false],
     ],
   );
   t.same(plan.repartition, {
@@ -46,6 +53,7 @@ t.test('input keyed by a field in use: its rules read the input as the group; th
     [
       ['ip_address', 'orders', 'fraud-sql', false, true],
       ['user_id', 'fraud-sql.orders-by-user_id', 'fraud-sql.orders-by-user_id', true, false],
+      [null, 'orders', 'fraud-sql.per-order', false, false],
     ],
   );
   t.same(plan.repartition, { group: 'fraud-sql.repartition', targets: [{ key: 'user_id', topic: 'fraud-sql.orders-by-user_id' }], deadLetterTopic: null });
@@ -54,12 +62,39 @@ t.test('input keyed by a field in use: its rules read the input as the group; th
 });
 
 t.test('no keyed rule: the input as it is, no hop', async (t) => {
-  const { plan } = planPipelines([rule('high_value_orders', null)], opts);
+  const { plan } = planPipelines([rule('popular_products', null)], opts);
   t.same(
     plan.pipelines.map((p) => [p.key, p.topic, p.rules]),
-    [[null, 'orders', ['high_value_orders']]],
+    [[null, 'orders', ['popular_products']]],
   );
   t.equal(plan.repartition, null);
+});
+
+t.test('rules that look at each order alone run in their own lane on the input, unless they are all there is or another rule reads them', async (t) => {
+  const both = planPipelines([rule('high_value_orders', null, [], 0), rule('popular_products', null)], opts).plan;
+  t.same(
+    both.pipelines.map((p) => [p.topic, p.group, p.rules, p.deadLetters, p.perOrder]),
+    [
+      ['orders', 'fraud-sql', ['popular_products'], true, false],
+      ['orders', 'fraud-sql.per-order', ['high_value_orders'], false, true],
+    ],
+    'the window rules keep the group and the dead letters',
+  );
+  t.same(
+    planPipelines([rule('high_value_orders', null, [], 0)], opts).plan.pipelines.map((p) => [p.group, p.rules]),
+    [['fraud-sql', ['high_value_orders']]],
+  );
+  const read = planPipelines([rule('big', null, [], 0), rule('reader', null, ['big'])], opts).plan;
+  t.same(
+    read.pipelines.map((p) => p.rules),
+    [['big', 'reader']],
+    'a rule read by another stays with it',
+  );
+  const keyed = planPipelines([rule('per_ip', 'ip_address', [], 0), rule('popular_products', null)], opts).plan;
+  t.notOk(
+    keyed.pipelines.some((p) => p.perOrder),
+    'a partitioned rule is not per order, whatever its state',
+  );
 });
 
 t.test('a rule whose orders cannot meet in one place is refused, naming why', async (t) => {

@@ -27,7 +27,8 @@ const check: CommandModule<object, Record<string, unknown>> = {
         { topic: config.topic, group: config.groupId, inputKeyedBy: config.inputKeyedBy || null },
       );
       for (const p of r.prepared) {
-        const by = p.rule.partitionKey ? `, partitioned by ${p.rule.partitionKey}` : '';
+        const lane = plan.plan.pipelines.find((x) => x.rules.includes(p.rule.name));
+        const by = p.rule.partitionKey ? `, partitioned by ${p.rule.partitionKey}` : lane?.perOrder ? ', per order' : '';
         process.stdout.write(`ok   ${p.rule.name} -> ${p.rule.target} (${p.rule.file}, version ${p.rule.version}${by})\n`);
       }
       const problems = [...r.problems, ...plan.diagnostics];

@@ -74,8 +74,8 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   });
 }
 
-/** The rules of the pipeline keyed by `key`, as long as an edit keeps the plan's shape (else a restart is needed). */
-function selectionFor(key: string | null, shape: string, planOpts: Parameters<typeof planPipelines>[1]): RuleSelection {
+/** The rules of the plan's `index`th pipeline, as long as an edit keeps the plan's shape (else a restart is needed). */
+function selectionFor(index: number, shape: string, planOpts: Parameters<typeof planPipelines>[1]): RuleSelection {
   return (rules) => {
     const { plan, diagnostics } = planPipelines(rules, planOpts);
     if (diagnostics.length > 0) return { rules: [], problems: diagnostics };
@@ -93,7 +93,7 @@ function selectionFor(key: string | null, shape: string, planOpts: Parameters<ty
         ],
       };
     }
-    const names = new Set(plan.pipelines.find((p) => p.key === key)!.rules);
+    const names = new Set(plan.pipelines[index]!.rules);
     return { rules: rules.filter((r) => names.has(r.name)), problems: [] };
   };
 }
@@ -110,6 +110,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     if (diagnostics.length > 0)
       throw new FraudSqlError('RULES_INVALID', `invalid rules in ${config.queriesDir}:\n  ${diagnostics.map(formatDiagnostic).join('\n  ')}`);
     const shape = planShape(plan);
+    // Edits keep the lane as it is: a removed per-order rule leaves it empty, a new one joins it or the others.
+    const reloadOpts = { ...planOpts, lane: plan.pipelines.some((p) => p.perOrder) };
     const decodeOptions = { timeZone: config.timeZone, maxMessageBytes: config.maxMessageBytes };
     const metrics = new Metrics();
     const kafka = {
@@ -123,10 +125,10 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     };
 
     const pipelines: RunningPipeline[] = [];
-    for (const p of plan.pipelines) {
+    for (const [i, p] of plan.pipelines.entries()) {
       const state = await DuckState.open(':memory:');
       life.defer(() => state.close());
-      const rules = await RuleSet.load(state, config.queriesDir, overrides, selectionFor(p.key, shape, planOpts));
+      const rules = await RuleSet.load(state, config.queriesDir, overrides, selectionFor(i, shape, reloadOpts));
       logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir} for ${p.topic}`, {
         rules: rules
           .prepared()
@@ -160,6 +162,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         ? {
             start: (onAssign) => source.start(onAssign),
             committed: (offsets) => source.committed(offsets),
+            reassign: () => source.reassign(),
             offsetRange: (partition) => source.offsetRange(partition),
             next: async (max, waitMs, abort) => {
               const batch = await source.next(max, waitMs, abort);
@@ -193,11 +196,11 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
               }),
           },
         },
-        { failpoint: fail },
+        { failpoint: fail, recordsDeadLetters: p.deadLetters },
       );
       wireEngine(engine, config, logger);
       engine.events.on('batch:end', (b) => logger.debug('batch committed', { topic: p.topic, batch: b.batchId, messages: b.messages, orders: b.orders }));
-      metrics.attach(engine.events, p.topic, p.deadLetters);
+      metrics.attach(engine.events, p.topic, { countsInput: p.deadLetters, countsGaps: !p.perOrder });
       pipelines.push({ plan: p, engine, source, input, sink, rules });
     }
     const first = pipelines[0]!;
@@ -289,7 +292,16 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
           });
         }
       }
-      return lags;
+      // The input has more than one reader (the hop or the engine reading it directly,
+      // and the per-order lane): its lag is the slowest one's.
+      const merged = new Map<string, (typeof lags)[number]>();
+      for (const l of lags) {
+        const key = `${l.topic}\u0000${l.partition}`;
+        const seen = merged.get(key);
+        if (!seen || l.lag > seen.lag) merged.set(key, { ...l, watermark: l.watermark ?? seen?.watermark ?? null });
+        else seen.watermark ??= l.watermark;
+      }
+      return [...merged.values()];
     };
     const http = buildServer(metrics, {
       ready: async () => {

@@ -330,7 +330,7 @@ export class Engine {
       if (!d.ok) {
         // A repartitioned message is recorded where it was first read, so a redelivery is recorded once.
         const at = m.origin ?? m;
-        if (!isReplay) {
+        if (!isReplay && this.opts.recordsDeadLetters !== false) {
           deadLetters.push({
             topic: at.topic,
             partition: at.partition,

@@ -225,6 +225,12 @@ export interface EngineOptions {
   onOffsetGap: OffsetGapPolicy;
   /** Called at each named point of the batch cycle. */
   failpoint?: (name: FailpointName) => void;
+  /**
+   * Whether malformed input is recorded here (dead-letter topic and table). An
+   * engine that reads the input next to the one that records it (the per-order
+   * lane) skips it, so a dead letter has one writer and holds one engine back.
+   */
+  recordsDeadLetters?: boolean;
 }
 
 export interface LoopOptions {

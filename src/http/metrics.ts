@@ -167,7 +167,12 @@ export class Metrics {
    * records dead letters (`countsInput`) counts messages, orders and the
    * end-to-end latency, so each input message is counted once.
    */
-  attach(events: EngineEmitter, topic: string, countsInput = true): void {
+  /**
+   * Counts an engine's batches. Only one engine counts the input's messages
+   * (`countsInput`), and an engine that reads the input next to another one (the
+   * per-order lane) does not count its offset gaps again (`countsGaps`).
+   */
+  attach(events: EngineEmitter, topic: string, { countsInput = true, countsGaps = true } = {}): void {
     events.on('fenced', () => this.fenced.inc({ topic }));
     events.on('batch:end', (b) => {
       this.batches.inc();
@@ -202,6 +207,6 @@ export class Metrics {
       }
     });
     events.on('rule:error', (e) => this.ruleErrors.inc({ rule: e.rule }));
-    events.on('offset:gap', (g) => this.offsetGaps.inc({ kind: g.kind, policy: g.policy }));
+    if (countsGaps) events.on('offset:gap', (g) => this.offsetGaps.inc({ kind: g.kind, policy: g.policy }));
   }
 }
