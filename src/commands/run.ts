@@ -38,6 +38,7 @@ export interface RunningPipeline {
   input: SourcePort;
   sink: PgSink;
   rules: RuleSet;
+  state: DuckState;
 }
 
 export interface RunningApp {
@@ -126,7 +127,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
 
     const pipelines: RunningPipeline[] = [];
     for (const [i, p] of plan.pipelines.entries()) {
-      const state = await DuckState.open(':memory:');
+      // The per-order lane's queries read one batch: a second DuckDB thread only adds memory.
+      const state = await DuckState.open(':memory:', { threads: p.perOrder ? 1 : 2 });
       life.defer(() => state.close());
       const rules = await RuleSet.load(state, config.queriesDir, overrides, selectionFor(i, shape, reloadOpts));
       logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir} for ${p.topic}`, {
@@ -148,7 +150,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         groupId: p.group,
         topic: p.topic,
         dlqTopic: config.dlqTopic,
-        bufferMessages: config.batchMaxSize * 2,
+        bufferMessages: config.batchMaxSize,
         onCrash: (restart) => metrics.consumerCrashes.inc({ outcome: restart ? 'restarted' : 'stopped' }),
         // A repartition topic is created by the hop, from the input's partition count.
         createTopics:
@@ -200,8 +202,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       );
       wireEngine(engine, config, logger);
       engine.events.on('batch:end', (b) => logger.debug('batch committed', { topic: p.topic, batch: b.batchId, messages: b.messages, orders: b.orders }));
-      metrics.attach(engine.events, p.topic, { countsInput: p.deadLetters, countsGaps: !p.perOrder });
-      pipelines.push({ plan: p, engine, source, input, sink, rules });
+      metrics.attach(engine.events, p.topic, { countsInput: p.deadLetters, alongside: p.perOrder });
+      pipelines.push({ plan: p, engine, source, input, sink, rules, state });
     }
     const first = pipelines[0]!;
 
@@ -339,6 +341,9 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       beforeScrape: async () => {
         metrics.consuming.set(consumerState().consuming ? 1 : 0);
         for (const l of await lagByPartition()) metrics.lag.set({ topic: l.topic, partition: String(l.partition) }, l.lag);
+        let memory = 0;
+        for (const p of pipelines) memory += await p.state.memoryBytes();
+        metrics.stateMemory.set(memory);
       },
     });
     mountDashboard(http, new ResultsDashboard(first.sink, { prepared: () => pipelines.flatMap((p) => p.rules.prepared()) }));

@@ -121,6 +121,11 @@ export class Metrics {
   });
   /** Per rule, for /status: rows written and when last (ISO time), since the process started. */
   private readonly ruleWrites = new Map<string, { rowsWritten: number; lastWriteAt: string | null }>();
+  readonly stateMemory = new Gauge({
+    name: 'fraud_sql_state_memory_bytes',
+    help: "Memory DuckDB holds for the window state and the rules' work, all engines together",
+    registers: [this.registry],
+  });
   readonly stateOrders = new Gauge({
     name: 'fraud_sql_state_orders',
     help: 'Orders retained in the window state, per topic the rules read',
@@ -169,10 +174,11 @@ export class Metrics {
    */
   /**
    * Counts an engine's batches. Only one engine counts the input's messages
-   * (`countsInput`), and an engine that reads the input next to another one (the
-   * per-order lane) does not count its offset gaps again (`countsGaps`).
+   * (`countsInput`); an engine that reads the input alongside another one (the
+   * per-order lane) does not count its offset gaps again, and its watermarks and
+   * state (a few seconds of orders) are not reported under the input's name.
    */
-  attach(events: EngineEmitter, topic: string, { countsInput = true, countsGaps = true } = {}): void {
+  attach(events: EngineEmitter, topic: string, { countsInput = true, alongside = false } = {}): void {
     events.on('fenced', () => this.fenced.inc({ topic }));
     events.on('batch:end', (b) => {
       this.batches.inc();
@@ -186,7 +192,7 @@ export class Metrics {
         for (const ms of b.latenciesMs) this.latency.observe(ms / 1000);
       }
       this.lastBatchSize.set(b.messages);
-      this.stateOrders.set({ topic }, b.stateOrders);
+      if (!alongside) this.stateOrders.set({ topic }, b.stateOrders);
       let total = 0;
       for (const [stage, s] of Object.entries(b.stages)) {
         this.stage.observe({ stage }, s);
@@ -194,7 +200,8 @@ export class Metrics {
       }
       this.batchDuration.observe(total);
       for (const r of b.ruleSeconds) this.ruleDuration.observe({ rule: r.rule }, r.seconds);
-      for (const p of b.partitions) if (p.watermarkUs !== null) this.watermark.set({ topic, partition: String(p.partition) }, p.watermarkUs / 1e6);
+      if (!alongside)
+        for (const p of b.partitions) if (p.watermarkUs !== null) this.watermark.set({ topic, partition: String(p.partition) }, p.watermarkUs / 1e6);
       const now = Date.now();
       for (const r of b.results) {
         const w = this.ruleWrites.get(r.rule) ?? { rowsWritten: 0, lastWriteAt: null };
@@ -207,6 +214,6 @@ export class Metrics {
       }
     });
     events.on('rule:error', (e) => this.ruleErrors.inc({ rule: e.rule }));
-    if (countsGaps) events.on('offset:gap', (g) => this.offsetGaps.inc({ kind: g.kind, policy: g.policy }));
+    if (!alongside) events.on('offset:gap', (g) => this.offsetGaps.inc({ kind: g.kind, policy: g.policy }));
   }
 }

@@ -337,7 +337,7 @@ export class Repartitioner {
 }
 
 /**
- * A fetch holds up to 1 MB per partition, and the broker refuses a produce request
+ * A fetch holds up to 512 KB per partition, and the broker refuses a produce request
  * over its message.max.bytes (1 MB by default): copies go out in requests of
  * about half that.
  */

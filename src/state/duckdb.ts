@@ -184,6 +184,12 @@ export class DuckState {
     await this.run(`DELETE FROM orders WHERE kafka_partition IN (${partitions.map(Number).join(',')})`);
   }
 
+  /** What DuckDB holds in memory: tables, and the buffers of queries running. */
+  async memoryBytes(): Promise<number> {
+    const r = await this.query('SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()');
+    return Number(r.columns[0]![0]);
+  }
+
   async count(): Promise<number> {
     const r = await this.query('SELECT count(*) FROM orders');
     return Number(r.columns[0]![0]);
