@@ -44,6 +44,21 @@ t.test('an edited or removed rule applies at the next batch; a broken edit keeps
   const flagged = (await pool.query('SELECT order_id FROM high_value_orders WHERE order_id = ANY($1)', [inBetween])).rows;
   t.same(flagged, [], 'none of them is high value under the edited rule');
 
+  // An edit that would move a rule to another engine (with state, high_value_orders
+  // would leave the per-order lane for the window rules' engine, at other offsets).
+  const hvEdited = readFileSync(hvFile, 'utf8');
+  const reloadMove = reloaded();
+  writeFileSync(hvFile, hvEdited.replace('-- state: 0s', '-- state: 5s'));
+  const moved = await reloadMove;
+  t.equal(moved.ok, false, 'a rule that would change engines is refused');
+  t.match(moved.problems[0], {
+    file: hvFile,
+    message: /^high_value_orders would move from the engine of group \S+\.per-order to that of \S+: restart fraud-sql to apply$/,
+  });
+  const reloadBack = reloaded();
+  writeFileSync(hvFile, hvEdited);
+  t.equal((await reloadBack).ok, true, 'put back, it applies');
+
   // A broken edit: a typo in the SELECT of popular_products.
   const ppFile = `${dir}/popular_products.sql`;
   const good = readFileSync(ppFile, 'utf8');

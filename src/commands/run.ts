@@ -75,11 +75,31 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   });
 }
 
-/** The rules of the plan's `index`th pipeline, as long as an edit keeps the plan's shape (else a restart is needed). */
-function selectionFor(index: number, shape: string, planOpts: Parameters<typeof planPipelines>[1]): RuleSelection {
+/**
+ * The rules of the plan's `index`th pipeline, as long as an edit keeps the plan's
+ * shape and every running rule in its pipeline (`running`: rule -> pipeline); else a
+ * restart is needed. A rule moved to another engine would skip, or see again, the
+ * orders between the two engines' offsets.
+ */
+function selectionFor(index: number, shape: string, planOpts: Parameters<typeof planPipelines>[1], running: () => Map<string, number>): RuleSelection {
   return (rules) => {
     const { plan, diagnostics } = planPipelines(rules, planOpts);
     if (diagnostics.length > 0) return { rules: [], problems: diagnostics };
+    const now = running();
+    const moved = rules.filter((r) => {
+      const was = now.get(r.name);
+      return was !== undefined && !plan.pipelines[was]!.rules.includes(r.name);
+    });
+    if (moved.length > 0)
+      return {
+        rules: [],
+        problems: moved.map((r) => ({
+          file: r.file,
+          line: 1,
+          column: 1,
+          message: `${r.name} would move from the engine of group ${plan.pipelines[now.get(r.name)!]!.group} to that of ${plan.pipelines.find((p) => p.rules.includes(r.name))!.group}: restart fraud-sql to apply`,
+        })),
+      };
     if (planShape(plan) !== shape) {
       const file = rules[0]?.file ?? '';
       return {
@@ -126,11 +146,12 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     };
 
     const pipelines: RunningPipeline[] = [];
+    const running = () => new Map(pipelines.flatMap((p, i) => p.rules.prepared().map((r): [string, number] => [r.rule.name, i])));
     for (const [i, p] of plan.pipelines.entries()) {
       // The per-order lane's queries read one batch: a second DuckDB thread only adds memory.
       const state = await DuckState.open(':memory:', { threads: p.perOrder ? 1 : 2 });
       life.defer(() => state.close());
-      const rules = await RuleSet.load(state, config.queriesDir, overrides, selectionFor(i, shape, reloadOpts));
+      const rules = await RuleSet.load(state, config.queriesDir, overrides, selectionFor(i, shape, reloadOpts, running));
       logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir} for ${p.topic}`, {
         rules: rules
           .prepared()
@@ -290,7 +311,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
             committedOffset: next.toString(),
             endOffset: end.toString(),
             lag: Number(end - next),
-            watermark: wm === undefined ? null : formatMicros(wm),
+            // The per-order lane's watermark is not the input's: its rules have no windows.
+            watermark: wm === undefined || p.plan.perOrder ? null : formatMicros(wm),
           });
         }
       }
@@ -342,7 +364,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         metrics.consuming.set(consumerState().consuming ? 1 : 0);
         for (const l of await lagByPartition()) metrics.lag.set({ topic: l.topic, partition: String(l.partition) }, l.lag);
         let memory = 0;
-        for (const p of pipelines) memory += await p.state.memoryBytes();
+        // An engine closing (shutdown) reports nothing rather than failing the scrape.
+        for (const p of pipelines) memory += await p.state.memoryBytes().catch(() => 0);
         metrics.stateMemory.set(memory);
       },
     });

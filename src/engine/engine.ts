@@ -179,12 +179,12 @@ export class Engine {
         if (opts.signal.aborted) return; // stopped while connecting: a clean end
         throw err;
       }
+      // Ends the wait for the next batch at once: recovery from a fence must not wait for input.
+      let wake = new AbortController();
       while (!fetching.aborted) {
-        const batch = await source.next(opts.batchMaxSize, opts.batchMaxWaitMs, fetching);
-        if (batch === null) break;
         if (fenced) {
-          // The batches after the fenced one fail with it (commits are chained);
-          // this one is read again from where PostgreSQL says, like them.
+          // The batches after the fenced one fail with it (commits are chained); they,
+          // and whatever was fetched meanwhile, are read again from where PostgreSQL says.
           await Promise.all(pending);
           pending.length = 0;
           this.events.safeEmit('fenced', fenced);
@@ -193,15 +193,21 @@ export class Engine {
           await source.reassign!();
           continue;
         }
-        if (batch.length === 0) continue;
+        wake = new AbortController();
+        const batch = await source.next(opts.batchMaxSize, opts.batchMaxWaitMs, AbortSignal.any([fetching, wake.signal]));
+        if (batch === null) break;
+        if (fenced || batch.length === 0) continue;
         const decoded = this.decode(batch);
         await this.ready();
         while (pending.length > 0 && pending.length >= inFlight) await pending.shift();
         if (failure) break;
+        if (fenced) continue;
         pending.push(
           this.handle(batch, decoded).catch((err) => {
-            if (isFenced(err) && source.reassign) fenced ??= err as Error;
-            else {
+            if (isFenced(err) && source.reassign) {
+              fenced ??= err as Error;
+              wake.abort();
+            } else {
               failure = err;
               failed.abort();
             }
@@ -461,7 +467,12 @@ export class Engine {
    */
   tick(): Promise<void> {
     return this.serial(async () => {
-      await this.commits.catch(() => {});
+      // After a failed commit (fenced: the state is about to be rebuilt) nothing is closed.
+      const committed = await this.commits.then(
+        () => true,
+        () => false,
+      );
+      if (!committed) return;
       const wms = this.effectiveWatermarks();
       const changed = [...wms].some(([p, w]) => this.lastFinalized.get(p) !== w);
       if (!changed) return;

@@ -62,7 +62,7 @@ export class Metrics {
   });
   readonly fenced = new Counter({
     name: 'fraud_sql_fenced_commits_total',
-    help: 'Batches discarded because another process had committed their partitions first (a rebalance); the partitions are rebuilt from PostgreSQL',
+    help: 'Commits refused because another process had committed their partitions first (a rebalance): the batches in flight were dropped and the partitions rebuilt from PostgreSQL',
     labelNames: ['topic'],
     registers: [this.registry],
   });

@@ -322,7 +322,10 @@ export class KafkaSource implements SourcePort {
   }
 
   reassign(): Promise<void> {
-    this.assigning = this.assigning.then(() => this.assignRetrying(this.assignment, this.generation));
+    // A group join since then brings its own assignment: this one is stale.
+    const generation = this.generation;
+    const partitions = this.assignment;
+    this.assigning = this.assigning.then(() => (generation === this.generation ? this.assignRetrying(partitions, generation) : undefined));
     return this.assigning;
   }
 
