@@ -456,6 +456,35 @@ t.test('a committed offset outside the topic: fail writes nothing; earliest and 
   }
 });
 
+t.test(
+  'through the hop, an input partition that never had an order is announced idle: it holds nothing back and commits no watermark of its own',
+  async (t) => {
+    const { ports, committed } = fakes([]);
+    const engine = new Engine(ports, options());
+    let offset = 0;
+    // The hop's mark of an input partition with no order yet carries no event time (-Infinity).
+    const from = (origin: number, eventS: number | null, idle = false): SourceMessage => ({
+      ...msg(0, offset++, eventS ?? ''),
+      origin: { topic: 'orders', partition: origin, offset: 0n, partitions: 2 },
+      ...(eventS === null ? { mark: -Infinity, value: null, idle } : {}),
+    });
+    const source = new ScriptedSource([
+      async () => {
+        await source.onAssign([0], ranges(0));
+        return [from(1, null, true)];
+      },
+      async () => [from(0, 100)],
+      async () => [from(1, null, false)],
+    ]);
+    await engine.run(source, loop);
+    t.same(
+      committed.map((c) => c.progress[0]!.watermarkUs),
+      [null, 95 * S, 95 * S],
+      'nothing heard: no watermark; then input partition 0 alone sets it, the empty one idle; a mark without time moves nothing',
+    );
+  },
+);
+
 t.test('through the hop, the slowest input partition sets the watermark; marks move it; one announced idle stops holding it back', async (t) => {
   const log: string[] = [];
   const { ports, committed } = fakes(log);

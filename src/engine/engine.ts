@@ -515,7 +515,9 @@ export class Engine {
     const ids = s.originCount > 0 ? Array.from({ length: s.originCount }, (_, i) => i) : [...s.origins.keys()];
     for (const id of ids) {
       const o = s.origins.get(id);
-      if (!o) return s.watermarkUs;
+      // Not heard from, or only by a mark without an order yet: it holds the watermark
+      // where it is, unless it was announced idle.
+      if (!o || (o.maxEventUs === -Infinity && !o.idle)) return s.watermarkUs;
       high = Math.max(high, o.maxEventUs - latenessUs);
       if (!o.idle) low = Math.min(low, o.maxEventUs - latenessUs);
     }
@@ -533,8 +535,9 @@ export class Engine {
    */
   private heardSoFar(partition: number): number | null {
     const s = this.partitions.get(partition);
-    if (!s || s.origins.size === 0) return null;
-    return Math.min(...[...s.origins.values()].map((o) => o.maxEventUs)) - this.opts.latenessMs * 1000;
+    const heard = [...(s?.origins.values() ?? [])].map((o) => o.maxEventUs).filter((us) => us !== -Infinity);
+    if (heard.length === 0) return null;
+    return Math.min(...heard) - this.opts.latenessMs * 1000;
   }
 
   effectiveWatermarks(): Map<number, number> {
