@@ -151,7 +151,7 @@ export const SETTINGS: readonly Setting[] = [
     default: 50,
     min: 1,
     max: 60_000,
-    describe: 'a micro-batch closes this long after its first message',
+    describe: 'a micro-batch closes at the latest this long after its first message (sooner once the engine is free for it)',
   },
   { key: 'latenessMs', env: 'FRAUD_SQL_LATENESS_MS', kind: 'int', default: 5_000, min: 0, max: 3_600_000, describe: 'allowed lateness of event time' },
   {

@@ -187,8 +187,8 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
             committed: (offsets) => source.committed(offsets),
             reassign: () => source.reassign(),
             offsetRange: (partition) => source.offsetRange(partition),
-            next: async (max, waitMs, abort) => {
-              const batch = await source.next(max, waitMs, abort);
+            next: async (max, waitMs, abort, free) => {
+              const batch = await source.next(max, waitMs, abort, free);
               if (batch && !sample.done) {
                 for (const m of batch) {
                   const d = decodeOrder(m.value, decodeOptions);

@@ -194,7 +194,10 @@ export class Engine {
           continue;
         }
         wake = new AbortController();
-        const batch = await source.next(opts.batchMaxSize, opts.batchMaxWaitMs, AbortSignal.any([fetching, wake.signal]));
+        // The batch closes once the engine can take it: its DuckDB work is done and
+        // a commit slot is free (small batches while it keeps up, large when it does not).
+        const free = Promise.all([this.ready(), pending.length >= inFlight && pending.length > 0 ? pending[0] : null]);
+        const batch = await source.next(opts.batchMaxSize, opts.batchMaxWaitMs, AbortSignal.any([fetching, wake.signal]), free);
         if (batch === null) break;
         if (fenced || batch.length === 0) continue;
         const decoded = this.decode(batch);

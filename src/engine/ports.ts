@@ -132,10 +132,10 @@ export interface SourcePort {
   start(onAssign: AssignHandler): Promise<void>;
   /**
    * The next micro-batch: up to `maxSize` messages, handed over at most `maxWaitMs`
-   * after the first one arrived; empty when nothing arrived; null once the input
-   * has ended for good.
+   * after the first one arrived, or as soon as `free` resolved (the engine can
+   * take it); empty when nothing arrived; null once the input has ended for good.
    */
-  next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<readonly SourceMessage[] | null>;
+  next(maxSize: number, maxWaitMs: number, signal: AbortSignal, free?: Promise<unknown>): Promise<readonly SourceMessage[] | null>;
   /** Told of the offsets whose results are committed (Kafka mirrors them for lag tools). */
   committed(offsets: ReadonlyMap<number, bigint>): Promise<void>;
   /**

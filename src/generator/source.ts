@@ -36,8 +36,8 @@ export class GeneratorSource implements SourcePort {
     );
   }
 
-  next(maxSize: number, maxWaitMs: number, signal: AbortSignal) {
-    return this.buffer.next(maxSize, maxWaitMs, signal);
+  next(maxSize: number, maxWaitMs: number, signal: AbortSignal, free?: Promise<unknown>) {
+    return this.buffer.next(maxSize, maxWaitMs, signal, free);
   }
 
   async committed(): Promise<void> {}

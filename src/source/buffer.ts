@@ -52,14 +52,22 @@ export class MessageBuffer {
 
   /**
    * The next micro-batch: returns as soon as `maxSize` messages are buffered, or
-   * `maxWaitMs` after the first message arrived; waits while nothing arrives.
+   * `maxWaitMs` after the first message arrived, or once `free` resolves (the
+   * engine can take it) after the first message arrived; waits while nothing
+   * arrives. So batches are small while the engine keeps up and grow to
+   * `maxSize` when it falls behind.
    */
-  async next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<SourceMessage[] | null> {
+  async next(maxSize: number, maxWaitMs: number, signal: AbortSignal, free?: Promise<unknown>): Promise<SourceMessage[] | null> {
     while (this.items.length === 0 && !signal.aborted && !this.ended) await this.wait(250, signal);
     if (this.failure) throw this.failure;
     if (this.items.length === 0 && this.ended) return null;
+    let taken = false;
+    void free?.then(() => {
+      taken = true;
+      for (const w of this.waiters.splice(0)) w();
+    });
     const deadline = Date.now() + maxWaitMs;
-    while (this.items.length < maxSize && !signal.aborted && !this.ended) {
+    while (this.items.length < maxSize && !signal.aborted && !this.ended && !taken) {
       const left = deadline - Date.now();
       if (left <= 0) break;
       await this.wait(left, signal);

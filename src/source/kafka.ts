@@ -379,8 +379,8 @@ export class KafkaSource implements SourcePort {
     }
   }
 
-  next(maxSize: number, maxWaitMs: number, signal: AbortSignal): Promise<SourceMessage[] | null> {
-    return this.buffer.next(maxSize, maxWaitMs, signal);
+  next(maxSize: number, maxWaitMs: number, signal: AbortSignal, free?: Promise<unknown>): Promise<SourceMessage[] | null> {
+    return this.buffer.next(maxSize, maxWaitMs, signal, free);
   }
 
   /** Mirrors committed progress to Kafka for external lag tools. Best effort. */
