@@ -19,7 +19,13 @@
  *   --rates a,b,c    input rates for the latency runs (default 1000,5000,10000,20000)
  *   --seconds S      length of each latency run (default 30)
  *   --setups a,b     which setups (default hop,direct,hop-x2; --smoke: hop,direct)
+ *   --cpu-seconds S  length of the idle and the 15 orders/s CPU runs (default 60)
  *   --smoke          a small run proving the harness works (CI)
+ *
+ * 3. CPU: the processes' user + system time while idle (no input) and at 15
+ *    orders/s (the original design's rate), as a share of one core.
+ *
+ * Ends with a verdict per target (see TARGETS).
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -39,6 +45,7 @@ const RATES = opt('rates', smoke ? '1000' : '1000,5000,10000,20000')
   .split(',')
   .map(Number);
 const SECONDS = Number(opt('seconds', smoke ? '5' : '30'));
+const CPU_SECONDS = Number(opt('cpu-seconds', smoke ? '5' : '60'));
 const SETUPS = opt('setups', smoke ? 'hop,direct' : 'hop,direct,hop-x2')
   .split(',')
   .map((name) => {
@@ -58,6 +65,13 @@ interface LatencyRow {
   maxRssMb: number;
 }
 
+/** CPU use of the setup's processes, in % of one core. */
+interface CpuRow {
+  seconds: number;
+  idlePercent: number;
+  at15PerSecondPercent: number;
+}
+
 interface SetupResult {
   setup: string;
   throughput: {
@@ -70,8 +84,39 @@ interface SetupResult {
     msPerBatchByStage: Record<string, number>;
   };
   latency: LatencyRow[];
+  cpu: CpuRow;
 }
 const PARTITIONS = 4;
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+/** A run that ended has failed: its last lines say why. */
+function assertAlive(runs: Run[]): void {
+  const dead = runs.find((r) => r.child.exitCode !== null);
+  if (dead) throw new Error(`a fraud-sql run process exited (status ${dead.child.exitCode}):\n${dead.stderr().split('\n').slice(-15).join('\n')}`);
+}
+
+/** User + system CPU seconds the runs' processes have used so far (/proc/<pid>/stat, fields 14 and 15). */
+function cpuSeconds(runs: Run[]): number {
+  assertAlive(runs);
+  let ticks = 0;
+  for (const r of runs) {
+    const fields = readFileSync(`/proc/${r.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / CLOCK_TICKS;
+}
+
+/** The targets the project holds itself to (issue: fast at every rate), checked per setup. */
+const TARGETS: { what: string; value: (r: SetupResult) => number | undefined; max?: number; min?: number; unit: string }[] = [
+  { what: 'backlog drain', value: (r) => r.throughput.ordersPerSecond, min: 50_000, unit: 'orders/s' },
+  { what: 'backlog drain max RSS', value: (r) => r.throughput.maxRssMb, max: 500, unit: 'MB' },
+  { what: '1,000 orders/s high-value p50', value: (r) => r.latency.find((l) => l.rate === 1000)?.highValue.p50, max: 50, unit: 'ms' },
+  { what: '1,000 orders/s high-value p99', value: (r) => r.latency.find((l) => l.rate === 1000)?.highValue.p99, max: 120, unit: 'ms' },
+  { what: '10,000 orders/s high-value p50', value: (r) => r.latency.find((l) => l.rate === 10_000)?.highValue.p50, max: 100, unit: 'ms' },
+  { what: '10,000 orders/s high-value p99', value: (r) => r.latency.find((l) => l.rate === 10_000)?.highValue.p99, max: 250, unit: 'ms' },
+  { what: 'CPU at 15 orders/s', value: (r) => r.cpu.at15PerSecondPercent, max: 5, unit: '% of a core' },
+  { what: 'CPU idle', value: (r) => r.cpu.idlePercent, max: 1, unit: '% of a core' },
+];
 const BROKERS = (process.env.BENCH_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
 const PG_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 // Compiled to dist-bench/bench/: the repository is two levels up.
@@ -220,8 +265,7 @@ async function progress(runs: Run[], topic: string): Promise<{ input: bigint; ca
 async function drained(runs: Run[], topic: string, total: number, timeoutMs: number, onFirst?: () => void): Promise<void> {
   const started = Date.now();
   for (;;) {
-    const dead = runs.find((r) => r.child.exitCode !== null);
-    if (dead) throw new Error(`a fraud-sql run process exited (status ${dead.child.exitCode}):\n${dead.stderr().split('\n').slice(-15).join('\n')}`);
+    assertAlive(runs);
     const p = await progress(runs, topic);
     if (p.input > 0n) onFirst?.();
     if (p.input >= BigInt(total) && p.caughtUp) return;
@@ -396,7 +440,37 @@ async function main(): Promise<void> {
         });
         await dropTopic(topic);
       }
-      bySetup.push({ setup: setup.name, throughput, latency });
+
+      // 3. CPU: idle, then at 15 orders/s.
+      const cpuTopic = await newTopic(`bench-cpu-${tag}`);
+      schemas.push(schemaOf('cpu'));
+      await freshProducer();
+      const cpuRuns = startRuns(cpuTopic, schemaOf('cpu'), setup);
+      await cpuRuns[0]!.url;
+      await sleep(5_000); // started, joined and assigned: what follows is the steady state
+      log(`${setup.name}: idle for ${CPU_SECONDS} s, then 15 orders/s for ${CPU_SECONDS} s`);
+      const idleFrom = cpuSeconds(cpuRuns);
+      await sleep(CPU_SECONDS * 1000);
+      const idleCpu = cpuSeconds(cpuRuns) - idleFrom;
+      const slow = generateOrders({ seed: 3, rate: 15, startMs: Date.now() });
+      const busyFrom = cpuSeconds(cpuRuns);
+      const slowStart = Date.now();
+      for (let i = 0; i < 15 * CPU_SECONDS; i++) {
+        const o = slow.next().value as GeneratedOrder;
+        await send(producer, cpuTopic, [{ key: keyOf(setup, o), value: o.value }]);
+        await sleep(Math.max(0, slowStart + ((i + 1) * 1000) / 15 - Date.now()));
+      }
+      const busyCpu = cpuSeconds(cpuRuns) - busyFrom;
+      const busySeconds = (Date.now() - slowStart) / 1000;
+      await drained(cpuRuns, cpuTopic, 15 * CPU_SECONDS, 5 * 60_000);
+      await stopRuns(cpuRuns);
+      await dropTopic(cpuTopic);
+      const cpu: CpuRow = {
+        seconds: CPU_SECONDS,
+        idlePercent: Math.round((idleCpu / CPU_SECONDS) * 1000) / 10,
+        at15PerSecondPercent: Math.round((busyCpu / busySeconds) * 1000) / 10,
+      };
+      bySetup.push({ setup: setup.name, throughput, latency, cpu });
     }
   } finally {
     await producer.disconnect();
@@ -409,7 +483,7 @@ async function main(): Promise<void> {
     `fraud-sql benchmark, ${results.date}`,
     `machine: ${machine}; broker and PostgreSQL on the same machine; ${PARTITIONS} partitions`,
     'setups: hop = input keyed by order_id, IP rules through the repartition topic; direct = input keyed by IP, read as it is; -xN: N processes',
-    ...bySetup.flatMap(({ setup, throughput: t, latency }) => [
+    ...bySetup.flatMap(({ setup, throughput: t, latency, cpu }) => [
       '',
       `${setup}: backlog drain: ${ORDERS.toLocaleString('en-US')} orders in ${t.secondsIncludingStartup.toFixed(1)} s = ${t.ordersPerSecond.toLocaleString('en-US')} orders/s (${t.ordersPerSecondAfterFirstCommit === null ? 'one batch' : `${t.ordersPerSecondAfterFirstCommit.toLocaleString('en-US')}/s after the first commit`}), max RSS ${t.maxRssMb} MB`,
       `  ms per batch: ${Object.entries(t.msPerBatchByStage)
@@ -420,7 +494,19 @@ async function main(): Promise<void> {
         (r) =>
           `${String(r.rate).padStart(6)}   ${ms([r.highValue.p50, r.highValue.p95, r.highValue.p99, r.highValue.max]).padEnd(30)}   ${ms([r.suspicious.p50, r.suspicious.p99, r.suspicious.max]).padEnd(28)}   ${String(r.msPerBatchByStage.avgBatchOrders).padStart(11)}  ${r.maxRssMb}`,
       ),
+      `cpu (% of one core, all processes): idle ${cpu.idlePercent}, at 15 orders/s ${cpu.at15PerSecondPercent}`,
     ]),
+    '',
+    'targets:',
+    ...bySetup.flatMap((r) =>
+      TARGETS.flatMap((target) => {
+        const v = target.value(r);
+        if (v === undefined || !Number.isFinite(v)) return [];
+        const met = target.max !== undefined ? v <= target.max : v >= target.min!;
+        const bound = target.max !== undefined ? `<= ${target.max.toLocaleString('en-US')}` : `>= ${target.min!.toLocaleString('en-US')}`;
+        return [`  ${met ? 'met ' : 'MISS'}  ${r.setup}: ${target.what} ${bound} ${target.unit}: ${Math.round(v * 10) / 10}`];
+      }),
+    ),
   ];
   process.stdout.write(lines.join('\n') + '\n');
   mkdirSync(`${root}bench/results`, { recursive: true });

@@ -21,12 +21,22 @@ t.test('npm run bench -- --smoke reports throughput, latency percentiles and RSS
     t.match(stdout, new RegExp(`^${setup}: backlog drain: 20,000 orders in [\\d.]+ s = [\\d,]+ orders/s`, 'm'), `${setup}: drain rate`);
   }
   t.match(stdout, /^\s+1000\s+\d+ \/ \d+ \/ \d+ \/ \d+/m, 'latency row for 1,000 orders/s');
+  t.match(stdout, /^cpu \(% of one core, all processes\): idle [\d.]+, at 15 orders\/s [\d.]+$/m, 'CPU idle and at 15 orders/s');
+  for (const target of [
+    'backlog drain >= 50,000 orders/s',
+    'backlog drain max RSS <= 500 MB',
+    '1,000 orders/s high-value p50 <= 50 ms',
+    'CPU at 15 orders/s <= 5 % of a core',
+    'CPU idle <= 1 % of a core',
+  ]) {
+    t.match(stdout, new RegExp(`^  (met |MISS)  hop: ${target.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: [\\d.]+$`, 'm'), `a verdict: ${target}`);
+  }
   const r = JSON.parse(readFileSync(`${root}bench/results/smoke.json`, 'utf8'));
   t.same(
     r.setups.map((s: { setup: string }) => s.setup),
     ['hop', 'direct'],
   );
-  for (const { setup, throughput, latency } of r.setups) {
+  for (const { setup, throughput, latency, cpu } of r.setups) {
     t.equal(throughput.orders, 20_000);
     t.ok(throughput.ordersPerSecond > 0, `${setup}: throughput measured`);
     t.ok(throughput.rss.length > 0 && throughput.maxRssMb > 0, `${setup}: RSS sampled`);
@@ -34,5 +44,6 @@ t.test('npm run bench -- --smoke reports throughput, latency percentiles and RSS
     t.ok(latency[0].highValue.n > 0, `${setup}: high-value latencies measured (${latency[0].highValue.n})`);
     t.ok(latency[0].highValue.p50 <= latency[0].highValue.p99, `${setup}: percentiles ordered`);
     for (const stage of ['decode', 'ingest', 'rules', 'sink']) t.ok(Number.isFinite(latency[0].msPerBatchByStage[stage]), `${setup}: stage ${stage} reported`);
+    t.ok(cpu.idlePercent >= 0 && cpu.at15PerSecondPercent > 0, `${setup}: CPU measured (idle ${cpu.idlePercent} %, 15 orders/s ${cpu.at15PerSecondPercent} %)`);
   }
 });
