@@ -70,6 +70,8 @@ interface CpuRow {
   seconds: number;
   idlePercent: number;
   at15PerSecondPercent: number;
+  /** At 15 orders/s, over every engine of the first process. */
+  msPerBatchByStage: Record<string, number>;
 }
 
 interface SetupResult {
@@ -463,12 +465,14 @@ async function main(): Promise<void> {
       const busyCpu = cpuSeconds(cpuRuns) - busyFrom;
       const busySeconds = (Date.now() - slowStart) / 1000;
       await drained(cpuRuns, cpuTopic, 15 * CPU_SECONDS, 5 * 60_000);
+      const cpuStages = await stageSeconds(await cpuRuns[0]!.url);
       await stopRuns(cpuRuns);
       await dropTopic(cpuTopic);
       const cpu: CpuRow = {
         seconds: CPU_SECONDS,
         idlePercent: Math.round((idleCpu / CPU_SECONDS) * 1000) / 10,
         at15PerSecondPercent: Math.round((busyCpu / busySeconds) * 1000) / 10,
+        msPerBatchByStage: cpuStages,
       };
       bySetup.push({ setup: setup.name, throughput, latency, cpu });
     }
@@ -495,6 +499,9 @@ async function main(): Promise<void> {
           `${String(r.rate).padStart(6)}   ${ms([r.highValue.p50, r.highValue.p95, r.highValue.p99, r.highValue.max]).padEnd(30)}   ${ms([r.suspicious.p50, r.suspicious.p99, r.suspicious.max]).padEnd(28)}   ${String(r.msPerBatchByStage.avgBatchOrders).padStart(11)}  ${r.maxRssMb}`,
       ),
       `cpu (% of one core, all processes): idle ${cpu.idlePercent}, at 15 orders/s ${cpu.at15PerSecondPercent}`,
+      `  at 15 orders/s, ms per batch: ${Object.entries(cpu.msPerBatchByStage)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
     ]),
     '',
     'targets:',
