@@ -114,7 +114,11 @@ t.test('rules check: clear errors for a missing directory, an empty rule, a rule
   t.match(r.out, new RegExp(`FAIL ${dir}/no_header.sql:1:1: no header`));
   const good = await cli('rules', 'check');
   t.equal(good.code, 0, 'the built-in rules check out');
-  t.match(good.out, /ok {3}suspicious_ips -> suspicious_ips/);
+  t.match(good.out, /ok {3}suspicious_ips -> suspicious_ips .*\n {5}Macro\/bot buying: an IP with at least min_orders orders/, 'with its description');
+  t.match(good.out, /ok {3}high_value_orders -> high_value_orders \(.*, per order\)/, 'a rule of the per-order lane says so');
+  const unknown = await cli('rules', 'test', 'no_such_rule');
+  t.equal(unknown.code, 1);
+  t.match(unknown.out, /no fixtures for a rule named "no_such_rule" under /);
 });
 
 t.test('rules check reports a SQL error at its file, line and column', async (t) => {

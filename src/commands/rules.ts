@@ -30,6 +30,7 @@ const check: CommandModule<object, Record<string, unknown>> = {
         const lane = plan.plan.pipelines.find((x) => x.rules.includes(p.rule.name));
         const by = p.rule.partitionKey ? `, partitioned by ${p.rule.partitionKey}` : lane?.perOrder ? ', per order' : '';
         process.stdout.write(`ok   ${p.rule.name} -> ${p.rule.target} (${p.rule.file}, version ${p.rule.version}${by})\n`);
+        if (p.rule.description) process.stdout.write(`     ${p.rule.description}\n`);
       }
       const problems = [...r.problems, ...plan.diagnostics];
       for (const d of problems) process.stdout.write(`FAIL ${formatDiagnostic(d)}\n`);
@@ -62,7 +63,12 @@ const test: CommandModule<object, { rule?: string }> = {
     const failed = outcomes.filter((o) => !o.ok).length;
     process.stdout.write(`${outcomes.length - failed} passed, ${failed} failed\n`);
     if (failed > 0 || outcomes.length === 0) process.exitCode = 1;
-    if (outcomes.length === 0) process.stderr.write(`no fixtures under ${path.join(config.queriesDir, 'fixtures')}\n`);
+    if (outcomes.length === 0)
+      process.stderr.write(
+        argv.rule
+          ? `no fixtures for a rule named "${argv.rule}" under ${path.join(config.queriesDir, 'fixtures')}\n`
+          : `no fixtures under ${path.join(config.queriesDir, 'fixtures')}\n`,
+      );
   },
 };
 
