@@ -5,6 +5,7 @@
  * Real broker, real PostgreSQL.
  */
 import t from 'tap';
+import { cpSync } from 'node:fs';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { BROKERS, readDirectly, scenario } from './helpers.js';
 
@@ -38,11 +39,16 @@ async function readyzUntil(url: string, accept: (status: number, body: Record<st
 }
 
 t.test('a consumer that stops for good: 503 with the reason, a metric, one line, exit non-zero', async (t) => {
-  const s = await scenario(t, { partitions: 2, orders: 500, seed: 3, rate: 50, startMs: START });
+  // One partition and one rule, so one engine and one Kafka consumer: the failpoint
+  // stops the only fetch there is. (With more, a batch fetched for another partition
+  // or by another engine's consumer is committed, rightly, before the process stops.)
+  const s = await scenario(t, { partitions: 1, orders: 500, seed: 3, rate: 50, startMs: START });
   await s.produce();
+  const queries = t.testdir();
+  cpSync(new URL('../queries/popular_products.sql', import.meta.url).pathname, `${queries}/popular_products.sql`);
 
   // In process: the probe and the metric while it stops.
-  const app = await s.startApp({ failpoint: 'fetch-error:1' });
+  const app = await s.startApp({ failpoint: 'fetch-error:1', queriesDir: queries });
   const failed = app.done.then(
     () => null,
     (err: Error) => err,
@@ -59,7 +65,7 @@ t.test('a consumer that stops for good: 503 with the reason, a metric, one line,
   t.equal(progress.rows[0].n, 0, 'nothing was committed past the failure');
 
   // As an operator runs it: one line, exit status 1, no stack trace.
-  const run = s.startCli({ FRAUD_SQL_FAILPOINT: 'fetch-error:1' });
+  const run = s.startCli({ FRAUD_SQL_FAILPOINT: 'fetch-error:1', FRAUD_SQL_QUERIES: queries });
   const { code } = await run.exited;
   t.equal(code, 1, 'exits non-zero, so the orchestrator restarts it');
   const lines = run
