@@ -73,25 +73,27 @@ t.test('the input already keyed by ip_address: the IP rules read it directly wit
   await admin.disconnect();
 });
 
-t.test('three processes on an order-keyed topic, one killed with -9 mid-stream and restarted', async (t) => {
-  const s = await scenario(t, { partitions: 3, orders: 30_000, seed: 32, keyBy: 'order_id' });
-  const half = s.messages.length / 2;
-  await s.produce(s.messages.slice(0, half));
-  const procs = [s.startCli(BATCH), s.startCli(BATCH), s.startCli(BATCH)];
-  await someCommitted(s);
-  procs[1]!.child.kill('SIGKILL');
-  t.equal((await procs[1]!.exited).signal, 'SIGKILL', 'one process killed with -9');
-  await s.produce(s.messages.slice(half));
-  const restarted = s.startCli(BATCH);
-  await s.drainedInPg(180_000);
-  await s.expectExact({ context: '(3 processes, one killed and restarted)' });
-  t.same(
-    [procs[0]!, procs[2]!, restarted].map((p) => p.child.exitCode),
-    [null, null, null],
-    'the others ran throughout: three starting at once on a new schema all came up',
-  );
-  await stopAll([procs[0]!, procs[2]!, restarted]);
-});
+for (const keyBy of ['order_id', 'user_id', 'none'] as const satisfies readonly KeyBy[]) {
+  t.test(`three processes on a topic keyed by ${keyBy}, one killed with -9 mid-stream and restarted`, async (t) => {
+    const s = await scenario(t, { partitions: 3, orders: 30_000, seed: 32, keyBy });
+    const half = s.messages.length / 2;
+    await s.produce(s.messages.slice(0, half));
+    const procs = [s.startCli(BATCH), s.startCli(BATCH), s.startCli(BATCH)];
+    await someCommitted(s);
+    procs[1]!.child.kill('SIGKILL');
+    t.equal((await procs[1]!.exited).signal, 'SIGKILL', 'one process killed with -9');
+    await s.produce(s.messages.slice(half));
+    const restarted = s.startCli(BATCH);
+    await s.drainedInPg(180_000);
+    await s.expectExact({ context: `(keyed by ${keyBy}, 3 processes, one killed and restarted)` });
+    t.same(
+      [procs[0]!, procs[2]!, restarted].map((p) => p.child.exitCode),
+      [null, null, null],
+      'the others ran throughout: three starting at once on a new schema all came up',
+    );
+    await stopAll([procs[0]!, procs[2]!, restarted]);
+  });
+}
 
 t.test('a process added mid-stream while windows and bursts are open', async (t) => {
   // Event times run up to now: the last windows and bursts are still open when the second process joins.
