@@ -22,6 +22,7 @@ import {
   type LogEntry,
 } from 'kafkajs';
 import './codecs.js';
+import './kafkajs-fix.js';
 import { FraudSqlError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { backoffMs, DEFAULT_RETRY, retrying, sleep } from '../retry.js';

@@ -1,0 +1,78 @@
+/**
+ * Two fixes for kafkajs 2.2.4, which is no longer maintained: importing this
+ * module applies them to every kafkajs client in the process. Both are timers
+ * each broker connection runs while idle; a process here holds about ten
+ * connections (a consumer per engine, the hop's producer and consumer, the
+ * dead-letter producer, the admin).
+ *
+ * 1. Each connection's request queue re-arms a timer to look at its pending
+ * requests even when there are none, with a negative delay (it is "until the
+ * throttle ends", and nothing is throttled), so every connection runs a timer
+ * about once a millisecond for as long as it is open (kafkajs issues 1556 and
+ * 1704; the fix of pull request 1667, never released). That was most of an
+ * idle process's CPU, and time taken from every batch under load. The check only
+ * has work to do when a request waits: `push` queues one and schedules this check
+ * when it cannot send at once (in-flight limit or a broker throttle), and every
+ * response or timeout checks the queue itself.
+ *
+ * 2. Each connection looks for requests past their timeout ten times a second.
+ * Timeouts are tens of seconds (30 s by default); once a second finds them as
+ * surely, with a tenth of the wake-ups (`strace -c` of an idle process: 112
+ * epoll wake-ups a second before, for 42 reads and writes in 20 s).
+ */
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+/** The fields of kafkajs' RequestQueue this fix reads and writes. */
+export interface RequestQueueLike {
+  pending: unknown[];
+  inflight: Map<number, { sentAt: number; requestTimeout: number; timeoutRequest(): void }>;
+  throttledUntil: number;
+  throttleCheckTimeoutId: ReturnType<typeof setTimeout> | null;
+  enforceRequestTimeout: boolean;
+  requestTimeout: number;
+  requestTimeoutIntervalId?: ReturnType<typeof setInterval>;
+  isConnected(): boolean;
+  destroy(): void;
+  checkPendingRequests(): void;
+  scheduleCheckPendingRequests(): void;
+  scheduleRequestTimeoutCheck(): void;
+}
+
+/** As kafkajs: how soon to look again when requests wait on the in-flight limit alone. */
+const CHECK_PENDING_REQUESTS_INTERVAL_MS = 10;
+
+/** kafkajs' scheduleCheckPendingRequests, arming its timer only while a request waits. */
+export function scheduleCheckPendingRequests(this: RequestQueueLike): void {
+  if (this.throttleCheckTimeoutId || this.pending.length === 0) return;
+  const throttledForMs = this.throttledUntil - Date.now();
+  this.throttleCheckTimeoutId = setTimeout(
+    () => {
+      this.throttleCheckTimeoutId = null;
+      this.checkPendingRequests();
+    },
+    throttledForMs > 0 ? throttledForMs : CHECK_PENDING_REQUESTS_INTERVAL_MS,
+  );
+}
+
+/** How often a connection looks for requests past their timeout. */
+export const REQUEST_TIMEOUT_CHECK_MS = 1_000;
+
+/** kafkajs' scheduleRequestTimeoutCheck, once a second instead of ten times. */
+export function scheduleRequestTimeoutCheck(this: RequestQueueLike): void {
+  if (!this.enforceRequestTimeout) return;
+  this.destroy();
+  this.requestTimeoutIntervalId = setInterval(
+    () => {
+      const now = Date.now();
+      for (const request of this.inflight.values()) if (now - request.sentAt > request.requestTimeout) request.timeoutRequest();
+      if (!this.isConnected()) this.destroy();
+    },
+    Math.min(this.requestTimeout, REQUEST_TIMEOUT_CHECK_MS),
+  );
+}
+
+const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as { prototype: RequestQueueLike };
+RequestQueue.prototype.scheduleCheckPendingRequests = scheduleCheckPendingRequests;
+RequestQueue.prototype.scheduleRequestTimeoutCheck = scheduleRequestTimeoutCheck;

@@ -1,0 +1,88 @@
+/**
+ * The kafkajs request-queue fixes (src/source/kafkajs-fix.ts), on kafkajs' own
+ * RequestQueue class with no broker: which timers an idle connection keeps.
+ */
+import t from 'tap';
+import { createRequire } from 'node:module';
+import { REQUEST_TIMEOUT_CHECK_MS } from '../src/source/kafkajs-fix.js';
+
+const require = createRequire(import.meta.url);
+interface Queue {
+  pending: unknown[];
+  inflight: Map<number, unknown>;
+  throttledUntil: number;
+  throttleCheckTimeoutId: ReturnType<typeof setTimeout> | null;
+  requestTimeoutIntervalId?: ReturnType<typeof setInterval>;
+  scheduleCheckPendingRequests(): void;
+  scheduleRequestTimeoutCheck(): void;
+  checkPendingRequests(): void;
+  destroy(): void;
+}
+const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as new (opts: object) => Queue;
+const logger = { debug() {}, info() {}, warn() {}, error() {} };
+const queue = (opts: object = {}): Queue =>
+  new RequestQueue({ maxInFlightRequests: 1, requestTimeout: 30_000, enforceRequestTimeout: true, clientId: 'test', broker: 'b:1', logger, ...opts });
+
+t.test('a queue with nothing waiting arms no timer to check it', async (t) => {
+  const q = queue();
+  q.scheduleCheckPendingRequests();
+  t.equal(q.throttleCheckTimeoutId, null, 'unpatched kafkajs arms a 1 ms timer here, and re-arms it forever');
+  q.checkPendingRequests();
+  t.equal(q.throttleCheckTimeoutId, null, 'nor after a check that found nothing');
+  q.destroy();
+});
+
+t.test('a waiting request is checked again: at the end of a broker throttle, or soon', async (t) => {
+  const q = queue();
+  let checks = 0;
+  q.checkPendingRequests = () => void checks++;
+  q.pending.push({});
+  q.scheduleCheckPendingRequests();
+  t.not(q.throttleCheckTimeoutId, null, 'armed while a request waits');
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(checks, 1, 'and it fired');
+  t.equal(q.throttleCheckTimeoutId, null);
+
+  q.throttledUntil = Date.now() + 200;
+  q.scheduleCheckPendingRequests();
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(checks, 1, 'not before the throttle ends');
+  await new Promise((r) => setTimeout(r, 250));
+  t.equal(checks, 2, 'once it has ended');
+  q.destroy();
+});
+
+t.test('requests past their timeout are still timed out, by a check once a second', async (t) => {
+  const q = queue({ requestTimeout: 100 });
+  const calls: number[] = [];
+  const realSetInterval = globalThis.setInterval;
+  globalThis.setInterval = ((fn: () => void, ms: number) => {
+    calls.push(ms);
+    return realSetInterval(fn, ms);
+  }) as typeof setInterval;
+  try {
+    q.scheduleRequestTimeoutCheck();
+  } finally {
+    globalThis.setInterval = realSetInterval;
+  }
+  t.same(calls, [100], 'never longer than the timeout itself');
+  let timedOut = 0;
+  q.inflight.set(1, { sentAt: Date.now() - 1_000, requestTimeout: 100, timeoutRequest: () => void timedOut++ });
+  q.inflight.set(2, { sentAt: Date.now(), requestTimeout: 60_000, timeoutRequest: () => t.fail('not due') });
+  await new Promise((r) => setTimeout(r, 150));
+  t.equal(timedOut >= 1, true, 'the overdue request timed out');
+  q.destroy();
+
+  const slow = queue({ requestTimeout: 30_000 });
+  globalThis.setInterval = ((fn: () => void, ms: number) => {
+    calls.push(ms);
+    return realSetInterval(fn, ms);
+  }) as typeof setInterval;
+  try {
+    slow.scheduleRequestTimeoutCheck();
+  } finally {
+    globalThis.setInterval = realSetInterval;
+  }
+  t.equal(calls.at(-1), REQUEST_TIMEOUT_CHECK_MS, 'with a 30 s timeout: once a second, not every 100 ms');
+  slow.destroy();
+});
