@@ -58,7 +58,7 @@ export class MessageBuffer {
    * `maxSize` when it falls behind.
    */
   async next(maxSize: number, maxWaitMs: number, signal: AbortSignal, free?: Promise<unknown>): Promise<SourceMessage[] | null> {
-    while (this.items.length === 0 && !signal.aborted && !this.ended) await this.wait(250, signal);
+    while (this.items.length === 0 && !signal.aborted && !this.ended) await this.wait(null, signal);
     if (this.failure) throw this.failure;
     if (this.items.length === 0 && this.ended) return null;
     let taken = false;
@@ -77,15 +77,16 @@ export class MessageBuffer {
     return out;
   }
 
-  /** Until a push, the end, an abort or `ms`, whichever comes first. */
-  private wait(ms: number, signal: AbortSignal): Promise<void> {
+  /** Until a push, the end, an abort or `ms` (null: no time limit), whichever comes first. */
+  private wait(ms: number | null, signal: AbortSignal): Promise<void> {
     return new Promise<void>((r) => {
       const wake = () => {
         clearTimeout(t);
         signal.removeEventListener('abort', wake);
         r();
       };
-      const t = setTimeout(wake, ms);
+      // No timer while waiting for input: an idle process should not wake for nothing.
+      const t = ms === null ? undefined : setTimeout(wake, ms);
       this.waiters.push(wake);
       signal.addEventListener('abort', wake, { once: true });
     });
