@@ -17,7 +17,7 @@
  * Prints a table and writes JSON to bench/results/. Options:
  *   --orders N       backlog size (default 2,000,000)
  *   --rates a,b,c    input rates for the latency runs (default 1000,5000,10000,20000)
- *   --seconds S      length of each latency run (default 30)
+ *   --seconds S      length of each latency run (default 60)
  *   --setups a,b     which setups (default hop,direct,hop-x2; --smoke: hop,direct)
  *   --cpu-seconds S  length of the idle and the 15 orders/s CPU runs (default 60)
  *   --smoke          a small run proving the harness works (CI)
@@ -44,7 +44,7 @@ const ORDERS = Number(opt('orders', smoke ? '20000' : '2000000'));
 const RATES = opt('rates', smoke ? '1000' : '1000,5000,10000,20000')
   .split(',')
   .map(Number);
-const SECONDS = Number(opt('seconds', smoke ? '5' : '30'));
+const SECONDS = Number(opt('seconds', smoke ? '5' : '60'));
 const CPU_SECONDS = Number(opt('cpu-seconds', smoke ? '5' : '60'));
 const SETUPS = opt('setups', smoke ? 'hop,direct' : 'hop,direct,hop-x2')
   .split(',')
