@@ -75,7 +75,9 @@ t.test('mistakes in the header are reported at its line', async (t) => {
 });
 
 t.test('mistakes in the SELECT are reported at their line', async (t) => {
-  t.match(problems(rule(GOOD_BURST, 'SELECT count(*) AS n FROM orders\n')), [/^7: a burst rule's SQL reads "SELECT <aggregate> AS <name>, ... FROM burst"/]);
+  t.match(problems(rule(GOOD_BURST, 'SELECT count(*) AS n FROM orders\n')), [
+    /^7: a burst rule's SQL reads "SELECT <aggregate> AS <name>, ... FROM burst \[WHERE <condition on the order>\]"/,
+  ]);
   t.match(problems(rule(GOOD_BURST, 'SELECT\n  count(*) AS n,\n  payment_method AS m\nFROM burst\n')), [
     /^9: "payment_method AS m": each column of a burst is count/,
   ]);
@@ -98,6 +100,16 @@ t.test('DuckDB errors in the author text point at its line', async (t) => {
     /^card_testing\.sql:9:1: .*payment_methd/,
   ]);
   t.match(await check(rule('user_id when count(DISTINCT paymnt) >= 3 within $window', GOOD_BODY)), [/^card_testing\.sql:3:1: .*paymnt/]);
+  t.match(
+    await check(rule(GOOD_BURST, GOOD_BODY.replace(/FROM burst\n?$/, 'FROM burst\nWHERE\n  user_id NOT IN (SELECT user_id FROM allow_userz)\n'))),
+    [/^card_testing\.sql:12:1: .*allow_userz/],
+    'a mistake in the WHERE, at its line',
+  );
+  t.same(
+    await check(rule(GOOD_BURST, GOOD_BODY.replace(/FROM burst\n?$/, "FROM burst WHERE payment_method <> 'gift_card'\n"))),
+    [],
+    'a WHERE on the order columns checks out',
+  );
   t.same(
     await check(rule(GOOD_BURST, 'SELECT\n  count(*) AS order_count,\n  count(DISTINCT payment_method) AS methods\nFROM burst\n')),
     [],

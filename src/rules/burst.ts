@@ -43,6 +43,15 @@ export interface BurstSpec {
   /** Line of the `-- burst:` header. */
   line: number;
   aggregates: BurstAggregate[];
+  /** `FROM burst WHERE <condition>`: only the orders it holds for count (e.g. an allow list left out). */
+  where: BurstWhere | null;
+}
+
+export interface BurstWhere {
+  /** The condition as written, over the order's columns. */
+  text: string;
+  /** Line of the rule file it starts on. */
+  line: number;
 }
 
 /** Order columns a burst may be keyed by: the text fields that name who or what is busy (an order without a payment method is in no burst by it). */
@@ -85,7 +94,7 @@ export function parseBurstHeader(
   line: number,
   params: ReadonlyMap<string, ParamValue>,
   report: (message: string) => void,
-): Omit<BurstSpec, 'aggregates'> | null {
+): Omit<BurstSpec, 'aggregates' | 'where'> | null {
   const shape = /^([a-z_][a-z0-9_]*)\s+when\s+(.+?)\s+within\s+(\S+)$/i;
   const raw = shape.exec(value);
   if (!raw) {
@@ -124,18 +133,26 @@ export function parseBurstHeader(
  * The rule's body, `SELECT <aggregate> AS <alias>, ... FROM burst`, from the
  * file's lines (parameters substituted); problems reported at their line.
  */
-export function parseBurstBody(lines: readonly string[], bodyStart: number, report: (line: number, message: string) => void): BurstAggregate[] | null {
+export function parseBurstBody(
+  lines: readonly string[],
+  bodyStart: number,
+  report: (line: number, message: string) => void,
+): { aggregates: BurstAggregate[]; where: BurstWhere | null } | null {
   // Comments blanked, not removed, so that offsets stay on their lines.
   const code = lines
     .slice(bodyStart)
     .map((l) => l.replace(/--.*$/, (c) => ' '.repeat(c.length)))
     .join('\n');
   const lineAt = (offset: number) => bodyStart + 1 + (code.slice(0, offset).match(/\n/g)?.length ?? 0);
-  const m = /^\s*SELECT\s+([\s\S]+?)\s+FROM\s+burst\s*;?\s*$/i.exec(code);
+  const m = /^\s*SELECT\s+([\s\S]+?)\s+FROM\s+burst(?:\s+WHERE\s+([\s\S]+?))?\s*;?\s*$/i.exec(code);
   if (!m) {
-    report(bodyStart + 1, 'a burst rule\'s SQL reads "SELECT <aggregate> AS <name>, ... FROM burst" (fraud-sql adds the key, window_start and window_end)');
+    report(
+      bodyStart + 1,
+      'a burst rule\'s SQL reads "SELECT <aggregate> AS <name>, ... FROM burst [WHERE <condition on the order>]" (fraud-sql adds the key, window_start and window_end)',
+    );
     return null;
   }
+  const where = m[2] === undefined ? null : { text: m[2], line: lineAt(m.index + m[0].lastIndexOf(m[2])) };
   const listStart = m.index + m[0].indexOf(m[1]!);
   const aggregates: BurstAggregate[] = [];
   let ok = true;
@@ -171,7 +188,7 @@ export function parseBurstBody(lines: readonly string[], bodyStart: number, repo
     report(bodyStart + 1, 'a burst rule outputs at least one aggregate');
     return null;
   }
-  return ok ? aggregates : null;
+  return ok ? { aggregates, where } : null;
 }
 
 /**
@@ -250,6 +267,8 @@ export function burstSql(name: string, spec: BurstSpec): string {
     .concat(aggs.flatMap((a, i) => (a.distinct ? [`to_json(list_sort(set_${i}))::VARCHAR AS ${a.alias}_values`] : [])))
     .join(', ');
   const columns = burstColumns(spec).join(', ');
+  // Orders the WHERE leaves out are in no burst: neither touched nor counted.
+  const kept = (source: string) => (spec.where ? `(SELECT * FROM ${source} WHERE ${spec.where.text.replace(/\s+/g, ' ')})` : source);
   // result_<name> takes its types from this SQL's own output (see seedOwnMirror):
   // the columns read from it are typed here.
   const distinctCasts = aggs
@@ -269,7 +288,7 @@ export function burstSql(name: string, spec: BurstSpec): string {
   const head = `
 WITH touched AS (
   SELECT kafka_partition, ${K}, min(event_time) AS first_new, min(kafka_offset) AS first_offset
-  FROM batch_orders GROUP BY ALL
+  FROM ${kept('batch_orders')} GROUP BY ALL
 ),
 previous AS (
   SELECT r.*, t.first_new FROM (
@@ -285,7 +304,7 @@ recent AS (
   SELECT o.*, t.first_new, o.kafka_offset >= t.first_offset AS is_new,
          EXISTS (SELECT 1 FROM carried c WHERE c.source_partition = o.kafka_partition AND c.${K} = o.${K}
                  AND o.event_time BETWEEN c.window_start AND c.window_end) AS in_carried
-  FROM orders o
+  FROM ${kept('orders')} o
   JOIN touched t ON t.kafka_partition = o.kafka_partition AND t.${K} = o.${K}
   WHERE o.event_time > t.first_new - ${W}
 ),

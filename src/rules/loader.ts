@@ -165,10 +165,10 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
       if (given) report(given.line, 1, `"${f}" follows from "-- burst:": leave it out (see queries/README.md, Burst rules)`);
     }
     const def = parseBurstHeader(burstField.value, burstField.line, params, (message) => report(burstField.line, 1, message));
-    const aggregates = parseBurstBody(body.text.split('\n'), bodyStart, (line, message) => report(line, 1, message));
-    if (def && aggregates) burst = { ...def, aggregates };
+    const parsed = parseBurstBody(body.text.split('\n'), bodyStart, (line, message) => report(line, 1, message));
+    if (def && parsed) burst = { ...def, ...parsed };
     ({ key, replace, grows, finalAfter, stateMicros } = def
-      ? burstFields(def, aggregates ?? [])
+      ? burstFields(def, parsed?.aggregates ?? [])
       : { key: [], replace: [], grows: [], finalAfter: null, stateMicros: 0 });
   } else {
     const keyField = fields.get('key');

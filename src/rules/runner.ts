@@ -67,6 +67,9 @@ export async function prepareRules(
     const at = (message: string): Diagnostic => ({ file: rule.file, line: 1, column: 1, message });
     let desc: Columns;
     try {
+      // A burst's WHERE is folded into generated SQL: checked alone first, on its own line.
+      const where = rule.burst?.where;
+      if (where) await state.query(`DESCRIBE SELECT * FROM orders WHERE${'\n'.repeat(where.line - 1)} ${where.text}`);
       // A rule that reads its own rows needs them to exist before it can be checked.
       if (rule.readsOwnResults && !(await tableExists(state, mirror))) {
         const seeded = await seedOwnMirror(state, rule);
