@@ -19,3 +19,5 @@ SELECT
   count(*)                  AS order_count,
   count(DISTINCT user_id)   AS user_count
 FROM burst
+-- An allow-listed address (lists/allow_ips.csv: an office NAT, a known reseller) is never reported.
+WHERE ip_address NOT IN (SELECT ip_address FROM allow_ips)

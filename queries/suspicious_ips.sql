@@ -20,3 +20,5 @@ SELECT
   count(*)                AS order_count,
   sum(price * quantity)   AS total_spent
 FROM burst
+-- An allow-listed address (lists/allow_ips.csv: an office NAT, a known reseller) is never reported.
+WHERE ip_address NOT IN (SELECT ip_address FROM allow_ips)

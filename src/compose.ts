@@ -10,6 +10,7 @@ import { Engine } from './engine/engine.js';
 import type { EngineEmitter } from './engine/events.js';
 import type { EnginePorts, FailpointName, LoopOptions, SinkPort } from './engine/ports.js';
 import type { Logger } from './log.js';
+import { replaceList } from './rules/lists.js';
 import { RuleSet } from './rules/index.js';
 import { DuckSink } from './sink/duck.js';
 import { PgSink } from './sink/postgres.js';
@@ -123,11 +124,14 @@ export async function runInMemory(
     listen?: (events: EngineEmitter) => void;
     /** Written to as well, with its tables created from the rules (the sinks' parity test). */
     postgres?: PgSink;
+    /** Entries that stand in for these lists' (a fixture's own). */
+    lists?: Record<string, Record<string, string>[]>;
   } = {},
 ): Promise<{ state: DuckState; rules: RuleSet }> {
   const state = await DuckState.open(':memory:', { threads: 1 });
   try {
     const rules = await RuleSet.load(state, dir, paramOverrides(config));
+    for (const [name, entries] of Object.entries(hooks.lists ?? {})) await replaceList(state, dir, name, entries);
     const duck = await DuckSink.open(state, 'input', rules.tables());
     await hooks.postgres?.ensureTables(rules.tables());
     const sink = hooks.postgres ? teeSink(duck, hooks.postgres) : duck;

@@ -1,10 +1,11 @@
-/** Calls `onChange` once a burst of file events in `dir` has settled; returns the stop function. */
+/** Calls `onChange` once a burst of file events in `dir` or below has settled; returns the stop function. */
 import { watch } from 'node:fs';
 
 export function watchDirectory(dir: string, onChange: () => void, settleMs = 250): () => void {
   let timer: NodeJS.Timeout | null = null;
   // Editors save in several steps (write, rename, chmod): act once they are done.
-  const w = watch(dir, () => {
+  // Recursive: the lists in a subdirectory (lists/*.csv) are part of the rules.
+  const w = watch(dir, { recursive: true }, () => {
     if (timer) clearTimeout(timer);
     timer = setTimeout(onChange, settleMs);
   });

@@ -3,13 +3,18 @@
  * read from PostgreSQL, checked against the independent recomputation of the input.
  */
 import t from 'tap';
+import { cpSync, writeFileSync } from 'node:fs';
 import type { Dashboard } from '../src/http/dashboard.js';
 import { scenario } from './helpers.js';
 
 t.test("run serves the page: totals, windows and every rule's latest rows from PostgreSQL", async (t) => {
   const s = await scenario(t, { partitions: 2, orders: 3_000, seed: 11, rate: 4 });
   await s.produce();
-  const app = await s.startApp();
+  // The macro bot's address on the block list, so that blocked_activity has rows to show too.
+  const dir = t.testdir();
+  cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true });
+  writeFileSync(`${dir}/lists/block_ips.csv`, 'ip_address,reason\n192.168.99.99,macro bot\n');
+  const app = await s.startApp({ queriesDir: dir });
   await s.drained(app);
 
   const page = await app.http.inject({ url: '/' });
@@ -41,7 +46,7 @@ t.test("run serves the page: totals, windows and every rule's latest rows from P
 
   t.same(
     d.rules.map((r) => r.name),
-    ['popular_products', 'suspicious_ips', 'realtime_stats', 'shared_ip_accounts', 'card_testing', 'high_value_orders'],
+    ['popular_products', 'suspicious_ips', 'realtime_stats', 'shared_ip_accounts', 'card_testing', 'blocked_activity', 'high_value_orders'],
     'every rule of every pipeline, in pipeline order (the per-order lane last)',
   );
   const hv = d.rules.find((r) => r.name === 'high_value_orders')!;

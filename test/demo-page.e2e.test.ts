@@ -90,6 +90,7 @@ t.test('the demo page shows non-empty panels within a few seconds', { skip: noCh
   t.same(
     rules,
     [
+      ['blocked_activity', true],
       ['card_testing', true],
       ['high_value_orders', false],
       ['popular_products', false],

@@ -63,6 +63,7 @@ t.test('a rule added to the directory gets its own panel, built from its header 
   t.same(
     rulePanels.map((p) => p.title),
     [
+      'Rule: blocked_activity (high)',
       'Rule: card_testing (high)',
       'Rule: flagged_orders (high)',
       'Rule: high_value_orders (medium)',

@@ -73,7 +73,7 @@ t.test('parameter overrides reach the SQL and the version; a bad one blocks the 
   t.match(tuned.sql, /count\(\*\) >= 12/);
   t.not(tuned.version, base.version, 'another parameter value is another rule version');
   const bad = loadRules(dir, new Map([['suspicious_ips.nope', '3']]));
-  t.same(bad.rules.map((r) => r.name).sort(), ['card_testing', 'high_value_orders', 'popular_products', 'shared_ip_accounts']);
+  t.same(bad.rules.map((r) => r.name).sort(), ['blocked_activity', 'card_testing', 'high_value_orders', 'popular_products', 'shared_ip_accounts']);
   t.match(
     bad.diagnostics.map((d) => d.message),
     [/has no parameter "nope"/, /not loaded: it reads the results of "suspicious_ips", whose rule is invalid/],

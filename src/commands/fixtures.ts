@@ -6,8 +6,11 @@
  *
  *   { "description": "...",
  *     "batches": [[{ "order_id": "A1", "timestamp": "2025-12-30T12:00:55Z", ..., "partition": 0 }], [...]],
- *     "expect": [{ "ip_address": "10.0.0.1", "order_count": 10, ... }] }
+ *     "expect": [{ "ip_address": "10.0.0.1", "order_count": 10, ... }],
+ *     "lists": { "allow_ips": [{ "ip_address": "10.0.0.9" }] } }
  *
+ * `lists` (optional) stands in for the named lists (queries/lists/<name>.csv) while
+ * the fixture runs, so a case does not depend on what the shipped lists hold.
  * An order may leave out the fields its rule does not read (ORDER_DEFAULTS). Only
  * the columns named in `expect` are compared; the rows must match exactly in
  * number and content (in any order). An order the engine rejects fails the
@@ -136,7 +139,7 @@ export async function runFixtures(config: Readonly<Config>, only?: string): Prom
     const { batches, place } = fx;
     let state: DuckState | null = null;
     try {
-      const run = await runInMemory(config, dir, batches);
+      const run = await runInMemory(config, dir, batches, { lists: fx.lists });
       state = run.state;
       const target = run.rules.prepared().find((p) => p.rule.name === rule)?.rule;
       if (!target) {
@@ -168,6 +171,7 @@ export type Fixture = { description: string } & (
       problem?: undefined;
       batches: RecordedMessage[][];
       expect: Record<string, unknown>[];
+      lists?: Record<string, Record<string, string>[]>;
       /** "partition:offset" -> the order's place in the fixture, to name a rejected one. */
       place: Map<string, string>;
     }
@@ -175,7 +179,7 @@ export type Fixture = { description: string } & (
 
 /** A fixture file as the engine's recorded micro-batches, or what is wrong with it. */
 export function readFixture(file: string): Fixture {
-  let fx: { description?: string; batches?: unknown; expect?: unknown };
+  let fx: { description?: string; batches?: unknown; expect?: unknown; lists?: unknown };
   try {
     fx = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
@@ -184,6 +188,11 @@ export function readFixture(file: string): Fixture {
   const description = fx.description ?? '';
   if (!Array.isArray(fx.batches) || !fx.batches.every(Array.isArray)) return { description, problem: '"batches" must be a list of lists of orders' };
   if (!Array.isArray(fx.expect)) return { description, problem: '"expect" must be a list of rows' };
+  const lists = fx.lists ?? {};
+  const entries = (v: unknown) => Array.isArray(v) && v.every((e) => e && typeof e === 'object' && Object.values(e).every((x) => typeof x === 'string'));
+  if (typeof lists !== 'object' || Array.isArray(lists) || !Object.values(lists).every(entries)) {
+    return { description, problem: '"lists" must map a list\'s name to its entries, e.g. { "allow_ips": [{ "ip_address": "10.0.0.9" }] }' };
+  }
   const place = new Map<string, string>();
   const nextOffset = new Map<number, number>();
   const batches = (fx.batches as Record<string, unknown>[][]).map((batch, b) =>
@@ -196,5 +205,5 @@ export function readFixture(file: string): Fixture {
       return { partition: p, value: Buffer.from(JSON.stringify(order)) };
     }),
   );
-  return { description, batches, expect: fx.expect as Record<string, unknown>[], place };
+  return { description, batches, expect: fx.expect as Record<string, unknown>[], lists: lists as Record<string, Record<string, string>[]>, place };
 }

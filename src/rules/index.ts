@@ -4,6 +4,7 @@ import { DuckState } from '../state/duckdb.js';
 import type { Columns, Diagnostic, RulesPort } from '../engine/ports.js';
 import { formatDiagnostic, loadRules, type ParamOverrides, type Rule } from './loader.js';
 import { TableChangeRefused, type ResultTable } from '../sink/tables.js';
+import { installLists, loadLists, type List } from './lists.js';
 import { finalizeMirrors, prepareRules, rebuildMirrors, restoreMirror, runRules, trimMirrors, type PreparedRule } from './runner.js';
 
 /**
@@ -75,6 +76,7 @@ export class RuleSet implements RulesPort {
     // rows: they are its state, which the new version carries on from.
     const wasMirrored = new Set(this.current.filter((p) => p.mirrored).map((p) => p.rule.name));
     const keep = new Set(rules.filter((r) => wasMirrored.has(r.name) && (r.readsOwnResults || before.get(r.name) === r.version)).map((r) => r.name));
+    await installLists(this.state, check.lists);
     const { prepared, diagnostics } = await prepareRules(this.state, rules, keep);
     if (diagnostics.length > 0) return { ok: false, problems: diagnostics, changed: [], added: [], removed: [] };
     const rebuild = new Set(prepared.filter((p) => p.emptyMirror).map((p) => p.rule.name));
@@ -125,11 +127,14 @@ export async function checkRules(
   dir: string,
   overrides?: ParamOverrides,
   select: RuleSelection = everyRule,
-): Promise<{ prepared: PreparedRule[]; problems: Diagnostic[] }> {
+): Promise<{ prepared: PreparedRule[]; lists: List[]; problems: Diagnostic[] }> {
   const loaded = loadRules(dir, overrides);
   const picked = select(loaded.rules);
+  // Before the rules: they are checked against the lists' tables.
+  const lists = loadLists(dir);
+  await installLists(state, lists.lists);
   const { prepared, diagnostics } = await prepareRules(state, picked.rules);
-  return { prepared, problems: [...loaded.diagnostics, ...picked.problems, ...diagnostics] };
+  return { prepared, lists: lists.lists, problems: [...lists.diagnostics, ...loaded.diagnostics, ...picked.problems, ...diagnostics] };
 }
 
 /** One table per target (prepareRules has checked that rules sharing a target agree on it). */
