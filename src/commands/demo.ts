@@ -121,6 +121,11 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       'pgSslMode',
       'pgSslCa',
     ])
+      // The demo writes to PostgreSQL only when told where: no default applies here.
+      .describe(
+        'database-url',
+        'also write the results to PostgreSQL at this URL (off unless given; a password belongs in the environment, or in PGPASSWORD) [env FRAUD_SQL_DATABASE_URL]',
+      )
       .option('rate', { type: 'number', default: 20, describe: 'orders per second' })
       .option('seed', { type: 'number', describe: 'seed of the order generator (default: random)' })
       .option('mix', { type: 'string', describe: `scenario shares in percent, e.g. bot=10,burst=1 (${SCENARIOS.join(', ')})` })
