@@ -167,16 +167,13 @@ export class Metrics {
   }
 
   /**
-   * Counts an engine's batches; `topic`: the topic it consumes. Through the
-   * repartition hop every order reaches one engine per field: only the engine that
-   * records dead letters (`countsInput`) counts messages, orders and the
-   * end-to-end latency, so each input message is counted once.
-   */
-  /**
-   * Counts an engine's batches. Only one engine counts the input's messages
-   * (`countsInput`); an engine that reads the input alongside another one (the
-   * per-order lane) does not count its offset gaps again, and its watermarks and
-   * state (a few seconds of orders) are not reported under the input's name.
+   * Counts an engine's batches; `topic`: the topic it consumes. Every order reaches
+   * more than one engine (one per repartition field, and the per-order lane): only
+   * the engine that records dead letters (`countsInput`) counts messages, orders and
+   * the end-to-end latency, so each input message is counted once. An engine that
+   * reads the input alongside another one (the per-order lane) does not count its
+   * offset gaps again, and its watermarks and state (a few seconds of orders) are
+   * not reported under the input's name.
    */
   attach(events: EngineEmitter, topic: string, { countsInput = true, alongside = false } = {}): void {
     events.on('fenced', () => this.fenced.inc({ topic }));
