@@ -6,7 +6,7 @@
  * provisioning, the dashboard and docker-compose.yml are validated.
  */
 import t from 'tap';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { parse as parseYaml } from 'yaml';
 import Ajv2019 from 'ajv/dist/2019.js';
@@ -163,7 +163,11 @@ t.test('every PostgreSQL panel query returns rows of its shape on real pipeline 
   // one burst that began 10 minutes before the dashboard's default range (15 minutes).
   const s = await scenario(t, { partitions: 2, orders: 12_000, seed: 3, rate: 8, mix: { late: 1, malformed: 1, burst: 3 } });
   await s.produce();
-  const app = await s.startApp();
+  // The macro bot's address on the block list, so that blocked_activity's panel has rows too.
+  const dir = t.testdir();
+  cpSync(`${root}queries`, dir, { recursive: true });
+  writeFileSync(`${dir}/lists/block_ips.csv`, `ip_address,reason\n${BOT_IP},macro bot\n`);
+  const app = await s.startApp({ queriesDir: dir });
   await s.drained(app);
 
   const from = new Date(Date.now() - 15 * 60_000);
