@@ -47,7 +47,7 @@ t.test('/metrics passes promtool and counts exactly what was produced', async (t
     [s.topic, s.topic, hop, hop, byUser, byUser].map((topic) => [topic, 0]),
     'no lag on either partition of the input and of the repartition topics',
   );
-  t.equal(status.rules.length, 6);
+  t.equal(status.rules.length, 7);
   // Each high-value order is one row, written once: the figures count exactly that.
   const highValue = Number((await s.pool.query('SELECT count(*) FROM high_value_orders')).rows[0].count);
   t.ok(highValue > 0, `${highValue} high-value orders`);
