@@ -72,6 +72,8 @@ export interface TestMessage {
   /** Null: no key, as the original design's producer sends (spread over partitions by the client). */
   key: string | null;
   value: string | Buffer;
+  /** The partition to send to; by default the producer picks one from the key. */
+  partition?: number;
 }
 
 /** What a test producer keys orders by: an order field, or nothing. */
@@ -83,7 +85,7 @@ export type KeyBy = 'ip_address' | 'order_id' | 'user_id' | 'none';
  */
 async function produce(p: Producer, topic: string, messages: Iterable<TestMessage>, chunk = 5_000): Promise<void> {
   let batch: TestMessage[] = [];
-  const send = () => p.send({ topic, messages: batch.map((m) => ({ key: m.key, value: m.value })) });
+  const send = () => p.send({ topic, messages: batch.map((m) => ({ key: m.key, value: m.value, partition: m.partition })) });
   for (const m of messages) {
     batch.push(m);
     if (batch.length === chunk) {

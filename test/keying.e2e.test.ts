@@ -6,7 +6,9 @@
  */
 import t from 'tap';
 import { Kafka, logLevel } from 'kafkajs';
-import { BROKERS, scenario, type KeyBy, type RunProcess, type Scenario } from './helpers.js';
+import { BROKERS, scenario, type KeyBy, type RunProcess, type Scenario, type TestMessage } from './helpers.js';
+import { ORDER_DEFAULTS } from '../src/commands/fixtures.js';
+import { oracleOrder, type OracleOrder } from './oracle.js';
 
 const BATCH = { FRAUD_SQL_BATCH_MAX_SIZE: '2000' };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -131,4 +133,34 @@ t.test('--input-keyed-by ip_address on an order-keyed topic: one warning that sa
     /WARN .*--input-keyed-by ip_address: 1000 of the first 1000 orders have a message key other than their ip_address.*Leave --input-keyed-by out/,
   );
   await stopAll([run]);
+});
+
+t.test('input after a quiet spell, read one input partition after the other: no order is late', async (t) => {
+  const s = await scenario(t, { partitions: 2 });
+  // The hop announces an input partition idle after half of this without input.
+  const app = await s.startApp({ idleTimeoutMs: 10_000 });
+  const start = Date.now() - 600_000;
+  const orders: OracleOrder[] = [];
+  let seq = 0;
+  /** `n` orders to `partition`, one every 500 ms of event time from `fromMs`, from two IPs. */
+  const to = (partition: number, fromMs: number, n: number): TestMessage[] =>
+    Array.from({ length: n }, (_, i) => {
+      const json = { ...ORDER_DEFAULTS, order_id: `Q${++seq}`, timestamp: new Date(fromMs + i * 500).toISOString(), ip_address: `10.1.${partition}.${i % 2}` };
+      orders.push(oracleOrder(json));
+      return { key: json.ip_address, value: JSON.stringify(json), partition };
+    });
+  await s.produce([...to(0, start, 10), ...to(1, start, 10)]);
+  await s.drained(app);
+  // Both input partitions quiet: announced idle, neither holds the watermark back.
+  await sleep(7_000);
+  // A minute of event time arrives on both (a backlog, as producers flush after an
+  // outage); partition 1's is read first. Had partition 0 stayed idle, the watermark
+  // would pass its orders before they were read, and they would all be late.
+  await s.produce(to(1, start + 10_000, 120));
+  await s.drained(app);
+  await s.produce(to(0, start + 10_000, 120));
+  await s.drained(app);
+  const late = await s.pool.query('SELECT count(*)::int AS n FROM late_events');
+  t.equal(late.rows[0].n, 0, 'no order is late');
+  await s.expectExact({ orders, context: '(after a quiet spell)' });
 });

@@ -78,6 +78,11 @@ export class Repartitioner {
   private assigned: readonly number[] = [];
   /** Per assigned input partition, since when nothing was forwarded from it; absent once announced idle. */
   private quietSince = new Map<number, number>();
+  /**
+   * Assigned input partitions the engines may hold as idle: announced so here, or
+   * possibly by an earlier owner (every partition, after an assignment).
+   */
+  private idle = new Set<number>();
   private idleTimer: NodeJS.Timeout | null = null;
   /** Rejects when forwarding stops for good (a crash kafkajs does not restart). */
   readonly failed: Promise<never>;
@@ -115,6 +120,7 @@ export class Repartitioner {
       const parts = e.payload.memberAssignment[topic] ?? [];
       this.assigned = parts;
       this.quietSince = new Map(parts.map((p) => [p, Date.now()]));
+      this.idle = new Set(parts);
       this.checked = this.checked.then(() => this.checkAssignment(parts)).catch((err) => this.failure!(err as Error));
       // Partitions added to the input later feed the engines too.
       this.admin
@@ -222,6 +228,7 @@ export class Repartitioner {
     if (this.stopped) return;
     const { targets, deadLetterTopic, route } = this.opts;
     const out = new Chunks();
+    const woken = this.idle.has(batch.partition) ? this.wakeIdle(out) : [];
     let reached = this.reached.get(batch.partition) ?? -Infinity;
     for (const m of batch.messages) {
       const origin = originHeader(batch.topic, batch.partition, m.offset, this.inputPartitions);
@@ -259,6 +266,8 @@ export class Repartitioner {
       await this.consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next.toString() }]);
       resolveOffset(batch.lastOffset());
       this.forwarded.set(batch.partition, next);
+      // Only once sent: a batch that fails is fetched again and wakes them again.
+      for (const p of woken) this.idle.delete(p);
     } catch (err) {
       // Thrown, kafkajs fetches the batch again (nothing was resolved); the copies
       // already sent are dropped downstream as redeliveries.
@@ -301,7 +310,24 @@ export class Repartitioner {
       announced.push(l.partition);
     }
     for (const topicMessages of out.requests()) await this.producer.sendBatch({ acks: -1, topicMessages });
-    for (const p of announced) this.quietSince.delete(p);
+    for (const p of announced) {
+      this.quietSince.delete(p);
+      this.idle.add(p);
+    }
+  }
+
+  /**
+   * Input after a quiet spell: every partition held idle holds the watermark again
+   * (a mark without the idle flag, ahead of this batch's copies), until it sends or
+   * is announced idle once more. Otherwise the first partition read would carry the
+   * watermark past what the others still have to deliver: after a broker outage,
+   * producers flush their backlog to every partition at once, and all but the first
+   * one read would arrive late.
+   */
+  private wakeIdle(out: Chunks): number[] {
+    const woken = [...this.idle];
+    for (const p of woken) this.addMarks(out, p, this.forwarded.get(p) ?? 0n, false);
+    return woken;
   }
 
   /** How forwarding stands, for /readyz and /status. */
