@@ -1,6 +1,7 @@
 -- name: blocked_activity
 -- description: Every order from a block-listed IP address or user (lists/block_ips.csv, lists/block_users.csv), on its first order.
 -- severity: high
+-- alert: new
 -- target: blocked_activity
 -- key: order_id
 -- state: 0s

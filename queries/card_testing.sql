@@ -1,6 +1,7 @@
 -- name: card_testing
 -- description: Card testing: one user paying with at least min_methods distinct payment methods within any window; one row per burst.
 -- severity: high
+-- alert: new
 -- target: card_testing
 -- burst: user_id when count(DISTINCT payment_method) >= $min_methods within $window
 -- param min_methods = 3

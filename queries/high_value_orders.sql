@@ -1,6 +1,7 @@
 -- name: high_value_orders
 -- description: Every order whose total (price x quantity) reaches the threshold.
 -- severity: medium
+-- alert: new
 -- target: high_value_orders
 -- key: order_id
 -- state: 0s

@@ -1,6 +1,7 @@
 -- name: shared_ip_accounts
 -- description: Account farming: one IP used by at least min_users distinct users within any window; one row per burst.
 -- severity: medium
+-- alert: new
 -- target: shared_ip_accounts
 -- burst: ip_address when count(DISTINCT user_id) >= $min_users within $window
 -- param min_users = 5

@@ -1,6 +1,7 @@
 -- name: suspicious_ips
 -- description: Macro/bot buying: an IP with at least min_orders orders within any window (true sliding); one row per burst.
 -- severity: high
+-- alert: new
 -- target: suspicious_ips
 -- burst: ip_address when count(*) >= $min_orders within $window
 -- param min_orders = 10

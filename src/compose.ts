@@ -28,7 +28,7 @@ import type { ResultTable } from './sink/tables.js';
 export function newEngine(
   config: Readonly<Config>,
   ports: Omit<EnginePorts, 'decode'>,
-  opts: { failpoint?: (name: FailpointName) => void; eventTimeOnly?: boolean; recordsDeadLetters?: boolean } = {},
+  opts: { failpoint?: (name: FailpointName) => void; eventTimeOnly?: boolean; recordsDeadLetters?: boolean; alerts?: boolean } = {},
 ): Engine {
   const decodeOptions = { timeZone: config.timeZone, maxMessageBytes: config.maxMessageBytes };
   return new Engine(
@@ -41,6 +41,7 @@ export function newEngine(
       onOffsetGap: config.onOffsetGap,
       failpoint: opts.failpoint,
       recordsDeadLetters: opts.recordsDeadLetters ?? true,
+      alerts: opts.alerts ?? false,
     },
   );
 }
@@ -76,6 +77,7 @@ export function openSink(
     signal: opts.signal,
     onRetry: opts.onRetry,
     tables: opts.tables,
+    alertWebhooks: config.alertWebhook,
   });
 }
 

@@ -44,6 +44,12 @@ export interface Config {
   createTopics: boolean;
   topicPartitions: number;
   topicReplicationFactor: number;
+  alertsTopic: string;
+  alertWebhook: string[];
+  alertWebhookSecret: string;
+  alertWebhookTimeoutMs: number;
+  alertWebhookMaxAttempts: number;
+  alertWebhookRetryMs: number;
   /** Whether a database URL was given (flag or environment) rather than defaulted: the demo writes to PostgreSQL only then. */
   databaseConfigured: boolean;
 }
@@ -223,6 +229,58 @@ export const SETTINGS: readonly Setting[] = [
   },
   { key: 'pgSslCa', env: 'FRAUD_SQL_PG_SSL_CA', kind: 'string', default: '', optional: true, describe: 'CA certificate file for verify-full' },
   {
+    key: 'alertsTopic',
+    env: 'FRAUD_SQL_ALERTS_TOPIC',
+    kind: 'string',
+    default: 'fraud.alerts',
+    optional: true,
+    describe: 'Kafka topic every alert is published to (created if missing); empty: none',
+  },
+  {
+    key: 'alertWebhook',
+    env: 'FRAUD_SQL_ALERT_WEBHOOK',
+    kind: 'list',
+    default: [],
+    optional: true,
+    describe: 'URL every alert is POSTed to, signed with FRAUD_SQL_ALERT_WEBHOOK_SECRET (repeat the flag, or comma-separate, for several)',
+  },
+  {
+    key: 'alertWebhookSecret',
+    env: 'FRAUD_SQL_ALERT_WEBHOOK_SECRET',
+    kind: 'string',
+    default: '',
+    optional: true,
+    secret: true,
+    describe: 'HMAC-SHA256 key of the X-Fraud-SQL-Signature header of webhook alerts (environment only)',
+  },
+  {
+    key: 'alertWebhookTimeoutMs',
+    env: 'FRAUD_SQL_ALERT_WEBHOOK_TIMEOUT_MS',
+    kind: 'int',
+    default: 5_000,
+    min: 100,
+    max: 120_000,
+    describe: 'a webhook attempt fails after this long without an answer',
+  },
+  {
+    key: 'alertWebhookMaxAttempts',
+    env: 'FRAUD_SQL_ALERT_WEBHOOK_MAX_ATTEMPTS',
+    kind: 'int',
+    default: 8,
+    min: 1,
+    max: 100,
+    describe: 'attempts per webhook alert before it goes to the alert_dead_letters table',
+  },
+  {
+    key: 'alertWebhookRetryMs',
+    env: 'FRAUD_SQL_ALERT_WEBHOOK_RETRY_MS',
+    kind: 'int',
+    default: 1_000,
+    min: 10,
+    max: 600_000,
+    describe: 'delay before the first webhook retry, doubled for each next one (at most a minute)',
+  },
+  {
     key: 'failpoint',
     env: 'FRAUD_SQL_FAILPOINT',
     kind: 'string',
@@ -303,6 +361,12 @@ export function loadConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEn
   if (c.failpoint) {
     const f = parseFailpoint(c.failpoint);
     if (typeof f === 'string') problems.push(`FRAUD_SQL_FAILPOINT: ${f}`);
+  }
+  for (const u of c.alertWebhook) {
+    if (!/^https?:\/\/[^\s]+$/.test(u) || !URL.canParse(u)) problems.push(`alert webhook: "${u}" is not an http:// or https:// URL`);
+  }
+  if (c.alertWebhook.length > 0 && !c.alertWebhookSecret) {
+    problems.push('alert webhooks are signed: set FRAUD_SQL_ALERT_WEBHOOK_SECRET (receivers check X-Fraud-SQL-Signature with it)');
   }
   if (c.pgSslCa && c.pgSslMode !== 'verify-full') problems.push('FRAUD_SQL_PG_SSL_CA is used only with FRAUD_SQL_PG_SSL_MODE=verify-full');
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(c.pgSchema)) problems.push(`pg schema: "${c.pgSchema}" is not a plain SQL identifier`);

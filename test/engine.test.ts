@@ -73,6 +73,9 @@ function fakes(log: string[], sinkOverrides: Partial<SinkPort> = {}) {
       async dropPartitions(ps) {
         if (ps.length > 0) log.push(`drop ${ps.join(',')}`);
       },
+      async evidence(_field, requests) {
+        return requests.map(() => ({ orderIds: [], orderCount: 0 }));
+      },
     },
     rules: {
       async run() {

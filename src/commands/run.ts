@@ -17,7 +17,8 @@ import { createLogger, type Logger } from '../log.js';
 import { retrying } from '../retry.js';
 import { RuleSet, type RuleSelection } from '../rules/index.js';
 import type { PgSink } from '../sink/postgres.js';
-import { KafkaSource } from '../source/kafka.js';
+import { KafkaSource, openProducer } from '../source/kafka.js';
+import { AlertPublisher } from '../alerts/publisher.js';
 import { DuckState } from '../state/duckdb.js';
 import { Lifecycle } from '../lifecycle.js';
 import { failpoint } from '../failpoint.js';
@@ -219,7 +220,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
               }),
           },
         },
-        { failpoint: fail, recordsDeadLetters: p.deadLetters },
+        { failpoint: fail, recordsDeadLetters: p.deadLetters, alerts: true },
       );
       wireEngine(engine, config, logger);
       engine.events.on('batch:end', (b) => logger.debug('batch committed', { topic: p.topic, batch: b.batchId, messages: b.messages, orders: b.orders }));
@@ -374,6 +375,10 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     life.defer(() => http.close());
     logger.info(`metrics and health on ${url}`);
 
+    const publisher = await startPublisher(config, logger, kafka, first.sink, metrics);
+    life.defer(() => publisher.stop());
+    for (const p of pipelines) p.engine.events.on('batch:end', (b) => b.alerts > 0 && publisher.nudge());
+
     for (const p of pipelines) life.defer(() => p.source.stop());
     if (repartitioner) life.defer(() => repartitioner.stop());
     // The hop creates the repartition topics the engines read: it starts first.
@@ -393,6 +398,46 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     await life.release();
     throw err;
   }
+}
+
+/**
+ * Publishes what the batches write to the alert outbox: to the alerts topic (unless
+ * none is set) and to the webhooks. Alerts wait in PostgreSQL while Kafka or a
+ * receiver is down.
+ */
+async function startPublisher(
+  config: Readonly<Config>,
+  logger: Logger,
+  kafka: Parameters<typeof openProducer>[0],
+  sink: PgSink,
+  metrics: Metrics,
+): Promise<Pick<AlertPublisher, 'nudge' | 'stop'>> {
+  const producer = config.alertsTopic
+    ? await openProducer({ ...kafka, clientId: `${config.clientId}-alerts` }, config.alertsTopic, {
+        partitions: config.topicPartitions,
+        replicationFactor: config.topicReplicationFactor,
+      })
+    : null;
+  const publisher = new AlertPublisher({
+    transaction: (fn) => sink.transaction(fn),
+    producer,
+    topic: config.alertsTopic,
+    webhookSecret: config.alertWebhookSecret,
+    webhookTimeoutMs: config.alertWebhookTimeoutMs,
+    webhookMaxAttempts: config.alertWebhookMaxAttempts,
+    webhookRetryMs: config.alertWebhookRetryMs,
+    pollMs: 1_000,
+    logger,
+    onEvent: (what) => metrics.alerts.inc({ outcome: what }),
+  });
+  publisher.start();
+  return {
+    nudge: () => publisher.nudge(),
+    stop: async () => {
+      await publisher.stop();
+      await producer?.disconnect().catch(() => {});
+    },
+  };
 }
 
 export const runCommand: CommandModule<object, Record<string, unknown>> = {

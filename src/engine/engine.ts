@@ -10,6 +10,8 @@ import type { CommitInput, Decoded, EngineOptions, EnginePorts, IngestRow, LoopO
 import { EngineEmitter, type BatchStats } from './events.js';
 import { findGap, gapError, resumeAfterGap } from './gap.js';
 import { FraudSqlError } from '../errors.js';
+import { AlertStage } from '../alerts/stage.js';
+import type { AlertSpec } from '../alerts/alert.js';
 
 interface PartitionState {
   /** First offset whose results are not yet in PostgreSQL. */
@@ -55,10 +57,15 @@ export class Engine {
   /** The running source's offset ranges (see checkJump); null for sources without an end. */
   private offsetRange: ((partition: number) => Promise<OffsetRange>) | null = null;
 
+  /** Null when this engine's detections do not alert (see EngineOptions.alerts). */
+  private readonly alertStage: AlertStage | null;
+
   constructor(
     private readonly ports: EnginePorts,
     private readonly opts: EngineOptions,
-  ) {}
+  ) {
+    this.alertStage = opts.alerts ? new AlertStage(ports.state, opts.now) : null;
+  }
 
   /** Runs `fn` after everything queued before it: batches, assignments and ticks never interleave. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -401,6 +408,7 @@ export class Engine {
         results.push({ rule: run.rule.name, target: run.rule.target, names: r.names, columns: r.columns, rowCount: r.rowCount });
       }
     }
+    const alerts = this.alertStage && resultSets.length > 0 ? await this.alertStage.alerts(resultSets, this.alertSpecs()) : [];
     fail('after-rules');
     const t3 = performance.now();
 
@@ -431,7 +439,8 @@ export class Engine {
       const t5 = performance.now();
       await this.ports.deadLetters.send(deadLetters);
       fail('before-commit');
-      await sink.commit({ results: resultSets, deadLetters, late, progress, finalizers, watermarks });
+      await sink.commit({ results: resultSets, deadLetters, late, progress, finalizers, watermarks, alerts });
+      this.alertStage?.noteCommitted(alerts);
       fail('after-commit');
       for (const a of progress) {
         const p = this.partitions.get(a.partition);
@@ -448,6 +457,7 @@ export class Engine {
         duplicates: ingested.duplicates,
         deadLetters: deadLetters.length,
         late: late.length,
+        alerts: alerts.length,
         stateOrders: this.stateOrders,
         stages: { decode: (t1 - t0) / 1000, ingest: (t2 - t1) / 1000, rules: (t3 - t2) / 1000, retention: (t4 - t3) / 1000, sink: (t6 - t5) / 1000 },
         latenciesMs: sentAt.map((s) => committedAt - s),
@@ -573,6 +583,11 @@ export class Engine {
       const rows = await this.ports.sink.openResults({ target: p.rule.target, columns: p.columns, finalAfter: p.rule.finalAfter }, fresh, this.horizonUs());
       await this.ports.rules.restoreMirror(p.rule.name, fresh, rows);
     }
+  }
+
+  /** The alerting rules' specs, by rule name. */
+  private alertSpecs(): Map<string, AlertSpec> {
+    return new Map(this.ports.rules.prepared().flatMap((p) => (p.rule.alert ? [[p.rule.name, p.rule.alert] as const] : [])));
   }
 
   private finalizers(): CommitInput['finalizers'] {

@@ -12,6 +12,8 @@ export interface BatchStats {
   duplicates: number;
   deadLetters: number;
   late: number;
+  /** Alerts written to the outbox with this batch. */
+  alerts: number;
   /** Orders retained in the window state (as of the last retention pass). */
   stateOrders: number;
   /** Seconds per stage. */

@@ -4,6 +4,7 @@
  * generator, the in-memory harness) implement these; the engine imports no adapter.
  */
 import type { DeadLetter, LateEvent, Order, PartitionProgress, SourceMessage } from '../types.js';
+import type { AlertSpec, OutboxAlert } from '../alerts/alert.js';
 
 /** A problem in a rule file, at file:line:column (1-based). */
 export interface Diagnostic {
@@ -50,6 +51,8 @@ export interface RuleOutput {
   stateMicros: number;
   /** Content hash of the file and its parameter values: the rule version on every row. */
   version: string;
+  /** Whether and how its rows alert (`-- alert:`); null: they do not. */
+  alert: AlertSpec | null;
 }
 
 /** A rule as loaded: its output, its result columns, and whether its rows are read back (result_<name>). */
@@ -75,6 +78,8 @@ export interface ResultSet {
   grows: readonly string[];
   version: string;
   names: readonly string[];
+  /** DuckDB type names of the columns. */
+  types: readonly string[];
   columns: readonly (readonly unknown[])[];
   rowCount: number;
 }
@@ -104,6 +109,8 @@ export interface CommitInput {
   finalizers: readonly { target: string; finalAfter: string }[];
   /** Effective watermark per partition (event time, or extrapolated when idle). */
   watermarks: ReadonlyMap<number, number>;
+  /** Alerts of this batch's detections, written to the outbox with the results. */
+  alerts: readonly OutboxAlert[];
 }
 
 /** Per partition, the offsets the source holds: its first, and the next to be written (null: unknown, no end). */
@@ -160,6 +167,18 @@ export interface StatePort {
   retain(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<number>;
   retainedFrom(): Promise<Map<number, bigint>>;
   dropPartitions(partitions: readonly number[]): Promise<void>;
+  /**
+   * Per request, the retained orders whose `field` has the value and whose event
+   * time is within [from, to] (ISO-8601; null: unbounded): their count and the
+   * first `limit` order_ids by event time.
+   */
+  evidence(field: string, requests: readonly EvidenceRequest[], limit: number): Promise<{ orderIds: string[]; orderCount: number }[]>;
+}
+
+export interface EvidenceRequest {
+  value: string;
+  from: string | null;
+  to: string | null;
 }
 
 export interface SinkPort {
@@ -231,6 +250,8 @@ export interface EngineOptions {
    * lane) skips it, so a dead letter has one writer and holds one engine back.
    */
   recordsDeadLetters?: boolean;
+  /** Whether the rules' detections become alerts (`-- alert:`), written to the sink's outbox. */
+  alerts?: boolean;
 }
 
 export interface LoopOptions {

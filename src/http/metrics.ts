@@ -60,6 +60,12 @@ export class Metrics {
     labelNames: ['dependency'],
     registers: [this.registry],
   });
+  readonly alerts = new Counter({
+    name: 'fraud_sql_alerts_total',
+    help: 'Alerts by outcome: published (to the alerts topic), delivered (to a webhook), retried (a failed webhook attempt), dead_lettered (a webhook gave up)',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
   readonly fenced = new Counter({
     name: 'fraud_sql_fenced_commits_total',
     help: 'Commits refused because another process had committed their partitions first (a rebalance): the batches in flight were dropped and the partitions rebuilt from PostgreSQL',

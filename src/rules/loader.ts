@@ -10,6 +10,7 @@ import { evalDuration, parseParamValue, substitute, type ParamValue, type Substi
 import type { Diagnostic, RuleOutput } from '../engine/ports.js';
 import { burstFields, burstSql, parseBurstBody, parseBurstHeader, type BurstSpec } from './burst.js';
 import { SCENARIOS } from '../generator/orders.js';
+import { parseAlertHeader, type AlertSpec } from '../alerts/alert.js';
 
 export type Severity = 'info' | 'low' | 'medium' | 'high';
 const SEVERITIES: readonly Severity[] = ['info', 'low', 'medium', 'high'];
@@ -72,7 +73,7 @@ export function formatDiagnostic(d: Diagnostic): string {
   return `${d.file}:${d.line}:${d.column}: ${d.message}`;
 }
 
-const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows|label|burst|partition_by):\s*(.*)$/;
+const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows|label|burst|partition_by|alert):\s*(.*)$/;
 /** Header fields that a `-- burst:` rule gets from its definition. */
 const BURST_DERIVED = ['key', 'replace', 'grows', 'final_after', 'state'];
 const PARAM = /^--\s*param\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$/;
@@ -223,6 +224,14 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
       ? parseLabel(labelField.value, lines[labelField.line - 1]!, key, params, (column, message) => report(labelField.line, column, message))
       : null;
 
+  const alertField = fields.get('alert');
+  let alert: AlertSpec | null = null;
+  if (alertField && key.length > 0) {
+    const a = parseAlertHeader(alertField.value, severity, key, ORDER_KEY_FIELDS);
+    if (typeof a === 'string') report(alertField.line, 1, a);
+    else alert = a;
+  }
+
   const version = createHash('sha256')
     .update(text)
     .update(JSON.stringify([...params].map(([k, v]) => [k, v.kind === 'integer' ? v.value.toString() : v])))
@@ -252,6 +261,7 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
       label,
       burst,
       partitionKey: burst?.key ?? partitionField?.value ?? null,
+      alert,
     },
   };
 }

@@ -16,6 +16,7 @@ import type { Columns, CommitInput, ResultQuery, SinkPort } from '../engine/port
 import {
   ADVANCE_PROGRESS,
   INIT_PROGRESS,
+  INSERT_ALERTS,
   INSERT_DEAD_LETTERS,
   INSERT_LATE_EVENTS,
   READ_PROGRESS,
@@ -43,6 +44,8 @@ export interface SinkOptions {
   onRetry?: () => void;
   /** The rules' result tables, created or grown after the migrations. */
   tables?: readonly ResultTable[];
+  /** Webhook URLs every new alert is delivered to (a delivery row each, in the batch's transaction). */
+  alertWebhooks?: readonly string[];
 }
 
 /** PostgreSQL type oids of result columns, by the DuckDB type name that `read` reports. */
@@ -112,6 +115,11 @@ export class PgSink implements SinkPort {
     );
     if (announced) this.opts.logger.info(`PostgreSQL is reachable again (${what})`);
     return result;
+  }
+
+  /** One transaction on the sink's pool (the alert publisher's claims); no retry. */
+  transaction<T>(fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {
+    return this.tx(fn);
   }
 
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -311,6 +319,16 @@ export class PgSink implements SinkPort {
         l.map((x) => formatMicros(x.watermarkUs)),
         l.map((x) => x.order.ipAddress),
         l.map((x) => (x.order.price * BigInt(x.order.quantity)).toString()),
+      ]);
+    }
+    if (input.alerts.length > 0) {
+      const a = input.alerts;
+      await c.query(INSERT_ALERTS, [
+        a.map((x) => x.id),
+        a.map((x) => x.rule),
+        a.map((x) => x.key),
+        a.map((x) => x.payload),
+        [...(this.opts.alertWebhooks ?? [])],
       ]);
     }
     await this.finalizeWith(c, input.finalizers, input.watermarks);

@@ -145,4 +145,43 @@ CREATE TABLE consumer_progress (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'alert outbox, webhook deliveries, alert dead letters',
+    // Alerts are written in the batch's own transaction (an outbox): a detection
+    // committed always has its alert, and a replayed batch finds its alert_id taken.
+    sql: `
+CREATE TABLE alert_outbox (
+  seq          bigserial PRIMARY KEY,
+  alert_id     text        NOT NULL UNIQUE,
+  rule         text        NOT NULL,
+  alert_key    text        NOT NULL,
+  payload      text        NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  published_at timestamptz
+);
+CREATE INDEX alert_outbox_unpublished ON alert_outbox (seq) WHERE published_at IS NULL;
+
+CREATE TABLE alert_deliveries (
+  alert_id        text        NOT NULL REFERENCES alert_outbox (alert_id),
+  url             text        NOT NULL,
+  attempts        integer     NOT NULL DEFAULT 0,
+  next_attempt_at timestamptz NOT NULL DEFAULT now(),
+  last_error      text,
+  delivered_at    timestamptz,
+  PRIMARY KEY (alert_id, url)
+);
+CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at) WHERE delivered_at IS NULL;
+
+CREATE TABLE alert_dead_letters (
+  alert_id   text        NOT NULL,
+  url        text        NOT NULL,
+  attempts   integer     NOT NULL,
+  last_error text        NOT NULL,
+  payload    text        NOT NULL,
+  failed_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (alert_id, url)
+);
+`,
+  },
 ];

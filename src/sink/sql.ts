@@ -91,6 +91,20 @@ INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, message_key, pay
 SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[], $5::bytea[], $6::integer[], $7::text[])
 ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING`;
 
+/**
+ * New alerts into the outbox, each with a delivery per webhook URL ($5). An id
+ * already there (a replayed batch, a restart) adds nothing: it was sent or will be.
+ */
+export const INSERT_ALERTS = `
+WITH added AS (
+  INSERT INTO alert_outbox (alert_id, rule, alert_key, payload)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+  ON CONFLICT (alert_id) DO NOTHING
+  RETURNING alert_id
+)
+INSERT INTO alert_deliveries (alert_id, url)
+SELECT added.alert_id, u.url FROM added CROSS JOIN unnest($5::text[]) AS u(url)`;
+
 export const INSERT_LATE_EVENTS = `
 INSERT INTO late_events (topic, kafka_partition, kafka_offset, order_id, event_time, watermark, ip_address, total_price)
 SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::bigint[])

@@ -201,6 +201,30 @@ export function newKafka(opts: Pick<KafkaOptions, 'clientId' | 'brokers' | 'logg
   });
 }
 
+/**
+ * A connected idempotent producer for `topic`, created when missing with the
+ * given partitions (an existing topic is left as it is).
+ */
+export async function openProducer(
+  opts: Pick<KafkaOptions, 'clientId' | 'brokers' | 'logger' | 'security' | 'signal' | 'onRetry'>,
+  topic: string,
+  create: { partitions: number; replicationFactor: number },
+): Promise<Producer> {
+  const kafka = newKafka(opts);
+  const admin = kafka.admin();
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await connectRetrying([admin, producer], opts);
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions: create.partitions, replicationFactor: create.replicationFactor }], waitForLeaders: true });
+  } catch (err) {
+    await producer.disconnect().catch(() => {});
+    throw mapKafkaError(err, opts.brokers);
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+  return producer;
+}
+
 export class KafkaSource implements SourcePort {
   private readonly kafka: Kafka;
   private readonly consumer: Consumer;

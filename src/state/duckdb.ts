@@ -10,7 +10,9 @@
  */
 import { DuckDBConnection, DuckDBInstance, DuckDBTimestampValue, type DuckDBValue } from '@duckdb/node-api';
 import { FraudSqlError } from '../errors.js';
-import type { Columns, IngestRow } from '../engine/ports.js';
+import type { Columns, EvidenceRequest, IngestRow } from '../engine/ports.js';
+import { sqlString } from '../sink/sql.js';
+import { quote } from '../sink/tables.js';
 import { formatMicros } from '../time.js';
 
 const ORDERS_DDL = `
@@ -182,6 +184,27 @@ export class DuckState {
   async dropPartitions(partitions: readonly number[]): Promise<void> {
     if (partitions.length === 0) return;
     await this.run(`DELETE FROM orders WHERE kafka_partition IN (${partitions.map(Number).join(',')})`);
+  }
+
+  /** See StatePort.evidence. One query for every request; values are literals, escaped. */
+  async evidence(field: string, requests: readonly EvidenceRequest[], limit: number): Promise<{ orderIds: string[]; orderCount: number }[]> {
+    const out = requests.map(() => ({ orderIds: [] as string[], orderCount: 0 }));
+    if (requests.length === 0) return out;
+    // Row results hold timestamps as ISO-8601 UTC ("...Z"); orders.event_time is UTC without a zone.
+    const ts = (iso: string | null) => (iso === null ? 'NULL::TIMESTAMP' : `${sqlString(iso.replace(/Z$/, ''))}::TIMESTAMP`);
+    const rows = requests.map((r, i) => `(${i}, ${sqlString(r.value)}, ${ts(r.from)}, ${ts(r.to)})`);
+    const r = await this.query(`
+      SELECT q.i, o.order_id, count(*) OVER (PARTITION BY q.i) AS n
+      FROM (VALUES ${rows.join(', ')}) AS q(i, v, t0, t1)
+      JOIN orders o ON o.${quote(field)} = q.v AND (q.t0 IS NULL OR o.event_time >= q.t0) AND (q.t1 IS NULL OR o.event_time <= q.t1)
+      QUALIFY row_number() OVER (PARTITION BY q.i ORDER BY o.event_time, o.order_id) <= ${Math.max(0, Math.floor(limit))}
+      ORDER BY q.i, o.event_time, o.order_id`);
+    for (let j = 0; j < r.rowCount; j++) {
+      const e = out[Number(r.columns[0]![j])]!;
+      e.orderIds.push(String(r.columns[1]![j]));
+      e.orderCount = Number(r.columns[2]![j]);
+    }
+    return out;
   }
 
   /** What DuckDB holds in memory: tables, and the buffers of queries running. */

@@ -1,0 +1,145 @@
+/**
+ * Alerts: what a detection becomes for the systems that act on it (a checkout, a
+ * case queue). Pure logic: which rows of a batch alert, their deterministic ids,
+ * and the JSON sent (schema: schemas/alert.schema.json). The ids depend only on
+ * the rule, its version, the key, the window start and the step, never on batch
+ * boundaries, so a replay or a restart produces the same ids and a consumer
+ * deduplicates on alert_id.
+ */
+import { createHash } from 'node:crypto';
+import type { ResultSet } from '../engine/ports.js';
+
+/** A rule's `-- alert:` header, resolved against its key. */
+export interface AlertSpec {
+  severity: string;
+  /** The key columns that name the detected thing (the rule's key without the partition and window start). */
+  keyColumns: string[];
+  /** The key column that is an order field: the evidence orders are those with its value. Null: none. */
+  evidenceField: string | null;
+  /** Alert again each time this column passes the next multiple of `every` (a growing burst). */
+  step: { column: string; every: bigint } | null;
+  /** The most order_ids an alert carries as evidence. */
+  evidenceMax: number;
+}
+
+/** An alert ready for the outbox: `payload` is the exact JSON text published and signed. */
+export interface OutboxAlert {
+  id: string;
+  rule: string;
+  /** The Kafka message key: the key's value. */
+  key: string;
+  payload: string;
+}
+
+/** One alert a batch's row asks for, before its evidence is known. */
+export interface AlertCandidate {
+  id: string;
+  row: number;
+  step: number;
+  keyValue: string;
+  windowStart: string | null;
+  windowEnd: string | null;
+}
+
+/** Columns fraud-sql adds to a row for itself: not part of the alert's row. */
+const BOOKKEEPING = new Set(['source_partition']);
+
+/** Most step alerts one row asks for at once (a burst first seen far past its first steps). */
+const MAX_STEPS_PER_ROW = 100;
+
+/**
+ * `-- alert: new` or `-- alert: new, <column> every <N>`: the spec, or a message
+ * saying what is wrong. `key` is the rule's key; the step column is checked
+ * against the output later, when it is known.
+ */
+export function parseAlertHeader(value: string, severity: string, key: readonly string[], orderFields: readonly string[]): AlertSpec | string {
+  const m = /^new(?:\s*,\s*([a-z_][a-z0-9_]*)\s+every\s+(\d+))?$/i.exec(value.trim());
+  if (!m) return `alert reads "new" or "new, <column> every <N>" (e.g. "new, order_count every 100"), not "${value.trim()}"`;
+  const keyColumns = key.filter((k) => k !== 'source_partition' && k !== 'window_start');
+  if (keyColumns.length === 0) return 'alert: the key names nothing but the partition and the window start';
+  const every = m[2] === undefined ? null : BigInt(m[2]);
+  if (every === 0n) return 'alert: "every 0" would never step; use a positive number';
+  return {
+    severity,
+    keyColumns,
+    evidenceField: keyColumns.find((k) => orderFields.includes(k)) ?? null,
+    step: every === null ? null : { column: m[1]!, every },
+    evidenceMax: 100,
+  };
+}
+
+/** The deterministic id: the same detection (and step) always gets the same id. */
+export function alertId(rule: string, version: string, keyValue: string, windowStart: string | null, step: number): string {
+  return createHash('sha256')
+    .update(JSON.stringify([rule, version, keyValue, windowStart ?? '', step]))
+    .digest('hex')
+    .slice(0, 32);
+}
+
+const column = (rs: ResultSet, name: string): readonly unknown[] | null => {
+  const i = rs.names.indexOf(name);
+  return i < 0 ? null : rs.columns[i]!;
+};
+
+/** The alerts a batch's rows of one rule ask for: each row once when new, once more per step passed. */
+export function alertCandidates(rs: ResultSet, spec: AlertSpec): AlertCandidate[] {
+  const keys = spec.keyColumns.map((k) => column(rs, k) ?? []);
+  const starts = column(rs, 'window_start');
+  const ends = column(rs, 'window_end');
+  const stepValues = spec.step ? column(rs, spec.step.column) : null;
+  const out: AlertCandidate[] = [];
+  for (let row = 0; row < rs.rowCount; row++) {
+    const keyValue = keys.map((k) => String(k[row] ?? '')).join(',');
+    const windowStart = (starts?.[row] as string | null | undefined) ?? null;
+    const windowEnd = (ends?.[row] as string | null | undefined) ?? null;
+    const steps = [0];
+    if (spec.step && stepValues) {
+      // Every step up to the row's value, not only the one just passed: the same
+      // ids whichever batches the orders came in.
+      const reached = Number(BigInt(String(stepValues[row] ?? 0)) / spec.step.every);
+      for (let s = Math.max(1, reached - MAX_STEPS_PER_ROW + 1); s <= reached; s++) steps.push(s);
+    }
+    for (const step of steps) out.push({ id: alertId(rs.rule, rs.version, keyValue, windowStart, step), row, step, keyValue, windowStart, windowEnd });
+  }
+  return out;
+}
+
+/**
+ * A result value as JSON: integers stay exact (a number while one is exact, else
+ * a decimal string), timestamps are ISO-8601 UTC strings as the row holds them.
+ */
+function jsonValue(v: unknown, type: string): unknown {
+  if (v === null || v === undefined) return null;
+  if (/^(HUGEINT|BIGINT|UBIGINT|UHUGEINT|DECIMAL\(\d+,0\))$/.test(type.toUpperCase())) {
+    const n = BigInt(String(v));
+    return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
+  }
+  return v;
+}
+
+/** The alert as published: schemas/alert.schema.json describes it. */
+export function alertPayload(
+  rs: ResultSet,
+  spec: AlertSpec,
+  c: AlertCandidate,
+  evidence: { orderIds: readonly string[]; orderCount: number },
+  detectedAt: string,
+): string {
+  const row: Record<string, unknown> = {};
+  rs.names.forEach((name, i) => {
+    if (!BOOKKEEPING.has(name)) row[name] = jsonValue(rs.columns[i]![c.row], rs.types[i] ?? '');
+  });
+  return JSON.stringify({
+    alert_id: c.id,
+    rule: rs.rule,
+    rule_version: rs.version,
+    severity: spec.severity,
+    key: { name: spec.keyColumns.join(','), value: c.keyValue },
+    window_start: c.windowStart,
+    window_end: c.windowEnd,
+    step: c.step,
+    row,
+    evidence: { order_ids: evidence.orderIds, order_count: evidence.orderCount },
+    detected_at: detectedAt,
+  });
+}

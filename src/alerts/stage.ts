@@ -1,0 +1,50 @@
+/**
+ * The engine's alert step: turns a batch's rows of alerting rules into outbox
+ * alerts with their evidence orders, read from the state while the batch's orders
+ * are still in it. A detection already alerted (committed) is not looked at again,
+ * so a bot burst growing batch after batch costs one evidence query, not one per
+ * batch; after a restart the outbox's unique alert_id drops what is sent again.
+ */
+import type { ResultSet, StatePort } from '../engine/ports.js';
+import { alertCandidates, alertPayload, type AlertSpec, type OutboxAlert } from './alert.js';
+
+/** Committed alert ids remembered to skip their evidence query (oldest forgotten first). */
+const REMEMBERED = 100_000;
+
+export class AlertStage {
+  private readonly committed = new Set<string>();
+
+  constructor(
+    private readonly state: Pick<StatePort, 'evidence'>,
+    private readonly now: () => number,
+  ) {}
+
+  /** The alerts of one batch's results; `specs` by rule name. */
+  async alerts(results: readonly ResultSet[], specs: ReadonlyMap<string, AlertSpec>): Promise<OutboxAlert[]> {
+    const out: OutboxAlert[] = [];
+    const detectedAt = new Date(this.now()).toISOString();
+    for (const rs of results) {
+      const spec = specs.get(rs.rule);
+      if (!spec || rs.rowCount === 0) continue;
+      const fresh = alertCandidates(rs, spec).filter((c) => !this.committed.has(c.id));
+      if (fresh.length === 0) continue;
+      const evidence = spec.evidenceField
+        ? await this.state.evidence(
+            spec.evidenceField,
+            fresh.map((c) => ({ value: c.keyValue, from: c.windowStart, to: c.windowEnd })),
+            spec.evidenceMax,
+          )
+        : fresh.map(() => ({ orderIds: [], orderCount: 0 }));
+      fresh.forEach((c, i) => out.push({ id: c.id, rule: rs.rule, key: c.keyValue, payload: alertPayload(rs, spec, c, evidence[i]!, detectedAt) }));
+    }
+    return out;
+  }
+
+  /** Called once a batch's alerts are committed to the outbox. */
+  noteCommitted(alerts: readonly OutboxAlert[]): void {
+    for (const a of alerts) {
+      this.committed.add(a.id);
+      if (this.committed.size > REMEMBERED) this.committed.delete(this.committed.values().next().value!);
+    }
+  }
+}

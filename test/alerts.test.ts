@@ -1,0 +1,95 @@
+/** The pure alert logic: the header, which rows alert, stable ids, the JSON. */
+import t from 'tap';
+import { alertCandidates, alertId, alertPayload, parseAlertHeader, type AlertSpec } from '../src/alerts/alert.js';
+import { retryDelayMs, signature } from '../src/alerts/publisher.js';
+import type { ResultSet } from '../src/engine/ports.js';
+import { ORDER_KEY_FIELDS } from '../src/rules/loader.js';
+
+const KEY = ['source_partition', 'ip_address', 'window_start'];
+
+const rows = (orderCounts: number[], ip = '10.0.0.1'): ResultSet => ({
+  rule: 'suspicious_ips',
+  target: 'suspicious_ips',
+  key: KEY,
+  replace: [],
+  grows: ['order_count'],
+  version: 'abcdef012345',
+  names: ['source_partition', 'ip_address', 'window_start', 'window_end', 'order_count', 'total_spent'],
+  types: ['INTEGER', 'VARCHAR', 'TIMESTAMP', 'TIMESTAMP', 'BIGINT', 'HUGEINT'],
+  columns: [
+    orderCounts.map(() => 0),
+    orderCounts.map(() => ip),
+    orderCounts.map((_, i) => `2026-01-01T00:00:0${i}.000000Z`),
+    orderCounts.map(() => '2026-01-01T00:01:00.000000Z'),
+    orderCounts.map(String),
+    orderCounts.map(() => '90071992547409930'),
+  ],
+  rowCount: orderCounts.length,
+});
+
+t.test('the header: "new", or "new, <column> every <N>"; anything else is refused with what it reads', async (t) => {
+  const spec = parseAlertHeader('new', 'high', KEY, ORDER_KEY_FIELDS) as AlertSpec;
+  t.same(spec, { severity: 'high', keyColumns: ['ip_address'], evidenceField: 'ip_address', step: null, evidenceMax: 100 });
+  t.same((parseAlertHeader('new, order_count every 50', 'high', KEY, ORDER_KEY_FIELDS) as AlertSpec).step, { column: 'order_count', every: 50n });
+  t.match(parseAlertHeader('always', 'high', KEY, ORDER_KEY_FIELDS), /alert reads "new" or "new, <column> every <N>"/);
+  t.match(parseAlertHeader('new, order_count every 0', 'high', KEY, ORDER_KEY_FIELDS), /every 0/);
+  t.match(parseAlertHeader('new', 'high', ['source_partition', 'window_start'], ORDER_KEY_FIELDS), /names nothing but/);
+  t.equal((parseAlertHeader('new', 'info', ['source_partition', 'window_start', 'product_name'], ORDER_KEY_FIELDS) as AlertSpec).evidenceField, 'product_name');
+});
+
+t.test('ids depend on the detection and the step, never on the batch the row came in', async (t) => {
+  const spec = parseAlertHeader('new, order_count every 10', 'high', KEY, ORDER_KEY_FIELDS) as AlertSpec;
+  const early = alertCandidates(rows([12]), spec);
+  const late = alertCandidates(rows([35]), spec);
+  t.same(
+    early.map((c) => c.step),
+    [0, 1],
+    'a row of 12 orders: new, and step 1 (10)',
+  );
+  t.same(
+    late.map((c) => c.step),
+    [0, 1, 2, 3],
+    'the same burst at 35 orders: every step up to it, so a batch split differently gives the same ids',
+  );
+  t.same(
+    late.slice(0, 2).map((c) => c.id),
+    early.map((c) => c.id),
+    'the ids already sent are asked for again, unchanged',
+  );
+  t.not(
+    alertId('suspicious_ips', 'abcdef012345', '10.0.0.1', null, 0),
+    alertId('suspicious_ips', 'abcdef012345', '10.0.0.2', null, 0),
+    'another key, another id',
+  );
+  t.not(alertId('r', 'v1', 'k', null, 0), alertId('r', 'v2', 'k', null, 0), 'another rule version, another id');
+  t.not(alertId('r', 'v', 'a,b', null, 0), alertId('r', 'v', 'a', 'b', 0), 'fields cannot run into each other');
+});
+
+t.test('the JSON: exact integers, no bookkeeping column, hostile values kept as data', async (t) => {
+  const spec = parseAlertHeader('new', 'high', KEY, ORDER_KEY_FIELDS) as AlertSpec;
+  const hostile = `<script>alert(1)</script>'; DROP TABLE orders; --"\u0000\u001b[31m`;
+  const rs = rows([10], hostile);
+  const [c] = alertCandidates(rs, spec);
+  const text = alertPayload(rs, spec, c!, { orderIds: ['A"1'], orderCount: 1 }, '2026-01-01T00:02:00.000Z');
+  t.notOk(
+    [...text].some((ch) => ch.charCodeAt(0) < 0x20),
+    'control characters are escaped in the JSON text',
+  );
+  const alert = JSON.parse(text);
+  t.equal(alert.key.value, hostile, 'the value comes back exactly');
+  t.equal(alert.row.order_count, 10, 'a small BIGINT is a number');
+  t.equal(alert.row.total_spent, '90071992547409930', 'an integer past 2^53 is a decimal string, not a rounded number');
+  t.notOk('source_partition' in alert.row, 'the partition is fraud-sql’s own');
+  t.same(alert.evidence, { order_ids: ['A"1'], order_count: 1 });
+});
+
+t.test('webhook signature and retry delays', async (t) => {
+  // As `printf body | openssl dgst -sha256 -hmac k` computes it.
+  t.equal(signature('k', 'body'), 'sha256=c6d811ef3aeb02437cd423f1abe13209041864630bdc4e2c04def5c7b0031a23');
+  t.not(signature('k', 'body'), signature('k', 'body '), 'any change to the body changes it');
+  t.same(
+    [1, 2, 3, 10].map((a) => retryDelayMs(100, a)),
+    [100, 200, 400, 51_200],
+  );
+  t.equal(retryDelayMs(1_000, 20), 60_000, 'at most a minute');
+});
