@@ -49,7 +49,7 @@ async function detections(pool: { query: (sql: string) => Promise<{ rows: Record
   const out = new Map<string, string>();
   const add = async (rule: string, key: string, windowed: boolean) => {
     const r = await pool.query(`SELECT ${key} AS k, ${windowed ? iso('window_start') : 'NULL'} AS ws, rule_version FROM ${rule}`);
-    for (const row of r.rows) out.set(alertId(rule, row.rule_version!, row.k!, row.ws ?? null, 0), `${rule} ${row.k} ${row.ws ?? ''}`);
+    for (const row of r.rows) out.set(alertId(rule, row.rule_version!, [row.k!], row.ws ?? null, 0), `${rule} ${row.k} ${row.ws ?? ''}`);
   };
   await add('suspicious_ips', 'ip_address', true);
   await add('card_testing', 'user_id', true);

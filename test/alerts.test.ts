@@ -57,12 +57,35 @@ t.test('ids depend on the detection and the step, never on the batch the row cam
     'the ids already sent are asked for again, unchanged',
   );
   t.not(
-    alertId('suspicious_ips', 'abcdef012345', '10.0.0.1', null, 0),
-    alertId('suspicious_ips', 'abcdef012345', '10.0.0.2', null, 0),
+    alertId('suspicious_ips', 'abcdef012345', ['10.0.0.1'], null, 0),
+    alertId('suspicious_ips', 'abcdef012345', ['10.0.0.2'], null, 0),
     'another key, another id',
   );
-  t.not(alertId('r', 'v1', 'k', null, 0), alertId('r', 'v2', 'k', null, 0), 'another rule version, another id');
-  t.not(alertId('r', 'v', 'a,b', null, 0), alertId('r', 'v', 'a', 'b', 0), 'fields cannot run into each other');
+  t.not(alertId('r', 'v1', ['k'], null, 0), alertId('r', 'v2', ['k'], null, 0), 'another rule version, another id');
+  t.not(alertId('r', 'v', ['a,b', 'c'], null, 0), alertId('r', 'v', ['a', 'b,c'], null, 0), 'key values cannot run into each other (a comma in a value)');
+  t.not(alertId('r', 'v', [null], null, 0), alertId('r', 'v', [''], null, 0), 'a null is not an empty string');
+  t.not(alertId('r', 'v', ['a'], 'b', 0), alertId('r', 'v', ['a', 'b'], null, 0), 'nor the key the window start');
+});
+
+t.test('a rule keyed by two columns: its evidence is the orders of its order field, its id keeps the values apart', async (t) => {
+  const spec = parseAlertHeader('new', 'high', ['source_partition', 'user_id', 'ip_address'], ORDER_KEY_FIELDS) as AlertSpec;
+  t.same(spec.keyColumns, ['user_id', 'ip_address']);
+  const rs: ResultSet = {
+    ...rows([5]),
+    rule: 'pair',
+    names: ['source_partition', 'user_id', 'ip_address'],
+    types: ['INTEGER', 'VARCHAR', 'VARCHAR'],
+    columns: [
+      [0, 0],
+      ['U,1', 'U'],
+      ['10.0.0.1', '1,10.0.0.1'],
+    ],
+    rowCount: 2,
+  };
+  const [a, b] = alertCandidates(rs, spec);
+  t.equal(a!.keyValue, b!.keyValue, 'both read "U,1,10.0.0.1" joined');
+  t.not(a!.id, b!.id, 'but they are two detections, two ids');
+  t.same([a!.evidenceValue, b!.evidenceValue], ['U,1', 'U'], 'evidence by the first order field of the key, its own value');
 });
 
 t.test('the JSON: exact integers, no bookkeeping column, hostile values kept as data', async (t) => {

@@ -163,4 +163,17 @@ t.test('input after a quiet spell, read one input partition after the other: no 
   const late = await s.pool.query('SELECT count(*)::int AS n FROM late_events');
   t.equal(late.rows[0].n, 0, 'no order is late');
   await s.expectExact({ orders, context: '(after a quiet spell)' });
+
+  // From here on partition 0 stays quiet: once woken, it is announced idle again and holds nothing back,
+  // and the windows before partition 1's latest order become final within seconds
+  // (the engines' own idle timeout would close them on the wall clock only much
+  // later, at a second of event time per second).
+  await sleep(7_000); // announced idle again, then woken by partition 1's input
+  await s.produce([...to(1, start + 100_000, 60), ...to(1, start + 200_000, 1)]);
+  await s.drained(app);
+  const before = new Date(start + 190_000).toISOString();
+  const open = async () =>
+    (await s.pool.query('SELECT count(*)::int AS n FROM realtime_stats_partial WHERE NOT is_final AND stat_time <= $1', [before])).rows[0].n as number;
+  for (const deadline = Date.now() + 15_000; (await open()) > 0 && Date.now() < deadline;) await sleep(500);
+  t.equal(await open(), 0, 'the windows a quiet partition would have held open are final');
 });

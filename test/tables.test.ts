@@ -53,7 +53,12 @@ t.test('a rule file defines its table: columns, key, finalizable', async (t) => 
 
 t.test('what no table can hold is a problem naming the column', async (t) => {
   const problems = deriveTable(
-    { ...cardTesting, key: ['source_partition', 'card'], grows: ['seen'] },
+    {
+      ...cardTesting,
+      key: ['source_partition', 'card'],
+      grows: ['seen'],
+      alert: { severity: 'high', keyColumns: ['card'], evidenceField: null, step: { column: 'tries', every: 10n }, evidenceMax: 100 },
+    },
     ['user_id', 'is_final', 'amount', 'user_id'],
     ['VARCHAR', 'BOOLEAN', 'DECIMAL(18,2)', 'VARCHAR'],
   ) as string[];
@@ -65,7 +70,16 @@ t.test('what no table can hold is a problem naming the column', async (t) => {
     /key column "source_partition"/,
     /key column "card"/,
     /grows column "seen"/,
+    /alert step column "tries" is not in the rule's output/,
   ]);
+});
+
+t.test('an alert step counts a whole-number column', async (t) => {
+  const alert = { severity: 'high', keyColumns: ['user_id'], evidenceField: 'user_id', step: { column: 'spent', every: 1000n }, evidenceMax: 100 };
+  t.match(deriveTable({ ...cardTesting, alert }, [...names, 'spent'], [...duckTypes, 'DOUBLE']), [
+    /alert step column "spent" is double precision: steps count whole numbers/,
+  ]);
+  t.notOk(Array.isArray(deriveTable({ ...cardTesting, alert }, [...names, 'spent'], [...duckTypes, 'HUGEINT'])), 'a sum of integers is fine');
 });
 
 t.test("fraud-sql's own tables are no rule's target", async (t) => {

@@ -36,7 +36,10 @@ export interface AlertCandidate {
   id: string;
   row: number;
   step: number;
+  /** The key's values, comma-joined: the Kafka key and the alert's key.value. */
   keyValue: string;
+  /** The value of the key's order field (AlertSpec.evidenceField): whose orders are the evidence. */
+  evidenceValue: string | null;
   windowStart: string | null;
   windowEnd: string | null;
 }
@@ -68,10 +71,13 @@ export function parseAlertHeader(value: string, severity: string, key: readonly 
   };
 }
 
-/** The deterministic id: the same detection (and step) always gets the same id. */
-export function alertId(rule: string, version: string, keyValue: string, windowStart: string | null, step: number): string {
+/**
+ * The deterministic id: the same detection (and step) always gets the same id.
+ * The key's values go in one by one (a value may hold a comma), nulls as nulls.
+ */
+export function alertId(rule: string, version: string, keyValues: readonly (string | null)[], windowStart: string | null, step: number): string {
   return createHash('sha256')
-    .update(JSON.stringify([rule, version, keyValue, windowStart ?? '', step]))
+    .update(JSON.stringify([rule, version, keyValues, windowStart, step]))
     .digest('hex')
     .slice(0, 32);
 }
@@ -84,12 +90,15 @@ const column = (rs: ResultSet, name: string): readonly unknown[] | null => {
 /** The alerts a batch's rows of one rule ask for: each row once when new, once more per step passed. */
 export function alertCandidates(rs: ResultSet, spec: AlertSpec): AlertCandidate[] {
   const keys = spec.keyColumns.map((k) => column(rs, k) ?? []);
+  const evidence = spec.evidenceField ? column(rs, spec.evidenceField) : null;
   const starts = column(rs, 'window_start');
   const ends = column(rs, 'window_end');
   const stepValues = spec.step ? column(rs, spec.step.column) : null;
   const out: AlertCandidate[] = [];
   for (let row = 0; row < rs.rowCount; row++) {
-    const keyValue = keys.map((k) => String(k[row] ?? '')).join(',');
+    const values = keys.map((k) => (k[row] === null || k[row] === undefined ? null : String(k[row])));
+    const keyValue = values.map((v) => v ?? '').join(',');
+    const evidenceValue = evidence?.[row] === null || evidence?.[row] === undefined ? null : String(evidence[row]);
     const windowStart = (starts?.[row] as string | null | undefined) ?? null;
     const windowEnd = (ends?.[row] as string | null | undefined) ?? null;
     const steps = [0];
@@ -99,7 +108,8 @@ export function alertCandidates(rs: ResultSet, spec: AlertSpec): AlertCandidate[
       const reached = Number(BigInt(String(stepValues[row] ?? 0)) / spec.step.every);
       for (let s = Math.max(1, reached - MAX_STEPS_PER_ROW + 1); s <= reached; s++) steps.push(s);
     }
-    for (const step of steps) out.push({ id: alertId(rs.rule, rs.version, keyValue, windowStart, step), row, step, keyValue, windowStart, windowEnd });
+    for (const step of steps)
+      out.push({ id: alertId(rs.rule, rs.version, values, windowStart, step), row, step, keyValue, evidenceValue, windowStart, windowEnd });
   }
   return out;
 }

@@ -34,6 +34,12 @@ export interface PublisherOptions {
 
 /** The most alerts one pass handles per destination. */
 const CLAIM = 500;
+/**
+ * How long a published and delivered alert stays in the outbox: a replay of older
+ * input than that sends its alerts again (with the same ids).
+ */
+const KEEP_DAYS = 7;
+const PRUNE_EVERY_MS = 3_600_000;
 /** Webhook requests in flight at once. */
 const PARALLEL_DELIVERIES = 8;
 
@@ -52,6 +58,8 @@ export class AlertPublisher {
   private running: Promise<void> | null = null;
   private again = false;
   private stopped = false;
+  private failing = false;
+  private prunedAt = 0;
 
   constructor(private readonly opts: PublisherOptions) {}
 
@@ -68,7 +76,17 @@ export class AlertPublisher {
       return;
     }
     this.running = this.pass()
-      .catch((err) => this.opts.logger.warn(`publishing alerts failed, retrying: ${(err as Error).message}`))
+      .then(
+        () => {
+          if (this.failing) this.opts.logger.info('publishing alerts again');
+          this.failing = false;
+        },
+        (err) => {
+          // One line per outage, not one per poll: the alerts wait in the outbox meanwhile.
+          if (!this.failing) this.opts.logger.warn(`publishing alerts failed, retrying every ${this.opts.pollMs / 1000} s: ${(err as Error).message}`);
+          this.failing = true;
+        },
+      )
       .finally(() => {
         this.running = null;
         if (this.again) {
@@ -87,7 +105,23 @@ export class AlertPublisher {
 
   private async pass(): Promise<void> {
     if (this.opts.producer) while ((await this.publishKafka()) === CLAIM && !this.stopped);
-    while ((await this.deliverWebhooks()) === CLAIM && !this.stopped);
+    // Without a topic there is nothing to publish to: they count as published, so
+    // that setting one later does not send the old ones.
+    else await this.opts.transaction((c) => c.query('UPDATE alert_outbox SET published_at = now() WHERE published_at IS NULL'));
+    if (Date.now() - this.prunedAt >= PRUNE_EVERY_MS) {
+      await this.prune();
+      this.prunedAt = Date.now();
+    }
+    while ((await this.deliverWebhooks()) === PARALLEL_DELIVERIES && !this.stopped);
+  }
+
+  /** Forgets alerts published and delivered more than KEEP_DAYS ago (dead letters stay). */
+  private async prune(): Promise<void> {
+    await this.opts.transaction(async (c) => {
+      const old = `o.published_at < now() - interval '${KEEP_DAYS} days'`;
+      await c.query(`DELETE FROM alert_deliveries d USING alert_outbox o WHERE o.alert_id = d.alert_id AND ${old} AND d.delivered_at IS NOT NULL`);
+      await c.query(`DELETE FROM alert_outbox o WHERE ${old} AND NOT EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.alert_id = o.alert_id)`);
+    });
   }
 
   /** One claim of unpublished alerts to Kafka; returns how many. */
@@ -106,8 +140,9 @@ export class AlertPublisher {
   }
 
   /**
-   * One claim of due webhook deliveries: each is leased (its next attempt pushed past
-   * the request's timeout) before it is sent, so no other process sends it meanwhile.
+   * One claim of due webhook deliveries, as many as are sent at once: each is leased
+   * (its next attempt pushed past the request's timeout) before it is sent, so no
+   * other process sends it meanwhile.
    */
   private async deliverWebhooks(): Promise<number> {
     const lease = Math.ceil(this.opts.webhookTimeoutMs / 1000) + 30;
@@ -117,19 +152,18 @@ export class AlertPublisher {
          FROM alert_outbox o
          WHERE o.alert_id = d.alert_id AND (d.alert_id, d.url) IN (
            SELECT alert_id, url FROM alert_deliveries WHERE delivered_at IS NULL AND next_attempt_at <= now()
-           ORDER BY next_attempt_at LIMIT ${CLAIM} FOR UPDATE SKIP LOCKED)
-         RETURNING d.alert_id, d.url, d.attempts, o.payload`,
+           ORDER BY next_attempt_at LIMIT ${PARALLEL_DELIVERIES} FOR UPDATE SKIP LOCKED)
+         RETURNING d.alert_id, d.url, o.payload`,
       ),
     );
-    const queue = [...due.rows];
-    const worker = async () => {
-      for (let d = queue.shift(); d; d = queue.shift()) await this.deliver(d);
-    };
-    await Promise.all(Array.from({ length: Math.min(PARALLEL_DELIVERIES, queue.length) }, worker));
+    // Every one settles before the next claim, a failed one included.
+    const settled = await Promise.allSettled(due.rows.map((d) => this.deliver(d)));
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
     return due.rows.length;
   }
 
-  private async deliver(d: { alert_id: string; url: string; attempts: number; payload: string }): Promise<void> {
+  private async deliver(d: { alert_id: string; url: string; payload: string }): Promise<void> {
     const { webhookSecret, webhookTimeoutMs, webhookMaxAttempts, webhookRetryMs, logger } = this.opts;
     let error: string | null = null;
     try {
@@ -150,16 +184,18 @@ export class AlertPublisher {
     } catch (err) {
       error = (err as Error).name === 'TimeoutError' ? `no answer within ${webhookTimeoutMs} ms` : (err as Error).message;
     }
-    const attempts = d.attempts + 1;
     await this.opts.transaction(async (c) => {
-      if (error === null) {
-        await c.query('UPDATE alert_deliveries SET attempts = $3, delivered_at = now(), last_error = NULL WHERE alert_id = $1 AND url = $2', [
-          d.alert_id,
-          d.url,
-          attempts,
-        ]);
-        this.opts.onEvent?.('delivered');
-      } else if (attempts >= webhookMaxAttempts) {
+      const r = await c.query<{ attempts: number }>(
+        `UPDATE alert_deliveries SET attempts = attempts + 1, last_error = $3,
+           delivered_at = CASE WHEN $3::text IS NULL THEN now() END
+         WHERE alert_id = $1 AND url = $2 RETURNING attempts`,
+        [d.alert_id, d.url, error],
+      );
+      const attempts = r.rows[0]?.attempts;
+      // Gone: another process dead-lettered it meanwhile.
+      if (attempts === undefined) return;
+      if (error === null) this.opts.onEvent?.('delivered');
+      else if (attempts >= webhookMaxAttempts) {
         await c.query(
           `INSERT INTO alert_dead_letters (alert_id, url, attempts, last_error, payload) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (alert_id, url) DO NOTHING`,
@@ -169,11 +205,11 @@ export class AlertPublisher {
         logger.warn(`alert ${d.alert_id} to ${redactUrlForLog(d.url)} failed ${attempts} times (${error}): moved to alert_dead_letters`);
         this.opts.onEvent?.('dead_lettered');
       } else {
-        await c.query(
-          `UPDATE alert_deliveries SET attempts = $3, last_error = $4, next_attempt_at = now() + $5 * interval '1 millisecond'
-           WHERE alert_id = $1 AND url = $2`,
-          [d.alert_id, d.url, attempts, error, retryDelayMs(webhookRetryMs, attempts)],
-        );
+        await c.query(`UPDATE alert_deliveries SET next_attempt_at = now() + $3 * interval '1 millisecond' WHERE alert_id = $1 AND url = $2`, [
+          d.alert_id,
+          d.url,
+          retryDelayMs(webhookRetryMs, attempts),
+        ]);
         this.opts.onEvent?.('retried');
       }
     });

@@ -28,13 +28,19 @@ export class AlertStage {
       if (!spec || rs.rowCount === 0) continue;
       const fresh = alertCandidates(rs, spec).filter((c) => !this.committed.has(c.id));
       if (fresh.length === 0) continue;
-      const evidence = spec.evidenceField
+      const none = { orderIds: [], orderCount: 0 };
+      const traced = fresh.filter((c) => c.evidenceValue !== null);
+      const found = spec.evidenceField
         ? await this.state.evidence(
             spec.evidenceField,
-            fresh.map((c) => ({ value: c.keyValue, from: c.windowStart, to: c.windowEnd })),
+            traced.map((c) => ({ value: c.evidenceValue!, from: c.windowStart, to: c.windowEnd })),
             spec.evidenceMax,
           )
-        : fresh.map(() => ({ orderIds: [], orderCount: 0 }));
+        : [];
+      const evidence = fresh.map((c) => {
+        const i = traced.indexOf(c);
+        return i < 0 ? none : found[i]!;
+      });
       fresh.forEach((c, i) => out.push({ id: c.id, rule: rs.rule, key: c.keyValue, payload: alertPayload(rs, spec, c, evidence[i]!, detectedAt) }));
     }
     return out;

@@ -63,7 +63,7 @@ export function columnType(duckType: string): Omit<TableColumn, 'name'> | null {
 
 /** The table a rule's output defines, or the problems that stop it (as messages). */
 export function deriveTable(
-  rule: Pick<RuleOutput, 'name' | 'file' | 'target' | 'key' | 'grows' | 'finalAfter'>,
+  rule: Pick<RuleOutput, 'name' | 'file' | 'target' | 'key' | 'grows' | 'finalAfter'> & Partial<Pick<RuleOutput, 'alert'>>,
   names: readonly string[],
   duckTypes: readonly string[],
 ): ResultTable | string[] {
@@ -81,6 +81,11 @@ export function deriveTable(
     problems.push(`the rule does not output "${PARTITION_COLUMN}" (the Kafka partition of its rows, kafka_partition of the orders)`);
   for (const k of rule.key) if (!names.includes(k)) problems.push(`key column "${k}" is not in the rule's output`);
   for (const g of rule.grows) if (!names.includes(g)) problems.push(`grows column "${g}" is not in the rule's output`);
+  const step = rule.alert?.step?.column;
+  const stepType = step ? columns.find((c) => c.name === step)?.pg : undefined;
+  if (step && !names.includes(step)) problems.push(`alert step column "${step}" is not in the rule's output`);
+  else if (step && stepType !== undefined && stepType !== 'bigint' && stepType !== 'integer')
+    problems.push(`alert step column "${step}" is ${stepType}: steps count whole numbers (cast it to BIGINT)`);
   if (RESERVED.test(rule.target)) problems.push(`target "${rule.target}" is a table of fraud-sql itself; name the rule's own table`);
   if (problems.length > 0) return problems;
   return { name: rule.target, rule: rule.name, file: rule.file, columns, key: [...rule.key], finalizable: rule.finalAfter !== null };

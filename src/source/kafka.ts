@@ -217,8 +217,15 @@ export async function openProducer(
   try {
     await admin.createTopics({ topics: [{ topic, numPartitions: create.partitions, replicationFactor: create.replicationFactor }], waitForLeaders: true });
   } catch (err) {
-    await producer.disconnect().catch(() => {});
-    throw mapKafkaError(err, opts.brokers);
+    // A client that may not create topics (ACLs) writes to one that exists.
+    const exists = await admin
+      .fetchTopicMetadata({ topics: [topic] })
+      .then(() => true)
+      .catch(() => false);
+    if (!exists) {
+      await producer.disconnect().catch(() => {});
+      throw mapKafkaError(err, opts.brokers);
+    }
   } finally {
     await admin.disconnect().catch(() => {});
   }

@@ -266,8 +266,12 @@ export class Repartitioner {
       await this.consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next.toString() }]);
       resolveOffset(batch.lastOffset());
       this.forwarded.set(batch.partition, next);
-      // Only once sent: a batch that fails is fetched again and wakes them again.
-      for (const p of woken) this.idle.delete(p);
+      // Only once sent: a batch that fails is fetched again and wakes them again. A
+      // woken partition that stays quiet is announced idle again after idleMs.
+      for (const p of woken) {
+        this.idle.delete(p);
+        if (!this.quietSince.has(p)) this.quietSince.set(p, Date.now());
+      }
     } catch (err) {
       // Thrown, kafkajs fetches the batch again (nothing was resolved); the copies
       // already sent are dropped downstream as redeliveries.
