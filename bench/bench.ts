@@ -22,6 +22,10 @@
  *   --cpu-seconds S  length of the idle and the 15 orders/s CPU runs (default 60)
  *   --smoke          a small run proving the harness works (CI)
  *
+ * During the first latency run, a checkout's question, GET /v1/decisions for an
+ * IP of the traffic (bots included), is asked 1,000 times a second: its latency
+ * from this process, p50 / p99 / max.
+ *
  * 3. CPU: the processes' user + system time while idle (no input) and at 15
  *    orders/s (the original design's rate), as a share of one core.
  *
@@ -63,6 +67,8 @@ interface LatencyRow {
   suspicious: Record<string, number>;
   msPerBatchByStage: Record<string, number>;
   maxRssMb: number;
+  /** GET /v1/decisions at DECISION_RATE requests/s during the run (the first rate only). */
+  decisions?: Record<string, number>;
 }
 
 /** CPU use of the setup's processes, in % of one core. */
@@ -116,6 +122,7 @@ const TARGETS: { what: string; value: (r: SetupResult) => number | undefined; ma
   { what: '1,000 orders/s high-value p99', value: (r) => r.latency.find((l) => l.rate === 1000)?.highValue.p99, max: 120, unit: 'ms' },
   { what: '10,000 orders/s high-value p50', value: (r) => r.latency.find((l) => l.rate === 10_000)?.highValue.p50, max: 100, unit: 'ms' },
   { what: '10,000 orders/s high-value p99', value: (r) => r.latency.find((l) => l.rate === 10_000)?.highValue.p99, max: 250, unit: 'ms' },
+  { what: 'decision lookup p99 at 1,000 requests/s', value: (r) => r.latency.find((l) => l.decisions)?.decisions?.p99, max: 5, unit: 'ms' },
   { what: 'CPU at 15 orders/s', value: (r) => r.cpu.at15PerSecondPercent, max: 5, unit: '% of a core' },
   { what: 'CPU idle', value: (r) => r.cpu.idlePercent, max: 1, unit: '% of a core' },
 ];
@@ -129,6 +136,40 @@ const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const log = (s: string) => process.stderr.write(s + '\n');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const kafka = new Kafka({ clientId: 'fraud-sql-bench', brokers: BROKERS, logLevel: logLevel.NOTHING });
+
+/** Lookups per second during the first latency run. */
+const DECISION_RATE = 1_000;
+
+/**
+ * Asks `url`/v1/decisions about `ips` (in turn) at DECISION_RATE a second until
+ * `until` resolves; returns each answer's latency in ms. A failed answer fails the bench.
+ */
+async function lookups(url: string, ips: () => string[], until: Promise<unknown>): Promise<number[]> {
+  const latencies: number[] = [];
+  let stop = false;
+  void until.finally(() => (stop = true));
+  const started = Date.now();
+  let asked = 0;
+  const pending: Promise<void>[] = [];
+  while (!stop) {
+    const due = Math.floor(((Date.now() - started) / 1000) * DECISION_RATE);
+    const known = ips();
+    for (; asked < due && known.length > 0; asked++) {
+      const ip = known[asked % known.length]!;
+      const t0 = performance.now();
+      pending.push(
+        fetch(`${url}/v1/decisions?ip_address=${encodeURIComponent(ip)}`).then(async (r) => {
+          if (r.status !== 200) throw new Error(`/v1/decisions answered ${r.status}: ${await r.text()}`);
+          await r.json();
+          latencies.push(performance.now() - t0);
+        }),
+      );
+    }
+    await sleep(5);
+  }
+  await Promise.all(pending);
+  return latencies;
+}
 
 function pct(values: number[], p: number): number {
   if (values.length === 0) return NaN;
@@ -393,13 +434,21 @@ async function main(): Promise<void> {
         const total = rate * SECONDS;
         const started = Date.now();
         const tickMs = 50;
+        const ips: string[] = [];
+        let producing!: () => void;
+        const produced = new Promise<void>((r) => (producing = r));
+        const asking = rate === RATES[0] ? lookups(url, () => ips, produced) : null;
         for (let sent = 0; sent < total;) {
           const due = Math.min(total, Math.floor(((Date.now() - started) / 1000) * rate));
           const batch: GeneratedOrder[] = [];
           while (sent + batch.length < due) batch.push(gen.next().value as GeneratedOrder);
           if (batch.length > 0) {
             const at = Date.now();
-            for (const o of batch) sentAt.set(JSON.parse(o.value).order_id, at);
+            for (const o of batch) {
+              const order = JSON.parse(o.value);
+              sentAt.set(order.order_id, at);
+              if (asking && ips.length < 10_000) ips.push(order.ip_address);
+            }
             await send(
               producer,
               topic,
@@ -410,6 +459,8 @@ async function main(): Promise<void> {
           await sleep(Math.max(0, tickMs - ((Date.now() - started) % tickMs)));
         }
         const behind = Date.now() - started - SECONDS * 1000;
+        producing();
+        const lookupMs = asking ? await asking : null;
         await drained(runs, topic, total, 10 * 60_000);
         const hv = (await pool.query(`SELECT order_id, extract(epoch FROM created_at) * 1000 AS at FROM "${schema}".high_value_orders`)).rows;
         const hvLat = hv.map((r) => Number(r.at) - sentAt.get(r.order_id)!).filter((x) => Number.isFinite(x));
@@ -439,6 +490,9 @@ async function main(): Promise<void> {
           suspicious: { n: susLat.length, p50: pct(susLat, 50), p99: pct(susLat, 99), max: susLat.reduce((a, b) => Math.max(a, b), -Infinity) },
           msPerBatchByStage: stages,
           maxRssMb: Math.max(...runs.map((r) => Math.max(...r.rss.map((x) => x.mb)))),
+          ...(lookupMs
+            ? { decisions: { n: lookupMs.length, p50: pct(lookupMs, 50), p99: pct(lookupMs, 99), max: lookupMs.reduce((a, b) => Math.max(a, b), -Infinity) } }
+            : {}),
         });
         await dropTopic(topic);
       }
@@ -498,6 +552,12 @@ async function main(): Promise<void> {
         (r) =>
           `${String(r.rate).padStart(6)}   ${ms([r.highValue.p50, r.highValue.p95, r.highValue.p99, r.highValue.max]).padEnd(30)}   ${ms([r.suspicious.p50, r.suspicious.p99, r.suspicious.max]).padEnd(28)}   ${String(r.msPerBatchByStage.avgBatchOrders).padStart(11)}  ${r.maxRssMb}`,
       ),
+      ...latency
+        .filter((r) => r.decisions)
+        .map(
+          (r) =>
+            `decision lookups at ${DECISION_RATE.toLocaleString('en-US')}/s during ${r.rate.toLocaleString('en-US')} orders/s: ${r.decisions!.n.toLocaleString('en-US')} answers, ms p50 / p99 / max ${[r.decisions!.p50, r.decisions!.p99, r.decisions!.max].map((x) => x.toFixed(2)).join(' / ')}`,
+        ),
       `cpu (% of one core, all processes): idle ${cpu.idlePercent}, at 15 orders/s ${cpu.at15PerSecondPercent}`,
       `  at 15 orders/s, ms per batch: ${Object.entries(cpu.msPerBatchByStage)
         .map(([k, v]) => `${k} ${v}`)

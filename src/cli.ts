@@ -12,6 +12,7 @@ import { demoCommand } from './commands/demo.js';
 import { generateCommand } from './commands/generate.js';
 import { migrateCommand } from './commands/migrate.js';
 import { rulesCommand } from './commands/rules.js';
+import { listsCommand } from './commands/lists.js';
 import { runCommand } from './commands/run.js';
 
 async function main(): Promise<void> {
@@ -20,6 +21,7 @@ async function main(): Promise<void> {
     .usage('$0 <command> [options]\n\nReal-time fraud detection: Kafka orders -> SQL rules on DuckDB -> PostgreSQL.')
     .command(runCommand)
     .command(migrateCommand)
+    .command(listsCommand)
     .command(demoCommand)
     .command(generateCommand)
     .command(backtestCommand)

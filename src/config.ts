@@ -45,6 +45,7 @@ export interface Config {
   topicPartitions: number;
   topicReplicationFactor: number;
   alertsTopic: string;
+  decisionHoldMs: number;
   alertWebhook: string[];
   alertWebhookSecret: string;
   alertWebhookTimeoutMs: number;
@@ -235,6 +236,15 @@ export const SETTINGS: readonly Setting[] = [
     default: 'fraud.alerts',
     optional: true,
     describe: 'Kafka topic every alert is published to (created if missing); empty: none',
+  },
+  {
+    key: 'decisionHoldMs',
+    env: 'FRAUD_SQL_DECISION_HOLD_MS',
+    kind: 'int',
+    default: 600_000,
+    min: 0,
+    max: 604_800_000,
+    describe: 'how long (event time) /v1/decisions reports a single-order detection (a high-value or blocked order); a burst is reported until it ends',
   },
   {
     key: 'alertWebhook',

@@ -47,7 +47,7 @@ const HIGH_VALUE_LINES = 10;
  */
 const UNSAFE = /[\\\p{Cc}\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
 
-function safe(v: unknown): string {
+export function safe(v: unknown): string {
   return String(v).replace(UNSAFE, (c) => (c === '\\' ? '\\\\' : `\\u{${c.codePointAt(0)!.toString(16)}}`));
 }
 

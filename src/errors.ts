@@ -20,7 +20,9 @@ export type ErrorCode =
   | 'PORT_IN_USE'
   | 'INPUT_INVALID'
   | 'TABLE_CHANGE_REFUSED'
-  | 'TABLE_UNKNOWN';
+  | 'TABLE_UNKNOWN'
+  | 'LIST_INVALID'
+  | 'LIST_ENTRY_UNKNOWN';
 
 export class FraudSqlError extends Error {
   readonly code: ErrorCode;

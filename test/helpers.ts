@@ -227,7 +227,7 @@ class Dataset {
   }
 }
 
-const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+export const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 
 export interface RunProcess {
   child: ChildProcess;

@@ -6,7 +6,9 @@
  */
 import t from 'tap';
 import { cpSync, writeFileSync } from 'node:fs';
-import { scenario, type TestMessage } from './helpers.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { CLI, PG_URL, scenario, type TestMessage } from './helpers.js';
 import { ORDER_DEFAULTS } from '../src/commands/fixtures.js';
 
 let seq = 0;
@@ -62,4 +64,45 @@ t.test('lists: allow, block, edit at the next batch, a broken edit keeps the pre
     after.some((b) => b.ip_address === '10.5.5.5'),
     'the IP only the broken version names is not',
   );
+});
+
+t.test('lists add and remove while running: applied at the next batch; bad input refused', async (t) => {
+  const dir = t.testdir();
+  cpSync(new URL('../queries', import.meta.url).pathname, dir, { recursive: true });
+  const s = await scenario(t, { partitions: 2 });
+  const app = await s.startApp({ queriesDir: dir });
+  const reloaded = () => new Promise<{ ok: boolean }>((r) => app.engine.events.once('rules:reloaded', r));
+  const lists = (...args: string[]) =>
+    promisify(execFile)('node', [CLI, 'lists', ...args], {
+      env: { ...process.env, FRAUD_SQL_DATABASE_URL: PG_URL, FRAUD_SQL_PG_SCHEMA: s.schema, FRAUD_SQL_QUERIES: dir },
+    });
+  const start = Date.now() - 60_000;
+  const blocked = async () => (await s.pool.query('SELECT order_id, ip_address FROM blocked_activity ORDER BY order_id')).rows;
+
+  let edit = reloaded();
+  const added = await lists('add', 'block_ips', '10.4.4.4', '--reason', 'card fraud ring');
+  t.match(added.stdout, /^added: block_ips 10\.4\.4\.4/);
+  t.equal((await edit).ok, true, 'the running process applied the entry');
+  await s.produce([order('10.4.4.4', start), order('10.3.3.3', start + 500)]);
+  await s.drained(app);
+  t.same(await blocked(), [{ order_id: `L${seq - 1}`, ip_address: '10.4.4.4' }], 'the address added at run time is blocked from its next order');
+  t.match((await lists('show', 'block_ips')).stdout, /10\.4\.4\.4 {2}card fraud ring {2}\[lists add\]/);
+
+  edit = reloaded();
+  t.match((await lists('remove', 'block_ips', '10.4.4.4')).stdout, /^removed: block_ips 10\.4\.4\.4/);
+  t.equal((await edit).ok, true, 'the removal is applied');
+  await s.produce([order('10.4.4.4', start + 1_000)]);
+  await s.drained(app);
+  t.equal((await blocked()).length, 1, 'its next order is no longer blocked');
+
+  // Refused with one line that says what is wrong; nothing written.
+  const refusal = (run: Promise<unknown>) =>
+    run.then(
+      () => 'exited 0',
+      (err: { stderr: string }) => err.stderr,
+    );
+  t.match(await refusal(lists('add', 'block_ipz', '10.4.4.4')), /no list "block_ipz" in .*lists \(lists: allow_ips, block_ips, block_users\)/);
+  t.match(await refusal(lists('add', 'block_ips', '10.4.4.400')), /block_ips: "10\.4\.4\.400" is not an IPv4 or IPv6 address/);
+  t.match(await refusal(lists('remove', 'block_ips', '10.4.4.4')), /was not added with lists add/);
+  t.same((await s.pool.query('SELECT * FROM list_entries')).rows, [], 'no entry left behind');
 });

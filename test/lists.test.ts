@@ -1,7 +1,7 @@
 /** Allow and block lists (src/rules/lists.ts): parsing, problems at their line, and the tables rules read. */
 import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { installLists, loadLists, parseList } from '../src/rules/lists.js';
+import { installLists, loadLists, parseList, withEntries, type List } from '../src/rules/lists.js';
 import { DuckState } from '../src/state/duckdb.js';
 
 const problems = (file: string, text: string) => {
@@ -55,4 +55,24 @@ t.test('the lists of a rules directory become tables any rule can read; a broken
   await installLists(state, [{ ...lists[0]!, rows: [] }]);
   t.same((await state.query('SELECT count(*) FROM allow_ips')).columns, [['0']], 'loaded again, a list is replaced, not added to');
   t.same(loadLists(`${dir}/none`), { lists: [], diagnostics: [] }, 'no lists folder: no lists');
+});
+
+t.test('entries added at run time join their file list: value in the first column, reason where there is one', async (t) => {
+  const allow: List = { name: 'allow_ips', file: 'allow_ips.csv', columns: ['ip_address', 'reason'], rows: [['10.0.0.1', 'office']] };
+  const bare: List = { name: 'block_users', file: 'block_users.csv', columns: ['user_id', 'note', 'since'], rows: [] };
+  const merged = withEntries(
+    [allow, bare],
+    [
+      { list: 'allow_ips', value: '10.0.0.2', reason: 'new office' },
+      { list: 'block_users', value: 'U1', reason: 'chargebacks' },
+      { list: 'no_such_list', value: 'x', reason: '' },
+    ],
+  );
+  t.same(merged[0]!.rows, [
+    ['10.0.0.1', 'office'],
+    ['10.0.0.2', 'new office'],
+  ]);
+  t.same(merged[1]!.rows, [['U1', '', '']], 'a list without a reason column keeps only the value');
+  t.equal(merged.length, 2, 'an entry of a list without a file adds no list');
+  t.same(allow.rows, [['10.0.0.1', 'office']], 'the file list itself is not changed');
 });

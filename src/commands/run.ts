@@ -19,6 +19,10 @@ import { RuleSet, type RuleSelection } from '../rules/index.js';
 import type { PgSink } from '../sink/postgres.js';
 import { KafkaSource, openProducer } from '../source/kafka.js';
 import { AlertPublisher } from '../alerts/publisher.js';
+import { DecisionIndex } from '../alerts/decisions.js';
+import { mountDecisions } from '../http/decisions.js';
+import { LISTS_CHANNEL, readListEntries } from '../sink/list-entries.js';
+import type { RuleResult } from '../types.js';
 import { DuckState } from '../state/duckdb.js';
 import { Lifecycle } from '../lifecycle.js';
 import { failpoint } from '../failpoint.js';
@@ -146,13 +150,19 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       onRetry: () => metrics.retries.inc({ dependency: 'kafka' }),
     };
 
+    // Migrates first; then holds what is not a pipeline's: the run-time list entries
+    // and their notifications, and the alert publisher's claims.
+    const control = await openSink(config, logger, { signal, onRetry: () => metrics.retries.inc({ dependency: 'postgres' }) });
+    life.defer(() => control.close());
+    let listEntries = await readListEntries(control);
+
     const pipelines: RunningPipeline[] = [];
     const running = () => new Map(pipelines.flatMap((p, i) => p.rules.prepared().map((r): [string, number] => [r.rule.name, i])));
     for (const [i, p] of plan.pipelines.entries()) {
       // The per-order lane's queries read one batch: a second DuckDB thread only adds memory.
       const state = await DuckState.open(':memory:', { threads: p.perOrder ? 1 : 2 });
       life.defer(() => state.close());
-      const rules = await RuleSet.load(state, config.queriesDir, overrides, selectionFor(i, shape, reloadOpts, running));
+      const rules = await RuleSet.load(state, config.queriesDir, overrides, selectionFor(i, shape, reloadOpts, running), () => listEntries);
       logger.info(`loaded ${rules.prepared().length} rules from ${config.queriesDir} for ${p.topic}`, {
         rules: rules
           .prepared()
@@ -271,7 +281,25 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       }
       for (const p of pipelines) p.engine.events.safeEmit('rules:reloaded', { ok, problems });
     };
-    life.defer(watchDirectory(config.queriesDir, () => void reload().catch((err) => logger.error(`rule reload failed: ${(err as Error).message}`))));
+    // One reload at a time, in the order asked: a file edit and list changes in quick
+    // succession apply in turn, the last read winning.
+    let reloads = Promise.resolve();
+    const inTurn = (what: string, fn: () => Promise<void>) => {
+      reloads = reloads.then(fn).catch((err) => logger.error(`${what} failed: ${(err as Error).message}`));
+    };
+    life.defer(watchDirectory(config.queriesDir, () => inTurn('rule reload', reload)));
+    // `fraud-sql lists add|remove`: applied as a list file edit is. Entries read while
+    // a rule edit is broken apply with the next reload that succeeds.
+    life.defer(
+      control.listen(LISTS_CHANNEL, () =>
+        inTurn('list entries reload', async () => {
+          const entries = await readListEntries(control);
+          if (JSON.stringify(entries) === JSON.stringify(listEntries)) return;
+          listEntries = entries;
+          await reload();
+        }),
+      ),
+    );
     let lastBatch: { size: number; latencyMs: number; at: string } | null = null;
     for (const p of pipelines) {
       p.engine.events.on('batch:end', (b) => {
@@ -371,11 +399,18 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       },
     });
     mountDashboard(http, new ResultsDashboard(first.sink, { prepared: () => pipelines.flatMap((p) => p.rules.prepared()) }));
+    const decisions = new DecisionIndex(
+      () => first.rules.lists(),
+      config.decisionHoldMs * 1000,
+      () => Math.min(...pipelines.flatMap((p) => [...p.engine.effectiveWatermarks().values()])),
+    );
+    for (const p of pipelines) p.engine.events.on('batch:end', (b) => feedDecisions(decisions, p.rules, b.results));
+    mountDecisions(http, decisions);
     const url = await listen(http, config.httpHost, config.httpPort);
     life.defer(() => http.close());
     logger.info(`metrics and health on ${url}`);
 
-    const publisher = await startPublisher(config, logger, kafka, first.sink, metrics);
+    const publisher = await startPublisher(config, logger, kafka, control, metrics);
     life.defer(() => publisher.stop());
     for (const p of pipelines) p.engine.events.on('batch:end', (b) => b.alerts > 0 && publisher.nudge());
 
@@ -397,6 +432,16 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
   } catch (err) {
     await life.release();
     throw err;
+  }
+}
+
+/** The detecting rules' (those that alert) rows of a committed batch into the decision index. */
+function feedDecisions(index: DecisionIndex, rules: RuleSet, results: readonly RuleResult[]): void {
+  for (const r of results) {
+    if (r.rowCount === 0) continue;
+    const rule = rules.prepared().find((p) => p.rule.name === r.rule)?.rule;
+    if (!rule?.alert) continue;
+    index.feed({ rule: r.rule, severity: rule.alert.severity, activeMicros: rule.stateMicros, names: r.names, columns: r.columns, rowCount: r.rowCount });
   }
 }
 

@@ -4,7 +4,7 @@ import { DuckState } from '../state/duckdb.js';
 import type { Columns, Diagnostic, RulesPort } from '../engine/ports.js';
 import { formatDiagnostic, loadRules, type ParamOverrides, type Rule } from './loader.js';
 import { TableChangeRefused, type ResultTable } from '../sink/tables.js';
-import { installLists, loadLists, type List } from './lists.js';
+import { installLists, loadLists, withEntries, type List, type ListEntry } from './lists.js';
 import { finalizeMirrors, prepareRules, rebuildMirrors, restoreMirror, runRules, trimMirrors, type PreparedRule } from './runner.js';
 
 /**
@@ -26,15 +26,25 @@ export class RuleSet implements RulesPort {
     private readonly state: DuckState,
     private current: PreparedRule[],
     private readonly select: RuleSelection,
+    /** The lists installed with the current rules. */
+    private currentLists: List[],
+    /** The list entries added at run time (PostgreSQL), on top of the list files. */
+    private readonly listEntries: () => readonly ListEntry[],
   ) {}
 
   /** Loads and checks every rule (or those `select` picks); any problem fails with all diagnostics listed. */
-  static async load(state: DuckState, dir: string, overrides?: ParamOverrides, select: RuleSelection = everyRule): Promise<RuleSet> {
-    const diagnostics = await checkRules(state, dir, overrides, select);
+  static async load(
+    state: DuckState,
+    dir: string,
+    overrides?: ParamOverrides,
+    select: RuleSelection = everyRule,
+    listEntries: () => readonly ListEntry[] = () => [],
+  ): Promise<RuleSet> {
+    const diagnostics = await checkRules(state, dir, overrides, select, listEntries());
     if (diagnostics.problems.length > 0) {
       throw new FraudSqlError('RULES_INVALID', `invalid rules in ${dir}:\n  ${diagnostics.problems.map(formatDiagnostic).join('\n  ')}`);
     }
-    return new RuleSet(state, diagnostics.prepared, select);
+    return new RuleSet(state, diagnostics.prepared, select, diagnostics.lists, listEntries);
   }
 
   /**
@@ -54,7 +64,7 @@ export class RuleSet implements RulesPort {
     const scratch = await DuckState.open(':memory:', { threads: 1 });
     let check: Awaited<ReturnType<typeof checkRules>>;
     try {
-      check = await checkRules(scratch, dir, overrides, this.select);
+      check = await checkRules(scratch, dir, overrides, this.select, this.listEntries());
     } finally {
       scratch.close();
     }
@@ -85,6 +95,7 @@ export class RuleSet implements RulesPort {
       await rebuildMirrors(this.state, prepared, rebuild);
     }
     this.current = prepared;
+    this.currentLists = check.lists;
     const after = new Map(rules.map((r) => [r.name, r.version]));
     return {
       ok: true,
@@ -97,6 +108,11 @@ export class RuleSet implements RulesPort {
 
   prepared(): readonly PreparedRule[] {
     return this.current;
+  }
+
+  /** The allow and block lists in force. */
+  lists(): readonly List[] {
+    return this.currentLists;
   }
 
   /** The result tables of the current rules, one per target. */
@@ -127,14 +143,16 @@ export async function checkRules(
   dir: string,
   overrides?: ParamOverrides,
   select: RuleSelection = everyRule,
+  entries: readonly ListEntry[] = [],
 ): Promise<{ prepared: PreparedRule[]; lists: List[]; problems: Diagnostic[] }> {
   const loaded = loadRules(dir, overrides);
   const picked = select(loaded.rules);
   // Before the rules: they are checked against the lists' tables.
   const lists = loadLists(dir);
-  await installLists(state, lists.lists);
+  const merged = withEntries(lists.lists, entries);
+  await installLists(state, merged);
   const { prepared, diagnostics } = await prepareRules(state, picked.rules);
-  return { prepared, lists: lists.lists, problems: [...lists.diagnostics, ...loaded.diagnostics, ...picked.problems, ...diagnostics] };
+  return { prepared, lists: merged, problems: [...lists.diagnostics, ...loaded.diagnostics, ...picked.problems, ...diagnostics] };
 }
 
 /** One table per target (prepareRules has checked that rules sharing a target agree on it). */

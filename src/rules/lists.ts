@@ -118,6 +118,28 @@ function csvRecords(text: string): { rows: { line: number; fields: string[] }[] 
   return { rows };
 }
 
+/** An entry operators added at run time (`fraud-sql lists add`), kept in PostgreSQL. */
+export interface ListEntry {
+  list: string;
+  value: string;
+  reason: string;
+}
+
+/**
+ * The file lists with the run-time entries added: the value in the list's first
+ * column, the reason in its `reason` column when it has one. An entry of a list
+ * that has no file is left out (the command that adds one refuses such a list).
+ */
+export function withEntries(lists: readonly List[], entries: readonly ListEntry[]): List[] {
+  return lists.map((l) => {
+    const mine = entries.filter((e) => e.list === l.name);
+    if (mine.length === 0) return l;
+    const reason = l.columns.indexOf('reason');
+    const rows = mine.map((e) => l.columns.map((_, i) => (i === 0 ? e.value : i === reason ? e.reason : '')));
+    return { ...l, rows: [...l.rows, ...rows] };
+  });
+}
+
 /** (Re)creates each list's table in `state`, all columns VARCHAR, with its entries. */
 export async function installLists(state: DuckState, lists: readonly List[]): Promise<void> {
   for (const l of lists) {

@@ -364,6 +364,63 @@ export class PgSink implements SinkPort {
     return { names: r.fields.map((f) => f.name), types, columns, rowCount: r.rows.length };
   }
 
+  /**
+   * Calls `onChange` for each NOTIFY on `channel` whose payload is this sink's
+   * schema, and once after every (re)connection, as changes may have been missed
+   * meanwhile. Holds one connection; a lost one is replaced. Returns the stopper.
+   */
+  listen(channel: string, onChange: () => void): () => Promise<void> {
+    let client: pg.PoolClient | null = null;
+    let stopped = false;
+    let retry: NodeJS.Timeout | null = null;
+    const onNotification = (m: pg.Notification) => m.channel === channel && m.payload === this.opts.schema && onChange();
+    /** Gives the connection back, once (its error and a failed LISTEN may both ask), and forgets it. */
+    const release = (c: pg.PoolClient, broken: boolean) => {
+      if (client !== c) return;
+      client = null;
+      c.off('notification', onNotification);
+      c.release(broken);
+    };
+    const connect = async () => {
+      retry = null;
+      let c: pg.PoolClient | null = null;
+      try {
+        c = await this.pool.connect();
+        if (stopped) {
+          c.release();
+          return;
+        }
+        client = c;
+        const mine = c;
+        c.on('notification', onNotification);
+        c.on('error', (err) => {
+          this.opts.logger.warn(`listening for ${channel} lost its connection; reconnecting`, { error: err.message });
+          release(mine, true);
+          again();
+        });
+        await c.query(`LISTEN ${quote(channel)}`);
+        onChange();
+      } catch (err) {
+        this.opts.logger.warn(`cannot listen for ${channel} (${(err as Error).message}); retrying`);
+        if (c) release(c, true);
+        again();
+      }
+    };
+    const again = () => {
+      if (!stopped && !retry) retry = setTimeout(() => void connect(), 2_000);
+    };
+    void connect();
+    return async () => {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      const c = client;
+      if (c) {
+        await c.query(`UNLISTEN ${quote(channel)}`).catch(() => {});
+        release(c, false);
+      }
+    };
+  }
+
   /** For readiness: true when a trivial query succeeds within the timeout. */
   async ping(): Promise<boolean> {
     try {

@@ -184,4 +184,19 @@ CREATE TABLE alert_dead_letters (
 );
 `,
   },
+  {
+    version: 3,
+    name: 'list entries added at run time',
+    // `fraud-sql lists add`: entries on top of queries/lists/*.csv, applied by every
+    // running process at its next batch (NOTIFY fraud_sql_lists).
+    sql: `
+CREATE TABLE list_entries (
+  list     text        NOT NULL,
+  value    text        NOT NULL,
+  reason   text        NOT NULL DEFAULT '',
+  added_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (list, value)
+);
+`,
+  },
 ];

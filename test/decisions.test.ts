@@ -1,0 +1,107 @@
+/** The decision index and its route: active detections and lists per key, from memory. */
+import t from 'tap';
+import Fastify from 'fastify';
+import { DecisionIndex, type DetectionRows } from '../src/alerts/decisions.js';
+import { mountDecisions } from '../src/http/decisions.js';
+import type { List } from '../src/rules/lists.js';
+
+const MIN = 60_000_000;
+const EPOCH = Date.UTC(2026, 0, 1);
+const at = (s: number) => new Date(EPOCH + s * 1000).toISOString();
+/** The engines' watermark, moved by each test. */
+let watermark = 0;
+const clock = () => (EPOCH + watermark * 1000) * 1000;
+
+const burst = (ip: string, from: number, to: number, count: number): DetectionRows => ({
+  rule: 'suspicious_ips',
+  severity: 'high',
+  activeMicros: MIN,
+  names: ['source_partition', 'ip_address', 'window_start', 'window_end', 'order_count'],
+  columns: [[0], [ip], [at(from)], [at(to)], [String(count)]],
+  rowCount: 1,
+});
+
+const highValue = (ip: string, user: string, s: number): DetectionRows => ({
+  rule: 'high_value_orders',
+  severity: 'medium',
+  activeMicros: 0,
+  names: ['source_partition', 'order_time', 'order_id', 'ip_address', 'user_id'],
+  columns: [[0], [at(s)], [`O${s}`], [ip], [user]],
+  rowCount: 1,
+});
+
+const lists: List[] = [
+  { name: 'allow_ips', file: 'allow_ips.csv', columns: ['ip_address', 'reason'], rows: [['10.0.0.9', 'office NAT']] },
+  { name: 'block_users', file: 'block_users.csv', columns: ['user_id', 'reason'], rows: [['U-BAD', 'chargebacks']] },
+];
+
+t.test('a burst is reported while it can still grow, with its start and count; then no more', async (t) => {
+  watermark = 0;
+  const index = new DecisionIndex(() => lists, 10 * MIN, clock);
+  index.feed(burst('10.0.0.1', 0, 20, 12));
+  t.same(index.lookup({ ip_address: '10.0.0.1' }), {
+    verdict: 'review',
+    keys: {
+      ip_address: {
+        value: '10.0.0.1',
+        detections: [{ rule: 'suspicious_ips', severity: 'high', since: at(0), last: at(20), count: 12 }],
+        lists: [],
+      },
+    },
+  });
+  index.feed(burst('10.0.0.1', 0, 50, 30));
+  t.equal(index.lookup({ ip_address: '10.0.0.1' }).keys.ip_address!.detections[0]!.count, 30, 'the burst grew: one detection, updated');
+  watermark = 50 + 60;
+  t.equal(index.lookup({ ip_address: '10.0.0.1' }).verdict, 'review', 'a window after its last order, it could still grow');
+  // The watermark moves on past the burst's last order plus its window.
+  watermark = 50 + 61;
+  t.same(index.lookup({ ip_address: '10.0.0.1' }).keys.ip_address!.detections, [], 'ended: no longer reported');
+  t.equal(index.lookup({ ip_address: '10.0.0.1' }).verdict, 'none');
+});
+
+t.test('single-order detections are held for the hold time; keys are independent', async (t) => {
+  watermark = 0;
+  const index = new DecisionIndex(() => [], 10 * MIN, clock);
+  index.feed(highValue('10.0.0.3', 'U3', 0));
+  t.equal(index.lookup({ user_id: 'U3' }).keys.user_id!.detections.length, 1, 'found by user');
+  t.equal(index.lookup({ ip_address: '10.0.0.3' }).keys.ip_address!.detections.length, 1, 'and by IP');
+  t.equal(index.lookup({ ip_address: '10.0.0.4' }).verdict, 'none', 'another IP has nothing');
+  watermark = 10 * 60 + 1;
+  t.equal(index.lookup({ user_id: 'U3' }).keys.user_id!.detections.length, 0, 'gone after the hold time');
+});
+
+t.test('lists: block wins over allow, allow over a detection', async (t) => {
+  watermark = 0;
+  const index = new DecisionIndex(() => lists, 10 * MIN, clock);
+  index.feed(highValue('10.0.0.9', 'U9', 0));
+  t.same(index.lookup({ ip_address: '10.0.0.9' }).keys.ip_address!.lists, ['allow_ips']);
+  t.equal(index.lookup({ ip_address: '10.0.0.9' }).verdict, 'allow');
+  t.equal(index.lookup({ ip_address: '10.0.0.9', user_id: 'U-BAD' }).verdict, 'block');
+  t.same(index.lookup({ user_id: 'U-BAD' }).keys.user_id!.lists, ['block_users']);
+});
+
+t.test('the route: keys from the query string, a clear 400 otherwise, values echoed as JSON data', async (t) => {
+  watermark = 0;
+  const index = new DecisionIndex(() => lists, 10 * MIN, clock);
+  const hostile = `<script>"'; DROP TABLE orders; --\u0007`;
+  index.feed(burst(hostile, 0, 20, 12));
+  const app = Fastify();
+  mountDecisions(app, index);
+  t.teardown(() => app.close());
+  const ok = await app.inject({ url: `/v1/decisions?ip_address=${encodeURIComponent(hostile)}&user_id=U1` });
+  t.equal(ok.statusCode, 200);
+  t.match(ok.headers['content-type'], /application\/json/);
+  t.equal(ok.json().keys.ip_address.value, hostile, 'the value comes back as data');
+  t.equal(ok.json().verdict, 'review');
+  t.equal(ok.headers['x-content-type-options'], 'nosniff', 'a browser never reads the echoed value as markup');
+  for (const [url, message] of [
+    ['/v1/decisions', /nothing asked/],
+    ['/v1/decisions?ip=1.2.3.4', /unknown parameter "ip"/],
+    ['/v1/decisions?ip_address=a&ip_address=b', /more than once/],
+    [`/v1/decisions?user_id=${'x'.repeat(101)}`, /1 to 100 characters/],
+  ] as const) {
+    const r = await app.inject({ url });
+    t.equal(r.statusCode, 400, url);
+    t.match(r.json().error, message);
+  }
+});
