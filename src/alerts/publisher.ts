@@ -11,6 +11,7 @@ import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import { truncate } from '../time.js';
+import { sleep } from '../retry.js';
 
 export interface PublisherOptions {
   /** A transaction on the sink's database (PgSink.transaction). */
@@ -18,6 +19,8 @@ export interface PublisherOptions {
   /** Connected, idempotent; null: alerts go to webhooks only. */
   producer: Producer | null;
   topic: string;
+  /** Whether webhooks are configured. */
+  webhooks: boolean;
   /** HMAC-SHA256 key of the X-Fraud-SQL-Signature header. */
   webhookSecret: string;
   webhookTimeoutMs: number;
@@ -40,6 +43,8 @@ const CLAIM = 500;
  */
 const KEEP_DAYS = 7;
 const PRUNE_EVERY_MS = 3_600_000;
+/** How long a nudge waits for more batches' alerts before a pass. */
+const COALESCE_MS = 20;
 /** Webhook requests in flight at once. */
 const PARALLEL_DELIVERIES = 8;
 
@@ -59,23 +64,33 @@ export class AlertPublisher {
   private again = false;
   private stopped = false;
   private failing = false;
+  /** The next pass is the poll's (see pass). */
+  private polled = false;
   private prunedAt = 0;
 
   constructor(private readonly opts: PublisherOptions) {}
 
   start(): void {
-    this.timer = setInterval(() => this.nudge(), this.opts.pollMs);
+    this.timer = setInterval(() => {
+      this.polled = true;
+      this.nudge();
+    }, this.opts.pollMs);
+    this.polled = true;
     this.nudge();
   }
 
-  /** Publishes soon (after a batch committed alerts); passes never overlap. */
+  /**
+   * Publishes soon (after a batch committed alerts): the batches committed in the
+   * next few milliseconds go in the same pass. Passes never overlap.
+   */
   nudge(): void {
     if (this.stopped) return;
     if (this.running) {
       this.again = true;
       return;
     }
-    this.running = this.pass()
+    this.running = sleep(COALESCE_MS)
+      .then(() => this.pass())
       .then(
         () => {
           if (this.failing) this.opts.logger.info('publishing alerts again');
@@ -104,6 +119,10 @@ export class AlertPublisher {
   }
 
   private async pass(): Promise<void> {
+    // Deliveries exist only with webhooks: without any configured, those of an earlier
+    // configuration are retried on the poll, not after every batch.
+    const webhooks = this.opts.webhooks || this.polled;
+    this.polled = false;
     if (this.opts.producer) while ((await this.publishKafka()) === CLAIM && !this.stopped);
     // Without a topic there is nothing to publish to: they count as published, so
     // that setting one later does not send the old ones.
@@ -112,7 +131,7 @@ export class AlertPublisher {
       await this.prune();
       this.prunedAt = Date.now();
     }
-    while ((await this.deliverWebhooks()) === PARALLEL_DELIVERIES && !this.stopped);
+    if (webhooks) while ((await this.deliverWebhooks()) === PARALLEL_DELIVERIES && !this.stopped);
   }
 
   /** Forgets alerts published and delivered more than KEEP_DAYS ago (dead letters stay). */

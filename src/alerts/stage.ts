@@ -30,13 +30,17 @@ export class AlertStage {
       if (fresh.length === 0) continue;
       const none = { orderIds: [], orderCount: 0 };
       const traced = fresh.filter((c) => c.evidenceValue !== null);
-      const found = spec.evidenceField
-        ? await this.state.evidence(
-            spec.evidenceField,
-            traced.map((c) => ({ value: c.evidenceValue!, from: c.windowStart, to: c.windowEnd })),
-            spec.evidenceMax,
-          )
-        : [];
+      // A detection keyed by the order itself (a high-value order) is its own evidence: no query.
+      const found =
+        spec.evidenceField === 'order_id'
+          ? traced.map((c) => ({ orderIds: [c.evidenceValue!], orderCount: 1 }))
+          : spec.evidenceField
+            ? await this.state.evidence(
+                spec.evidenceField,
+                traced.map((c) => ({ value: c.evidenceValue!, from: c.windowStart, to: c.windowEnd })),
+                spec.evidenceMax,
+              )
+            : [];
       const evidence = fresh.map((c) => {
         const i = traced.indexOf(c);
         return i < 0 ? none : found[i]!;

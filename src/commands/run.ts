@@ -467,6 +467,7 @@ async function startPublisher(
     transaction: (fn) => sink.transaction(fn),
     producer,
     topic: config.alertsTopic,
+    webhooks: config.alertWebhook.length > 0,
     webhookSecret: config.alertWebhookSecret,
     webhookTimeoutMs: config.alertWebhookTimeoutMs,
     webhookMaxAttempts: config.alertWebhookMaxAttempts,

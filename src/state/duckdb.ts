@@ -193,10 +193,19 @@ export class DuckState {
     // Row results hold timestamps as ISO-8601 UTC ("...Z"); orders.event_time is UTC without a zone.
     const ts = (iso: string | null) => (iso === null ? 'NULL::TIMESTAMP' : `${sqlString(iso.replace(/Z$/, ''))}::TIMESTAMP`);
     const rows = requests.map((r, i) => `(${i}, ${sqlString(r.value)}, ${ts(r.from)}, ${ts(r.to)})`);
+    // The same bounds as literals too, so that DuckDB skips the row groups outside them.
+    const froms = requests.map((r) => r.from);
+    const tos = requests.map((r) => r.to);
+    const bounds = [
+      `o.${quote(field)} IN (${[...new Set(requests.map((r) => sqlString(r.value)))].join(', ')})`,
+      ...(froms.includes(null) ? [] : [`o.event_time >= ${ts(froms.reduce((a, b) => (a! < b! ? a : b)))}`]),
+      ...(tos.includes(null) ? [] : [`o.event_time <= ${ts(tos.reduce((a, b) => (a! > b! ? a : b)))}`]),
+    ];
     const r = await this.query(`
       SELECT q.i, o.order_id, count(*) OVER (PARTITION BY q.i) AS n
       FROM (VALUES ${rows.join(', ')}) AS q(i, v, t0, t1)
-      JOIN orders o ON o.${quote(field)} = q.v AND (q.t0 IS NULL OR o.event_time >= q.t0) AND (q.t1 IS NULL OR o.event_time <= q.t1)
+      JOIN (SELECT * FROM orders o WHERE ${bounds.join(' AND ')}) o
+        ON o.${quote(field)} = q.v AND (q.t0 IS NULL OR o.event_time >= q.t0) AND (q.t1 IS NULL OR o.event_time <= q.t1)
       QUALIFY row_number() OVER (PARTITION BY q.i ORDER BY o.event_time, o.order_id) <= ${Math.max(0, Math.floor(limit))}
       ORDER BY q.i, o.event_time, o.order_id`);
     for (let j = 0; j < r.rowCount; j++) {
