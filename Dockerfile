@@ -16,6 +16,6 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY queries ./queries
 USER node
-EXPOSE 8787
+EXPOSE 8787 8788
 ENTRYPOINT ["node", "dist/cli.js"]
 CMD ["run"]

@@ -250,6 +250,7 @@ function startRun(topic: string, schema: string, setup: Setup): Run {
       FRAUD_SQL_DATABASE_URL: PG_URL,
       FRAUD_SQL_PG_SCHEMA: schema,
       FRAUD_SQL_HTTP_PORT: '0',
+      FRAUD_SQL_DECISIONS_PORT: '0',
       FRAUD_SQL_LOG_LEVEL: 'info',
       FRAUD_SQL_INPUT_KEYED_BY: setup.direct ? 'ip_address' : '',
     },

@@ -46,6 +46,7 @@ export interface Config {
   topicReplicationFactor: number;
   alertsTopic: string;
   decisionHoldMs: number;
+  decisionsPort: number;
   alertWebhook: string[];
   alertWebhookSecret: string;
   alertWebhookTimeoutMs: number;
@@ -236,6 +237,15 @@ export const SETTINGS: readonly Setting[] = [
     default: 'fraud.alerts',
     optional: true,
     describe: 'Kafka topic every alert is published to (created if missing); empty: none',
+  },
+  {
+    key: 'decisionsPort',
+    env: 'FRAUD_SQL_DECISIONS_PORT',
+    kind: 'int',
+    default: 8788,
+    min: 0,
+    max: 65_535,
+    describe: 'port of the decision lookup, GET /v1/decisions (on --http-host, served by a thread of its own); 0: any free one',
   },
   {
     key: 'decisionHoldMs',

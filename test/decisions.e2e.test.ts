@@ -23,7 +23,7 @@ t.test('decisions: the bot while its burst is active, never the allow-listed IP,
   const s = await scenario(t, { partitions: 2 });
   const app = await s.startApp({ queriesDir: dir });
   const ask = async (query: string) => {
-    const r = await fetch(`${app.url}/v1/decisions?${query}`);
+    const r = await fetch(`${app.decisionsUrl}/v1/decisions?${query}`);
     t.equal(r.status, 200, query);
     return r.json();
   };

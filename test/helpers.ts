@@ -108,6 +108,7 @@ function testConfig(topic: string, schema: string, extra: Partial<Config> = {}):
       databaseUrl: PG_URL,
       pgSchema: schema,
       httpPort: 0,
+      decisionsPort: 0,
       ...extra,
     },
   );
@@ -247,6 +248,7 @@ function spawnRun(teardown: Teardown, topic: string, schema: string, env: Record
       FRAUD_SQL_DATABASE_URL: PG_URL,
       FRAUD_SQL_PG_SCHEMA: schema,
       FRAUD_SQL_HTTP_PORT: '0',
+      FRAUD_SQL_DECISIONS_PORT: '0',
       // The broker's minimum: a killed instance's partitions move on sooner.
       FRAUD_SQL_KAFKA_SESSION_TIMEOUT_MS: '6000',
       FRAUD_SQL_LOG_LEVEL: process.env.TEST_LOG ? 'debug' : 'info',

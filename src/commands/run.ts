@@ -19,8 +19,7 @@ import { RuleSet, type RuleSelection } from '../rules/index.js';
 import type { PgSink } from '../sink/postgres.js';
 import { KafkaSource, openProducer } from '../source/kafka.js';
 import { AlertPublisher } from '../alerts/publisher.js';
-import { DecisionIndex } from '../alerts/decisions.js';
-import { mountDecisions } from '../http/decisions.js';
+import { DecisionServer } from '../http/decisions-server.js';
 import { LISTS_CHANNEL, readListEntries } from '../sink/list-entries.js';
 import type { RuleResult } from '../types.js';
 import { DuckState } from '../state/duckdb.js';
@@ -59,6 +58,8 @@ export interface RunningApp {
   http: FastifyInstance;
   /** The address the HTTP server listens on. */
   url: string;
+  /** The address of the decision lookup (GET /v1/decisions), on a thread and port of its own. */
+  decisionsUrl: string;
   /** Resolves when the batch loops end (after stop(), or on a fatal error). */
   done: Promise<void>;
   stop(): Promise<void>;
@@ -399,16 +400,24 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       },
     });
     mountDashboard(http, new ResultsDashboard(first.sink, { prepared: () => pipelines.flatMap((p) => p.rules.prepared()) }));
-    const decisions = new DecisionIndex(
-      () => first.rules.lists(),
-      config.decisionHoldMs * 1000,
-      () => Math.min(...pipelines.flatMap((p) => [...p.engine.effectiveWatermarks().values()])),
-    );
-    for (const p of pipelines) p.engine.events.on('batch:end', (b) => feedDecisions(decisions, p.rules, b.results));
-    mountDecisions(http, decisions);
     const url = await listen(http, config.httpHost, config.httpPort);
     life.defer(() => http.close());
     logger.info(`metrics and health on ${url}`);
+
+    const decisions = await DecisionServer.start({ host: config.httpHost, port: config.decisionsPort, holdMicros: config.decisionHoldMs * 1000 });
+    life.defer(() => decisions.close());
+    // The event-time clock: the slowest watermark of the engines, idle ones moving on the wall clock.
+    const tellDecisions = () => decisions.update(first.rules.lists(), Math.min(...pipelines.flatMap((p) => [...p.engine.effectiveWatermarks().values()])));
+    for (const p of pipelines) {
+      p.engine.events.on('batch:end', (b) => {
+        feedDecisions(decisions, p.rules, b.results);
+        tellDecisions();
+      });
+    }
+    const clockTimer = setInterval(tellDecisions, 1_000);
+    life.defer(() => clearInterval(clockTimer));
+    tellDecisions();
+    logger.info(`decision lookup on ${decisions.url}/v1/decisions`);
 
     const publisher = await startPublisher(config, logger, kafka, control, metrics);
     life.defer(() => publisher.stop());
@@ -428,7 +437,19 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     // Until the process exits, the probes say why consumption ended.
     done.catch((err: Error) => (stopped = err.message));
     const inputOffsets = () => (repartitioner ? repartitioner.forwardedOffsets() : first.engine.committedOffsets());
-    return { engine: first.engine, pipelines, repartitioner, inputOffsets, metrics, sink: first.sink, http, url, done, stop: life.stopper(done) };
+    return {
+      engine: first.engine,
+      pipelines,
+      repartitioner,
+      inputOffsets,
+      metrics,
+      sink: first.sink,
+      http,
+      url,
+      decisionsUrl: decisions.url,
+      done,
+      stop: life.stopper(done),
+    };
   } catch (err) {
     await life.release();
     throw err;
@@ -436,7 +457,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
 }
 
 /** The detecting rules' (those that alert) rows of a committed batch into the decision index. */
-function feedDecisions(index: DecisionIndex, rules: RuleSet, results: readonly RuleResult[]): void {
+function feedDecisions(index: DecisionServer, rules: RuleSet, results: readonly RuleResult[]): void {
   for (const r of results) {
     if (r.rowCount === 0) continue;
     const rule = rules.prepared().find((p) => p.rule.name === r.rule)?.rule;

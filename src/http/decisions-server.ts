@@ -1,0 +1,67 @@
+/**
+ * Runs the decision lookup (GET /v1/decisions) on a thread of its own, on its own
+ * port: the checkout's question is answered within a few milliseconds however
+ * busy the engines' thread is. The index lives there; this side sends it the
+ * detecting rules' rows of each committed batch, the lists in force, and the
+ * event-time clock.
+ */
+import { Worker } from 'node:worker_threads';
+import { FraudSqlError } from '../errors.js';
+import type { DetectionRows } from '../alerts/decisions.js';
+import type { List } from '../rules/lists.js';
+import type { DecisionMessage } from './decisions-worker.js';
+
+export class DecisionServer {
+  private lastLists: readonly List[] | null = null;
+  private lastClock = NaN;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly url: string,
+  ) {}
+
+  static async start(opts: { host: string; port: number; holdMicros: number }): Promise<DecisionServer> {
+    // Run from the sources (tests), the worker is TypeScript as this file is.
+    const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+    const worker = new Worker(new URL(`./decisions-worker.${ext}`, import.meta.url), { workerData: opts });
+    const url = await new Promise<string>((resolve, reject) => {
+      worker.once('message', (m: { type: 'listening'; url: string } | { type: 'failed'; code: string; message: string }) => {
+        if (m.type === 'listening') resolve(m.url);
+        else if (m.code === 'EADDRINUSE')
+          reject(new FraudSqlError('PORT_IN_USE', `port ${opts.port} on ${opts.host} is already in use; choose another with --decisions-port`));
+        else reject(new Error(`the decision lookup cannot listen: ${m.message}`));
+      });
+      worker.once('error', reject);
+    }).catch(async (err) => {
+      await worker.terminate();
+      throw err;
+    });
+    // The lookup never keeps the process alive by itself.
+    worker.unref();
+    return new DecisionServer(worker, url);
+  }
+
+  private send(m: DecisionMessage): void {
+    this.worker.postMessage(m);
+  }
+
+  feed(rows: DetectionRows): void {
+    this.send({ type: 'feed', rows });
+  }
+
+  /** The lists in force and the clock, sent when they changed. */
+  update(lists: readonly List[], clockUs: number): void {
+    if (lists !== this.lastLists) {
+      this.lastLists = lists;
+      this.send({ type: 'lists', lists: [...lists] });
+    }
+    if (clockUs !== this.lastClock) {
+      this.lastClock = clockUs;
+      this.send({ type: 'clock', us: clockUs });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * The decision lookup's own thread: GET /v1/decisions served from an index that
+ * the engines' thread keeps up to date with messages (see DecisionServer). Its
+ * event loop waits for nothing else, so an answer never queues behind a batch's
+ * JavaScript work (decoding, rule results) on the main thread.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import Fastify from 'fastify';
+import { DecisionIndex, type DetectionRows } from '../alerts/decisions.js';
+import type { List } from '../rules/lists.js';
+import { mountDecisions } from './decisions.js';
+
+/** What the main thread sends. */
+export type DecisionMessage = { type: 'feed'; rows: DetectionRows } | { type: 'lists'; lists: List[] } | { type: 'clock'; us: number };
+
+const { host, port, holdMicros } = workerData as { host: string; port: number; holdMicros: number };
+let lists: List[] = [];
+let clockUs = -Infinity;
+const index = new DecisionIndex(
+  () => lists,
+  holdMicros,
+  () => clockUs,
+);
+parentPort!.on('message', (m: DecisionMessage) => {
+  if (m.type === 'feed') index.feed(m.rows);
+  else if (m.type === 'lists') lists = m.lists;
+  else clockUs = m.us;
+});
+const app = Fastify({ logger: false });
+mountDecisions(app, index);
+app.listen({ host, port }).then(
+  (url) => parentPort!.postMessage({ type: 'listening', url }),
+  (err: NodeJS.ErrnoException) => parentPort!.postMessage({ type: 'failed', code: err.code ?? '', message: err.message }),
+);
