@@ -45,7 +45,6 @@ export interface Config {
   topicPartitions: number;
   topicReplicationFactor: number;
   alertsTopic: string;
-  decisionHoldMs: number;
   decisionsPort: number;
   alertWebhook: string[];
   alertWebhookSecret: string;
@@ -246,15 +245,6 @@ export const SETTINGS: readonly Setting[] = [
     min: 0,
     max: 65_535,
     describe: 'port of the decision lookup, GET /v1/decisions (on --http-host, served by a thread of its own); 0: any free one',
-  },
-  {
-    key: 'decisionHoldMs',
-    env: 'FRAUD_SQL_DECISION_HOLD_MS',
-    kind: 'int',
-    default: 600_000,
-    min: 0,
-    max: 604_800_000,
-    describe: 'how long (event time) /v1/decisions reports a single-order detection (a high-value or blocked order); a burst is reported until it ends',
   },
   {
     key: 'alertWebhook',

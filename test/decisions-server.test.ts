@@ -3,7 +3,7 @@ import t from 'tap';
 import { DecisionServer } from '../src/http/decisions-server.js';
 
 t.test('rows, lists and the clock sent from the engines reach the answers', async (t) => {
-  const server = await DecisionServer.start({ host: '127.0.0.1', port: 0, holdMicros: 60_000_000 });
+  const server = await DecisionServer.start({ host: '127.0.0.1', port: 0 });
   t.teardown(() => server.close());
   const at = (s: number) => new Date(Date.UTC(2026, 0, 1) + s * 1000).toISOString();
   const ask = async (q: string) => (await fetch(`${server.url}/v1/decisions?${q}`)).json();
@@ -31,10 +31,10 @@ t.test('rows, lists and the clock sent from the engines reach the answers', asyn
 });
 
 t.test('a port in use is one clear error', async (t) => {
-  const first = await DecisionServer.start({ host: '127.0.0.1', port: 0, holdMicros: 0 });
+  const first = await DecisionServer.start({ host: '127.0.0.1', port: 0 });
   t.teardown(() => first.close());
   const port = Number(new URL(first.url).port);
-  await t.rejects(DecisionServer.start({ host: '127.0.0.1', port, holdMicros: 0 }), {
+  await t.rejects(DecisionServer.start({ host: '127.0.0.1', port }), {
     code: 'PORT_IN_USE',
     message: new RegExp(`port ${port} .* --decisions-port`),
   });

@@ -2,10 +2,12 @@
  * The decision index: what a checkout asks before accepting an order ("is this IP
  * or this user in an active detection, or on a list?"), answered from memory in
  * microseconds. Fed with the rows each batch committed for the detecting rules
- * (those that alert), keyed by the order fields a checkout knows; a detection is
- * active until the event-time clock (the engines' watermark) passes its end: a
- * burst's last hot order plus the rule's window (it can no longer grow), a
- * single-order detection's time plus `holdMicros`.
+ * that last (bursts: those with a window_start and a window_end), keyed by the
+ * order fields a checkout knows; a detection is active until the event-time clock
+ * (the engines' watermark) passes its last hot order plus the rule's window: it can
+ * no longer grow. A single-order detection (a high-value order, an order of a
+ * blocked key) says nothing of the next order: it is the alert's business, and a
+ * blocked key shows in `lists`.
  */
 import type { List } from '../rules/lists.js';
 
@@ -16,9 +18,9 @@ export type DecisionField = (typeof DECISION_FIELDS)[number];
 export interface ActiveDetection {
   rule: string;
   severity: string;
-  /** The detection's start (window_start, or the order's time), ISO-8601 UTC. */
+  /** The detection's start (window_start), ISO-8601 UTC. */
   since: string;
-  /** Its latest order so far (window_end, or the order's time). */
+  /** Its latest hot order so far (window_end). */
   last: string;
   /** Its order_count, when the rule outputs one. */
   count: number | null;
@@ -28,7 +30,7 @@ export interface ActiveDetection {
 export interface DetectionRows {
   rule: string;
   severity: string;
-  /** How long after its last order a detection of the rule stays active, in µs (a burst rule's window). */
+  /** How long after its last hot order a detection of the rule stays active, in µs (the burst rule's window). */
   activeMicros: number;
   names: readonly string[];
   columns: readonly (readonly unknown[])[];
@@ -54,7 +56,6 @@ export class DecisionIndex {
   constructor(
     /** The lists in force (the allow and block lists of the rules directory). */
     private readonly lists: () => readonly List[],
-    private readonly holdMicros: number,
     /**
      * Event time now, in µs: the slowest watermark of the engines, so that one
      * order stamped far in the future cannot end every detection.
@@ -62,18 +63,17 @@ export class DecisionIndex {
     private readonly clock: () => number,
   ) {}
 
-  /** Adds or updates the detections in a batch's rows. */
+  /** Adds or updates the detections in a batch's rows; rows without a window are not detections that last. */
   feed(rows: DetectionRows): void {
     const col = (name: string) => {
       const i = rows.names.indexOf(name);
       return i < 0 ? null : rows.columns[i]!;
     };
-    const start = col('window_start') ?? col('order_time');
-    const end = col('window_end') ?? col('order_time');
+    const start = col('window_start');
+    const end = col('window_end');
     const count = col('order_count');
     const fields = DECISION_FIELDS.map((f) => [f, col(f)] as const).filter(([, c]) => c !== null);
     if (!start || !end || fields.length === 0) return;
-    const hold = col('window_end') ? rows.activeMicros : this.holdMicros;
     for (let r = 0; r < rows.rowCount; r++) {
       const since = String(start[r]);
       const last = String(end[r]);
@@ -83,7 +83,7 @@ export class DecisionIndex {
         since,
         last,
         count: count ? Number(count[r]) : null,
-        expiresUs: micros(last) + hold,
+        expiresUs: micros(last) + rows.activeMicros,
       };
       for (const [field, values] of fields) {
         const byValue = this.entries.get(field)!;

@@ -404,7 +404,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     life.defer(() => http.close());
     logger.info(`metrics and health on ${url}`);
 
-    const decisions = await DecisionServer.start({ host: config.httpHost, port: config.decisionsPort, holdMicros: config.decisionHoldMs * 1000 });
+    const decisions = await DecisionServer.start({ host: config.httpHost, port: config.decisionsPort });
     life.defer(() => decisions.close());
     // The event-time clock: the slowest watermark of the engines, idle ones moving on the wall clock.
     const tellDecisions = () => decisions.update(first.rules.lists(), Math.min(...pipelines.flatMap((p) => [...p.engine.effectiveWatermarks().values()])));
@@ -456,12 +456,13 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
   }
 }
 
-/** The detecting rules' (those that alert) rows of a committed batch into the decision index. */
+/** The detecting rules' (those that alert) rows of a committed batch, to the decision lookup. */
 function feedDecisions(index: DecisionServer, rules: RuleSet, results: readonly RuleResult[]): void {
   for (const r of results) {
     if (r.rowCount === 0) continue;
     const rule = rules.prepared().find((p) => p.rule.name === r.rule)?.rule;
-    if (!rule?.alert) continue;
+    // Only detections that last (a window): a per-order rule's rows are not sent at all.
+    if (!rule?.alert || rule.stateMicros === 0) continue;
     index.feed({ rule: r.rule, severity: rule.alert.severity, activeMicros: rule.stateMicros, names: r.names, columns: r.columns, rowCount: r.rowCount });
   }
 }

@@ -20,7 +20,7 @@ export class DecisionServer {
     readonly url: string,
   ) {}
 
-  static async start(opts: { host: string; port: number; holdMicros: number }): Promise<DecisionServer> {
+  static async start(opts: { host: string; port: number }): Promise<DecisionServer> {
     // Run from the sources (tests), the worker is TypeScript as this file is.
     const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
     const worker = new Worker(new URL(`./decisions-worker.${ext}`, import.meta.url), { workerData: opts });

@@ -13,12 +13,11 @@ import { mountDecisions } from './decisions.js';
 /** What the main thread sends. */
 export type DecisionMessage = { type: 'feed'; rows: DetectionRows } | { type: 'lists'; lists: List[] } | { type: 'clock'; us: number };
 
-const { host, port, holdMicros } = workerData as { host: string; port: number; holdMicros: number };
+const { host, port } = workerData as { host: string; port: number };
 let lists: List[] = [];
 let clockUs = -Infinity;
 const index = new DecisionIndex(
   () => lists,
-  holdMicros,
   () => clockUs,
 );
 parentPort!.on('message', (m: DecisionMessage) => {
