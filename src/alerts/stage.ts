@@ -8,11 +8,17 @@
 import type { ResultSet, StatePort } from '../engine/ports.js';
 import { alertCandidates, alertPayload, type AlertSpec, type OutboxAlert } from './alert.js';
 
-/** Committed alert ids remembered to skip their evidence query (oldest forgotten first). */
-const REMEMBERED = 100_000;
+/** Committed alert ids remembered to skip their evidence query: two generations of this many. */
+const GENERATION = 50_000;
 
 export class AlertStage {
-  private readonly committed = new Set<string>();
+  /**
+   * Two generations, the older dropped whole when the newer is full: constant time
+   * per id. (Evicting one by one from the front of a Set makes V8 skip the deleted
+   * entries on every call.)
+   */
+  private committed = new Set<string>();
+  private older = new Set<string>();
 
   constructor(
     private readonly state: Pick<StatePort, 'evidence'>,
@@ -26,7 +32,7 @@ export class AlertStage {
     for (const rs of results) {
       const spec = specs.get(rs.rule);
       if (!spec || rs.rowCount === 0) continue;
-      const fresh = alertCandidates(rs, spec).filter((c) => !this.committed.has(c.id));
+      const fresh = alertCandidates(rs, spec).filter((c) => !this.committed.has(c.id) && !this.older.has(c.id));
       if (fresh.length === 0) continue;
       const none = { orderIds: [], orderCount: 0 };
       const traced = fresh.filter((c) => c.evidenceValue !== null);
@@ -41,10 +47,8 @@ export class AlertStage {
                 spec.evidenceMax,
               )
             : [];
-      const evidence = fresh.map((c) => {
-        const i = traced.indexOf(c);
-        return i < 0 ? none : found[i]!;
-      });
+      const byCandidate = new Map(traced.map((c, i) => [c, found[i]!]));
+      const evidence = fresh.map((c) => byCandidate.get(c) ?? none);
       fresh.forEach((c, i) => out.push({ id: c.id, rule: rs.rule, key: c.keyValue, payload: alertPayload(rs, spec, c, evidence[i]!, detectedAt) }));
     }
     return out;
@@ -54,7 +58,10 @@ export class AlertStage {
   noteCommitted(alerts: readonly OutboxAlert[]): void {
     for (const a of alerts) {
       this.committed.add(a.id);
-      if (this.committed.size > REMEMBERED) this.committed.delete(this.committed.values().next().value!);
+      if (this.committed.size >= GENERATION) {
+        this.older = this.committed;
+        this.committed = new Set();
+      }
     }
   }
 }
