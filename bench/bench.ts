@@ -232,7 +232,14 @@ function keyOf(setup: Setup, o: GeneratedOrder): string | null {
   }
 }
 
-type Run = { child: ChildProcess; rss: { t: number; mb: number }[]; url: Promise<string>; stderr: () => string };
+type Run = {
+  child: ChildProcess;
+  rss: { t: number; mb: number }[];
+  url: Promise<string>;
+  /** Where the decision lookup listens (its own port). */
+  decisionsUrl: Promise<string>;
+  stderr: () => string;
+};
 
 /** The setup's processes, one group. */
 function startRuns(topic: string, schema: string, setup: Setup): Run[] {
@@ -257,14 +264,19 @@ function startRun(topic: string, schema: string, setup: Setup): Run {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';
-  const url = new Promise<string>((resolve) => {
-    child.stderr!.on('data', (d) => {
-      err += d;
-      const m = /metrics and health on (\S+)/.exec(err);
-      if (m) resolve(m[1]!);
-      if (/ERROR/.test(String(d))) process.stderr.write(d);
+  const logged = (re: RegExp) =>
+    new Promise<string>((resolve) => {
+      child.stderr!.on('data', () => {
+        const m = re.exec(err);
+        if (m) resolve(m[1]!);
+      });
     });
+  child.stderr!.on('data', (d) => {
+    err += d;
+    if (/ERROR/.test(String(d))) process.stderr.write(d);
   });
+  const url = logged(/metrics and health on (\S+)/);
+  const decisionsUrl = logged(/decision lookup on (\S+)\/v1\/decisions/);
   const rss: { t: number; mb: number }[] = [];
   const start = Date.now();
   const timer = setInterval(() => {
@@ -276,7 +288,7 @@ function startRun(topic: string, schema: string, setup: Setup): Run {
     }
   }, 1_000);
   child.on('exit', () => clearInterval(timer));
-  return { child, rss, url, stderr: () => err };
+  return { child, rss, url, decisionsUrl, stderr: () => err };
 }
 
 interface Status {
@@ -450,7 +462,7 @@ async function main(): Promise<void> {
         const ips: string[] = [];
         let producing!: () => void;
         const produced = new Promise<void>((r) => (producing = r));
-        const asking = ask ? lookups(url, () => ips, produced) : null;
+        const asking = ask ? lookups(await runs[0]!.decisionsUrl, () => ips, produced) : null;
         for (let sent = 0; sent < total;) {
           const due = Math.min(total, Math.floor(((Date.now() - started) / 1000) * rate));
           const batch: GeneratedOrder[] = [];
