@@ -77,7 +77,7 @@ export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 
 export const SETTINGS: readonly Setting[] = [
   { key: 'brokers', env: 'FRAUD_SQL_BROKERS', kind: 'list', default: ['localhost:9092'], describe: 'Kafka bootstrap brokers, comma-separated' },
-  { key: 'topic', env: 'FRAUD_SQL_TOPIC', kind: 'string', default: 'orders', describe: 'topic to consume orders from' },
+  { key: 'topic', env: 'FRAUD_SQL_TOPIC', kind: 'string', default: 'orders', describe: 'the orders topic (run reads it, generate writes to it)' },
   { key: 'dlqTopic', env: 'FRAUD_SQL_DLQ_TOPIC', kind: 'string', default: 'orders.dlq', describe: 'topic for dead letters (malformed orders)' },
   { key: 'groupId', env: 'FRAUD_SQL_GROUP', kind: 'string', default: 'fraud-sql', describe: 'Kafka consumer group' },
   { key: 'clientId', env: 'FRAUD_SQL_CLIENT_ID', kind: 'string', default: 'fraud-sql', describe: 'Kafka client id' },
