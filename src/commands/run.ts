@@ -404,7 +404,11 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     life.defer(() => http.close());
     logger.info(`metrics and health on ${url}`);
 
-    const decisions = await DecisionServer.start({ host: config.httpHost, port: config.decisionsPort });
+    const decisions = await DecisionServer.start({
+      host: config.httpHost,
+      port: config.decisionsPort,
+      onError: (err) => logger.error(`the decision lookup stopped: ${err.message}`),
+    });
     life.defer(() => decisions.close());
     // The event-time clock: the slowest watermark of the engines, idle ones moving on the wall clock.
     const tellDecisions = () => decisions.update(first.rules.lists(), Math.min(...pipelines.flatMap((p) => [...p.engine.effectiveWatermarks().values()])));

@@ -20,10 +20,14 @@ export class DecisionServer {
     readonly url: string,
   ) {}
 
-  static async start(opts: { host: string; port: number }): Promise<DecisionServer> {
+  static async start(opts: { host: string; port: number; onError?: (err: Error) => void }): Promise<DecisionServer> {
     // Run from the sources (tests), the worker is TypeScript as this file is.
     const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
-    const worker = new Worker(new URL(`./decisions-worker.${ext}`, import.meta.url), { workerData: opts });
+    const worker = new Worker(new URL(`./decisions-worker.${ext}`, import.meta.url), {
+      workerData: { host: opts.host, port: opts.port },
+      // Its index holds only the active bursts: a small heap, not the main thread's defaults.
+      resourceLimits: { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 4 },
+    });
     const url = await new Promise<string>((resolve, reject) => {
       worker.once('message', (m: { type: 'listening'; url: string } | { type: 'failed'; code: string; message: string }) => {
         if (m.type === 'listening') resolve(m.url);
@@ -36,8 +40,10 @@ export class DecisionServer {
       await worker.terminate();
       throw err;
     });
-    // The lookup never keeps the process alive by itself.
+    // The lookup never keeps the process alive by itself, and its failure (out of
+    // memory, a crash) is reported, not thrown at the process.
     worker.unref();
+    worker.on('error', (err) => opts.onError?.(err));
     return new DecisionServer(worker, url);
   }
 
