@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ResultSet } from '../engine/ports.js';
+import { PARTITION_COLUMN } from '../sink/tables.js';
 
 /** A rule's `-- alert:` header, resolved against its key. */
 export interface AlertSpec {
@@ -45,7 +46,7 @@ export interface AlertCandidate {
 }
 
 /** Columns fraud-sql adds to a row for itself: not part of the alert's row. */
-const BOOKKEEPING = new Set(['source_partition']);
+const BOOKKEEPING = new Set([PARTITION_COLUMN]);
 
 /** Most step alerts one row asks for at once (a burst first seen far past its first steps). */
 const MAX_STEPS_PER_ROW = 100;
@@ -58,7 +59,7 @@ const MAX_STEPS_PER_ROW = 100;
 export function parseAlertHeader(value: string, severity: string, key: readonly string[], orderFields: readonly string[]): AlertSpec | string {
   const m = /^new(?:\s*,\s*([a-z_][a-z0-9_]*)\s+every\s+(\d+))?$/i.exec(value.trim());
   if (!m) return `alert reads "new" or "new, <column> every <N>" (e.g. "new, order_count every 100"), not "${value.trim()}"`;
-  const keyColumns = key.filter((k) => k !== 'source_partition' && k !== 'window_start');
+  const keyColumns = key.filter((k) => k !== PARTITION_COLUMN && k !== 'window_start');
   if (keyColumns.length === 0) return 'alert: the key names nothing but the partition and the window start';
   const every = m[2] === undefined ? null : BigInt(m[2]);
   if (every === 0n) return 'alert: "every 0" would never step; use a positive number';
