@@ -13,6 +13,7 @@ import { generateCommand } from './commands/generate.js';
 import { migrateCommand } from './commands/migrate.js';
 import { rulesCommand } from './commands/rules.js';
 import { listsCommand } from './commands/lists.js';
+import { explainCommand } from './commands/explain.js';
 import { runCommand } from './commands/run.js';
 
 async function main(): Promise<void> {
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
     .command(runCommand)
     .command(migrateCommand)
     .command(listsCommand)
+    .command(explainCommand)
     .command(demoCommand)
     .command(generateCommand)
     .command(backtestCommand)

@@ -13,11 +13,10 @@ import type { Logger } from './log.js';
 import { replaceList } from './rules/lists.js';
 import { RuleSet } from './rules/index.js';
 import { DuckSink } from './sink/duck.js';
-import { PgSink } from './sink/postgres.js';
+import { PgSink, type SinkOptions } from './sink/postgres.js';
 import { decodeOrder } from './source/decode.js';
 import { RecordedSource, type RecordedMessage } from './source/recorded.js';
 import { DuckState } from './state/duckdb.js';
-import type { ResultTable } from './sink/tables.js';
 
 /**
  * An engine over these ports, with the configured lateness, idle timeout and
@@ -65,7 +64,7 @@ export function wireEngine(engine: Engine, config: Readonly<Config>, logger: Log
 export function openSink(
   config: Readonly<Config>,
   logger: Logger,
-  opts: { signal?: AbortSignal; onRetry?: () => void; consumerGroup?: string; topic?: string; tables?: readonly ResultTable[] } = {},
+  opts: Pick<SinkOptions, 'signal' | 'onRetry' | 'tables' | 'readOnly'> & { consumerGroup?: string; topic?: string } = {},
 ): Promise<PgSink> {
   return PgSink.open({
     databaseUrl: config.databaseUrl,
@@ -77,6 +76,7 @@ export function openSink(
     signal: opts.signal,
     onRetry: opts.onRetry,
     tables: opts.tables,
+    readOnly: opts.readOnly,
     alertWebhooks: config.alertWebhook,
   });
 }
@@ -97,6 +97,7 @@ export function teeSink(duck: DuckSink, pg: PgSink): SinkPort {
       await pg.commit(input);
       await duck.commit(input);
     },
+    evidenceEnds: (detections) => duck.evidenceEnds(detections),
     finalize: async (f, w) => {
       await pg.finalize(f, w);
       await duck.finalize(f, w);

@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'PG_DATABASE_MISSING'
   | 'PG_FAILED'
   | 'PG_FENCED'
+  | 'PG_SCHEMA_MISSING'
   | 'KAFKA_UNREACHABLE'
   | 'KAFKA_FAILED'
   | 'KAFKA_TOPIC_MISSING'
@@ -22,7 +23,8 @@ export type ErrorCode =
   | 'TABLE_CHANGE_REFUSED'
   | 'TABLE_UNKNOWN'
   | 'LIST_INVALID'
-  | 'LIST_ENTRY_UNKNOWN';
+  | 'LIST_ENTRY_UNKNOWN'
+  | 'DETECTION_UNKNOWN';
 
 export class FraudSqlError extends Error {
   readonly code: ErrorCode;

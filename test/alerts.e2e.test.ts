@@ -4,7 +4,8 @@
  * alerts topic and at the webhook, through a kill -9 after a commit; a receiver
  * that fails three times still gets every alert; one that always fails ends in
  * alert_dead_letters; each alert matches schemas/alert.schema.json, is signed, and
- * carries the detection's orders as evidence.
+ * carries the detection's orders as evidence; detection_evidence holds every
+ * burst's orders, and `fraud-sql explain` shows them.
  */
 import t, { type Test } from 'tap';
 import { createHmac } from 'node:crypto';
@@ -13,7 +14,10 @@ import { readFileSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
-import { BROKERS, scenario } from './helpers.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { BROKERS, CLI, PG_URL, scenario } from './helpers.js';
+import { entries, recomputeEvidence } from './oracle.js';
 import { alertId } from '../src/alerts/alert.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -168,6 +172,45 @@ t.test('alerts: one id per detection on the topic and at the webhook, through ki
     dead.rows.every((d) => d.attempts === 3 && d.last_error === 'HTTP 500'),
     'after three attempts, with the last error',
   );
+
+  // detection_evidence and detection_totals, written with the results through the kill -9:
+  // every burst's first 100 orders by event time and its count, as the oracle has them.
+  const want = recomputeEvidence(s.orders);
+  const got = new Map<string, { order_ids: string[]; order_count: number }>();
+  const iso = (d: Date) => d.toISOString();
+  for (const row of (await s.pool.query('SELECT rule, key_value, window_start, order_count FROM detection_totals')).rows) {
+    got.set(`${row.rule}|${row.key_value}|${iso(row.window_start)}`, { order_ids: [], order_count: Number(row.order_count) });
+  }
+  for (const row of (await s.pool.query('SELECT rule, key_value, window_start, order_id FROM detection_evidence ORDER BY event_time, order_id')).rows) {
+    const k = `${row.rule}|${row.key_value}|${iso(row.window_start)}`;
+    (got.get(k) ?? got.set(k, { order_ids: [], order_count: -1 }).get(k)!).order_ids.push(row.order_id);
+  }
+  t.ok(want.size > 5, `the run has ${want.size} bursts`);
+  t.same(entries(got), entries(want), 'detection_evidence and detection_totals equal the oracle for every burst');
+
+  // fraud-sql explain shows one of them from PostgreSQL, as a user runs it.
+  const [key, burst] = [...want].find(([k]) => k.startsWith('suspicious_ips|'))!;
+  const [, ip, since] = key.split('|');
+  const explain = (...args: string[]) =>
+    promisify(execFile)('node', [CLI, 'explain', ...args], { env: { ...process.env, FRAUD_SQL_DATABASE_URL: PG_URL, FRAUD_SQL_PG_SCHEMA: s.schema } });
+  const json = JSON.parse((await explain('--rule', 'suspicious_ips', '--key', ip!, '--at', since!, '--json')).stdout);
+  t.same(
+    { start: json.detection.window_start, ids: json.evidence.orders.map((o: { orderId: string }) => o.orderId), count: json.evidence.orderCount },
+    { start: since, ids: burst.order_ids, count: burst.order_count },
+    'explain --json gives the burst and its orders',
+  );
+  const text = (await explain('--rule', 'suspicious_ips', '--key', ip!, '--at', since!)).stdout;
+  t.match(text, new RegExp(`^suspicious_ips: ip_address = ${ip!.replace(/\./g, '\\.')}\n`), 'the text form names the detection');
+  t.match(text, `evidence: ${burst.order_count} orders`, 'and counts its orders');
+  t.ok(
+    burst.order_ids.every((id) => text.includes(id)),
+    'and lists them',
+  );
+  const refused = await explain('--rule', 'suspicious_ips', '--key', '203.0.113.250').then(
+    () => '',
+    (err: { stderr: string }) => err.stderr,
+  );
+  t.match(refused, 'suspicious_ips has no detection of ip_address = 203.0.113.250', 'an unknown key is one clear line');
   r.child.kill('SIGTERM');
   await r.exited;
 });

@@ -14,6 +14,8 @@ const rows = (orderCounts: number[], ip = '10.0.0.1'): ResultSet => ({
   replace: [],
   grows: ['order_count'],
   version: 'abcdef012345',
+  alert: null,
+  evidence: null,
   names: ['source_partition', 'ip_address', 'window_start', 'window_end', 'order_count', 'total_spent'],
   types: ['INTEGER', 'VARCHAR', 'TIMESTAMP', 'TIMESTAMP', 'BIGINT', 'HUGEINT'],
   columns: [

@@ -115,7 +115,7 @@ async function servePage(t: Test, dir: string, batches: object[][]) {
   );
   t.teardown(() => state.close());
   const http = buildServer(new Metrics(), { ready: async () => ({ ready: true, checks: {} }), status: async () => ({}) });
-  mountDashboard(http, new ResultsDashboard({ read: (sql) => state.query(sql) }, rules));
+  mountDashboard(http, new ResultsDashboard({ read: (sql, params) => state.query(sql, params) }, rules));
   const url = await listen(http, '127.0.0.1', 0);
   t.teardown(() => http.close());
   return { state, url };
@@ -217,6 +217,53 @@ t.test("attacker-chosen order fields show as text in a rule's rows and the panel
   t.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined, 'no script ran');
   t.same(dialogs, []);
   t.equal(Number((await state.query('SELECT count(*) FROM high_value_orders')).columns[0]![0]), HOSTILE.length, 'and the SQL text stayed text');
+});
+
+t.test('a click on a detection opens the orders behind it; attacker-chosen keys and order ids stay text', { skip: noChromium }, async (t) => {
+  const T0 = Date.parse('2025-12-30T12:00:00Z');
+  const base = { product_id: 'P001', product_name: 'x', price: 1000, quantity: 1, payment_method: 'card' };
+  // A bot burst (12 orders in 12 s, hostile order ids; an IP is checked on input), and a card tester (a hostile user id, 3 methods).
+  const ip = '10.66.0.1';
+  const bot = HOSTILE.flatMap(([text], i) =>
+    [0, 1].map((j) => ({
+      ...base,
+      order_id: `B${i}${j}${text}`,
+      timestamp: new Date(T0 + (2 * i + j) * 1000).toISOString(),
+      user_id: `U${i}${j}`,
+      ip_address: ip,
+    })),
+  );
+  const user = HOSTILE[0]![0];
+  const tester = ['card', 'kakaopay', 'naverpay'].map((m, i) => ({
+    ...base,
+    order_id: `C${i}`,
+    timestamp: new Date(T0 + 20_000 + i * 1000).toISOString(),
+    user_id: user,
+    ip_address: `10.1.1.${i}`,
+    payment_method: m,
+  }));
+  const { url } = await servePage(t, QUERIES, [bot, tester]);
+  const page = await (await launch(t)).newPage({ viewport: { width: 1400, height: 1000 } });
+  await page.goto(url);
+  await page.waitForSelector('#sus tr.detection', { timeout: 10_000 });
+
+  await page.locator('#sus tr.detection').first().click();
+  await page.waitForSelector('#evidence table', { timeout: 10_000 });
+  t.equal(await page.isVisible('#p-evidence'), true, 'the evidence panel opens');
+  t.match(await page.locator('#evidence').textContent(), `${bot.length} orders`, 'with the count');
+  const ids = await page.locator('#evidence tbody tr td:nth-child(2)').allTextContents();
+  t.same(
+    ids,
+    HOSTILE.flatMap(([, shown], i) => [0, 1].map((j) => `B${i}${j}${shown}`)),
+    'and every order id, as text, by event time',
+  );
+
+  const tester_ = '#rules details[data-rule="card_testing"] tbody tr.detection';
+  await page.locator(tester_).first().click();
+  await page.waitForFunction(() => document.querySelector('#evidence')?.textContent?.includes('3 orders'), undefined, { timeout: 10_000 });
+  t.same(await page.locator('#evidence tbody tr td:nth-child(2)').allTextContents(), ['C0', 'C1', 'C2'], "a rule's row opens its own detection");
+  t.equal(await page.locator('main script, main img, main iframe').count(), 0, 'no element was created by a value');
+  t.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined, 'no script ran');
 });
 
 t.test('a busy port or a DuckDB file held by another process gets one clear message', async (t) => {

@@ -37,6 +37,9 @@ function fakes(log: string[], sinkOverrides: Partial<SinkPort> = {}) {
   const committed: CommitInput[] = [];
   const sink: SinkPort = {
     concurrentCommit: true,
+    async evidenceEnds(detections) {
+      return detections.map(() => null);
+    },
     async progress(starts) {
       log.push(`progress ${[...starts.keys()].join(',')}`);
       return new Map<number, PartitionProgress>([...starts].map(([p, o]) => [p, { partition: p, nextOffset: o, restoreFrom: o, lateOffsets: new Set() }]));
@@ -74,7 +77,7 @@ function fakes(log: string[], sinkOverrides: Partial<SinkPort> = {}) {
         if (ps.length > 0) log.push(`drop ${ps.join(',')}`);
       },
       async evidence(_field, requests) {
-        return requests.map(() => ({ orderIds: [], orderCount: 0 }));
+        return requests.map(() => ({ orderIds: [], eventUs: [], orderCount: 0, batchCount: 0 }));
       },
     },
     rules: {

@@ -12,7 +12,7 @@ import { generateOrders } from '../src/generator/orders.js';
 import { runInMemory } from '../src/compose.js';
 import { loadConfig } from '../src/config.js';
 import { rowsOf } from '../src/types.js';
-import { entries, oracleOrder, recompute, type Expected, type OracleOrder } from './oracle.js';
+import { entries, oracleOrder, recompute, recomputeEvidence, type Expected, type OracleOrder } from './oracle.js';
 
 const QUERIES = new URL('../queries', import.meta.url).pathname;
 
@@ -155,6 +155,14 @@ for (const c of CASES) {
       t.ok(span(expected.cardTesting) > 120, `the longest card-testing burst lasts ${span(expected.cardTesting).toFixed(0)} min`);
       t.ok(span(expected.sharedIp) > 120, `the longest shared-IP burst lasts ${span(expected.sharedIp).toFixed(0)} min`);
     }
+    // Evidence: every burst's first 100 orders and its count, however long the burst.
+    const rules = c.partitions === 1 ? ['suspicious_ips', 'card_testing', 'shared_ip_accounts'] : ['suspicious_ips', 'shared_ip_accounts'];
+    const evidence = [...recomputeEvidence(orders)].filter(([k]) => rules.includes(k.split('|')[0]!));
+    t.same(
+      entries(await readEvidence(state, rules)),
+      entries(new Map(evidence)),
+      `detection_evidence and detection_totals equal the recomputation (${evidence.length} bursts)`,
+    );
     t.same(entries(actual.stats), entries(expected.stats), 'realtime_stats equals the recomputation');
     t.same(entries(actual.popular), entries(expected.popular), 'popular_products equals the recomputation');
 
@@ -204,6 +212,23 @@ async function readDuck(state: Awaited<ReturnType<typeof runInMemory>>['state'])
     await state.query('SELECT window_start, product_name, sum(order_count) AS o, sum(total_sales) AS s FROM popular_products_partial GROUP BY ALL'),
   )) {
     out.popular.set(`${iso(r.window_start)}|${r.product_name}`, { order_count: Number(r.o), total_sales: Number(r.s) });
+  }
+  return out;
+}
+
+/** detection_evidence and detection_totals of `rules`, in recomputeEvidence's shape. */
+async function readEvidence(state: Awaited<ReturnType<typeof runInMemory>>['state'], rules: readonly string[]) {
+  const out = new Map<string, { order_ids: string[]; order_count: number }>();
+  const list = rules.map((r) => `'${r}'`).join(', ');
+  for (const r of rowsOf(await state.query(`SELECT rule, key_value, window_start, order_count FROM detection_totals WHERE rule IN (${list})`))) {
+    out.set(`${r.rule}|${r.key_value}|${new Date(String(r.window_start)).toISOString()}`, { order_ids: [], order_count: Number(r.order_count) });
+  }
+  const orders = await state.query(
+    `SELECT rule, key_value, window_start, order_id FROM detection_evidence WHERE rule IN (${list}) ORDER BY event_time, order_id`,
+  );
+  for (const r of rowsOf(orders)) {
+    const k = `${r.rule}|${r.key_value}|${new Date(String(r.window_start)).toISOString()}`;
+    (out.get(k) ?? out.set(k, { order_ids: [], order_count: -1 }).get(k)!).order_ids.push(String(r.order_id));
   }
   return out;
 }

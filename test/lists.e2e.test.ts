@@ -106,3 +106,20 @@ t.test('lists add and remove while running: applied at the next batch; bad input
   t.match(await refusal(lists('remove', 'block_ips', '10.4.4.4')), /was not added with lists add/);
   t.same((await s.pool.query('SELECT * FROM list_entries')).rows, [], 'no entry left behind');
 });
+
+t.test('lists show only reads: a mistyped schema is an error, not a new empty schema', async (t) => {
+  const schema = `nosuch_${Date.now().toString(36)}`;
+  const err = await promisify(execFile)('node', [CLI, 'lists', 'show'], {
+    env: { ...process.env, FRAUD_SQL_DATABASE_URL: PG_URL, FRAUD_SQL_PG_SCHEMA: schema },
+  }).then(
+    () => null,
+    (e: { code: number; stderr: string }) => e,
+  );
+  t.equal(err?.code, 1, 'exits 1');
+  t.match(err?.stderr, `schema "${schema}" of ${PG_URL} has no list_entries: check --pg-schema, or run fraud-sql migrate`);
+  const pg = (await import('pg')).default;
+  const pool = new pg.Pool({ connectionString: PG_URL });
+  t.teardown(() => pool.end());
+  const r = await pool.query('SELECT count(*)::int AS n FROM information_schema.schemata WHERE schema_name = $1', [schema]);
+  t.equal(r.rows[0].n, 0, 'and creates nothing');
+});

@@ -98,10 +98,44 @@ const distinct = <T>(xs: readonly T[]) => new Set(xs).size;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-export function recompute(all: readonly OracleOrder[], opts = { window: 30_000, burstWindow: 60_000, minOrders: 10, threshold: 500_000 }): Expected {
-  // First delivery of each order_id counts; later ones are duplicates.
+const DEFAULTS = { window: 30_000, burstWindow: 60_000, minOrders: 10, threshold: 500_000 };
+
+/** First delivery of each order_id counts; later ones are duplicates. */
+function firstDeliveries(all: readonly OracleOrder[]): OracleOrder[] {
   const seen = new Set<string>();
-  const orders = all.filter((o) => (seen.has(o.order_id) ? false : (seen.add(o.order_id), true)));
+  return all.filter((o) => (seen.has(o.order_id) ? false : (seen.add(o.order_id), true)));
+}
+
+/** The burst rules' bursts (design.md section 3), by rule name. */
+function ruleBursts(orders: readonly OracleOrder[], opts: typeof DEFAULTS) {
+  return {
+    // Suspicious IPs: hot when the IP has >= minOrders orders in (t - W, t].
+    suspicious_ips: bursts(orders, (o) => o.ip_address, opts.burstWindow, { minOrders: opts.minOrders, minDistinct: 0, valueOf: () => null }),
+    // Card testing: one user, >= 3 distinct payment methods in (t - 10 min, t].
+    card_testing: bursts(orders, (o) => o.user_id, 600_000, { minOrders: 0, minDistinct: 3, valueOf: (o) => o.payment_method }),
+    // Shared IPs: one IP, >= 5 distinct users in (t - 5 min, t].
+    shared_ip_accounts: bursts(orders, (o) => o.ip_address, 300_000, { minOrders: 0, minDistinct: 5, valueOf: (o) => o.user_id }),
+  };
+}
+
+/**
+ * Each burst's evidence, keyed `${rule}|${key}|${windowStartIso}`: the first `max`
+ * of its orders by event time (then order_id), and how many it has.
+ */
+export function recomputeEvidence(all: readonly OracleOrder[], max = 100): Map<string, { order_ids: string[]; order_count: number }> {
+  const out = new Map<string, { order_ids: string[]; order_count: number }>();
+  for (const [rule, list] of Object.entries(ruleBursts(firstDeliveries(all), DEFAULTS))) {
+    for (const b of list) {
+      const sorted = [...b.members].sort((x, y) => x.ms - y.ms || (x.order_id < y.order_id ? -1 : x.order_id > y.order_id ? 1 : 0));
+      out.set(`${rule}|${b.key}|${iso(b.members[0]!.ms)}`, { order_ids: sorted.slice(0, max).map((o) => o.order_id), order_count: b.members.length });
+    }
+  }
+  return out;
+}
+
+export function recompute(all: readonly OracleOrder[], opts = DEFAULTS): Expected {
+  const orders = firstDeliveries(all);
+  const found = ruleBursts(orders, opts);
   const bucket = (ms: number) => Math.floor(ms / opts.window) * opts.window;
 
   const popular = new Map<string, { order_count: number; total_sales: number }>();
@@ -122,10 +156,9 @@ export function recompute(all: readonly OracleOrder[], opts = { window: 30_000, 
     if (amount >= opts.threshold) highValue.set(o.order_id, { total_price: amount, order_time: iso(o.ms) });
   }
 
-  // Suspicious IPs: hot when the IP has >= minOrders orders in (t - W, t].
   const suspicious = new Map<string, { window_end: string; order_count: number; total_spent: number }>();
   const burstIpsByWindow = new Map<string, Set<string>>();
-  for (const b of bursts(orders, (o) => o.ip_address, opts.burstWindow, { minOrders: opts.minOrders, minDistinct: 0, valueOf: () => null })) {
+  for (const b of found.suspicious_ips) {
     suspicious.set(`${b.key}|${iso(b.members[0]!.ms)}`, {
       window_end: iso(b.last),
       order_count: b.members.length,
@@ -138,16 +171,14 @@ export function recompute(all: readonly OracleOrder[], opts = { window: 30_000, 
   }
   for (const [k, ips] of burstIpsByWindow) stats.get(k)!.suspicious_ip_count = ips.size;
 
-  // Card testing: one user, >= 3 distinct payment methods in (t - 10 min, t].
   const cardTesting = new Map<string, { window_end: string; order_count: number; method_count: number }>();
   const methods = (w: OracleOrder[]) => distinct(w.flatMap((o) => (o.payment_method === null ? [] : [o.payment_method])));
-  for (const b of bursts(orders, (o) => o.user_id, 600_000, { minOrders: 0, minDistinct: 3, valueOf: (o) => o.payment_method })) {
+  for (const b of found.card_testing) {
     cardTesting.set(`${b.key}|${iso(b.members[0]!.ms)}`, { window_end: iso(b.last), order_count: b.members.length, method_count: methods(b.members) });
   }
-  // Shared IPs: one IP, >= 5 distinct users in (t - 5 min, t].
   const sharedIp = new Map<string, { window_end: string; order_count: number; user_count: number }>();
   const users = (w: OracleOrder[]) => distinct(w.map((o) => o.user_id));
-  for (const b of bursts(orders, (o) => o.ip_address, 300_000, { minOrders: 0, minDistinct: 5, valueOf: (o) => o.user_id })) {
+  for (const b of found.shared_ip_accounts) {
     sharedIp.set(`${b.key}|${iso(b.members[0]!.ms)}`, { window_end: iso(b.last), order_count: b.members.length, user_count: users(b.members) });
   }
   return { popular, suspicious, highValue, stats, cardTesting, sharedIp };

@@ -152,3 +152,24 @@ t.test('a wrong label is reported at its file, line and column', async (t) => {
     '7:11: label: the key (source_partition, stat_time) has no column that names an order field (order_id, user_id, product_id, product_name, ip_address, payment_method), so a row cannot be traced to orders',
   ]);
 });
+
+t.test('evidence: detections keep 100 orders unless the header says; mistakes are reported at their line', async (t) => {
+  const burst = (extra: string) =>
+    parseRule('q/b.sql', `-- name: b\n-- target: b\n-- burst: ip_address when count(*) >= 3 within 60s\n${extra}SELECT count(*) AS order_count FROM burst\n`);
+  t.same(burst('-- alert: new\n').rule!.evidence, { keyColumns: ['ip_address'], field: 'ip_address', max: 100 }, 'an alerting rule keeps 100');
+  const five = burst('-- alert: new\n-- evidence: 5\n').rule!;
+  t.same([five.evidence!.max, five.alert!.evidenceMax], [5, 5], 'the header sets how many, for the table and the alert');
+  t.equal(burst('-- alert: new\n-- evidence: off\n').rule!.evidence, null, 'off keeps none');
+  t.equal(burst('').rule!.evidence, null, 'a rule that does not alert keeps none');
+  t.equal(burst('-- evidence: 20\n').rule!.evidence!.max, 20, 'unless it asks');
+  t.same(
+    burst('-- evidence: lots\n').diagnostics.map((d) => [d.line, d.message]),
+    [[4, 'evidence reads a number of orders from 1 to 10000 (e.g. "100"), or "off"; not "lots"']],
+  );
+  t.equal(parseRule('q/r.sql', header + '-- alert: new\nSELECT 1 AS order_id\n').rule!.evidence, null, 'a rule keyed by the order is its own evidence');
+  const windows = parseRule('q/w.sql', '-- name: w\n-- target: w\n-- key: window_start\n-- state: 30s\n-- evidence: 10\nSELECT 1\n');
+  t.match(
+    windows.diagnostics.map((d) => [d.line, d.message]),
+    [[5, /^evidence: the key \(window_start\) names no order field/]],
+  );
+});

@@ -83,34 +83,60 @@ export function alertId(rule: string, version: string, keyValues: readonly (stri
     .slice(0, 32);
 }
 
-const column = (rs: ResultSet, name: string): readonly unknown[] | null => {
+const column = (rs: Pick<ResultSet, 'names' | 'columns'>, name: string): readonly unknown[] | null => {
   const i = rs.names.indexOf(name);
   return i < 0 ? null : rs.columns[i]!;
 };
 
-/** The alerts a batch's rows of one rule ask for: each row once when new, once more per step passed. */
-export function alertCandidates(rs: ResultSet, spec: AlertSpec): AlertCandidate[] {
-  const keys = spec.keyColumns.map((k) => column(rs, k) ?? []);
-  const evidence = spec.evidenceField ? column(rs, spec.evidenceField) : null;
+/** One row of a detecting rule, as the thing it detected: its key and window. */
+export interface DetectionRow {
+  row: number;
+  /** The key columns' values, nulls as nulls. */
+  values: (string | null)[];
+  /** The key's values, comma-joined: the Kafka key, the alert's key.value, detection_evidence.key_value. */
+  keyValue: string;
+  /** The value of the key's order field: whose orders are the evidence. Null: no such field, or null. */
+  evidenceValue: string | null;
+  windowStart: string | null;
+  windowEnd: string | null;
+}
+
+/** The detections a batch's rows of one rule are, keyed by `keyColumns`, their orders by `field`'s value. */
+export function detectionRows(rs: Pick<ResultSet, 'names' | 'columns' | 'rowCount'>, keyColumns: readonly string[], field: string | null): DetectionRow[] {
+  const keys = keyColumns.map((k) => column(rs, k) ?? []);
+  const evidence = field ? column(rs, field) : null;
   const starts = column(rs, 'window_start');
   const ends = column(rs, 'window_end');
-  const stepValues = spec.step ? column(rs, spec.step.column) : null;
-  const out: AlertCandidate[] = [];
+  const out: DetectionRow[] = [];
   for (let row = 0; row < rs.rowCount; row++) {
     const values = keys.map((k) => (k[row] === null || k[row] === undefined ? null : String(k[row])));
-    const keyValue = values.map((v) => v ?? '').join(',');
-    const evidenceValue = evidence?.[row] === null || evidence?.[row] === undefined ? null : String(evidence[row]);
-    const windowStart = (starts?.[row] as string | null | undefined) ?? null;
-    const windowEnd = (ends?.[row] as string | null | undefined) ?? null;
+    out.push({
+      row,
+      values,
+      keyValue: values.map((v) => v ?? '').join(','),
+      evidenceValue: evidence?.[row] === null || evidence?.[row] === undefined ? null : String(evidence[row]),
+      windowStart: (starts?.[row] as string | null | undefined) ?? null,
+      windowEnd: (ends?.[row] as string | null | undefined) ?? null,
+    });
+  }
+  return out;
+}
+
+/** The alerts a batch's rows of one rule ask for: each row once when new, once more per step passed. */
+export function alertCandidates(rs: ResultSet, spec: AlertSpec): AlertCandidate[] {
+  const stepValues = spec.step ? column(rs, spec.step.column) : null;
+  const out: AlertCandidate[] = [];
+  for (const d of detectionRows(rs, spec.keyColumns, spec.evidenceField)) {
     const steps = [0];
     if (spec.step && stepValues) {
       // Every step up to the row's value, not only the one just passed: the same
       // ids whichever batches the orders came in.
-      const reached = Number(BigInt(String(stepValues[row] ?? 0)) / spec.step.every);
+      const reached = Number(BigInt(String(stepValues[d.row] ?? 0)) / spec.step.every);
       for (let s = Math.max(1, reached - MAX_STEPS_PER_ROW + 1); s <= reached; s++) steps.push(s);
     }
+    const { row, keyValue, evidenceValue, windowStart, windowEnd } = d;
     for (const step of steps)
-      out.push({ id: alertId(rs.rule, rs.version, values, windowStart, step), row, step, keyValue, evidenceValue, windowStart, windowEnd });
+      out.push({ id: alertId(rs.rule, rs.version, d.values, windowStart, step), row, step, keyValue, evidenceValue, windowStart, windowEnd });
   }
   return out;
 }

@@ -6,33 +6,26 @@
  * batch; after a restart the outbox's unique alert_id drops what is sent again.
  */
 import type { ResultSet, StatePort } from '../engine/ports.js';
-import { alertCandidates, alertPayload, type AlertSpec, type OutboxAlert } from './alert.js';
-
-/** Committed alert ids remembered to skip their evidence query: two generations of this many. */
-const GENERATION = 50_000;
+import { alertCandidates, alertPayload, type OutboxAlert } from './alert.js';
+import { RecentMap } from './evidence.js';
 
 export class AlertStage {
-  /**
-   * Two generations, the older dropped whole when the newer is full: constant time
-   * per id. (Evicting one by one from the front of a Set makes V8 skip the deleted
-   * entries on every call.)
-   */
-  private committed = new Set<string>();
-  private older = new Set<string>();
+  /** Committed alert ids, remembered to skip their evidence query. */
+  private committed = new RecentMap<true>(50_000);
 
   constructor(
     private readonly state: Pick<StatePort, 'evidence'>,
     private readonly now: () => number,
   ) {}
 
-  /** The alerts of one batch's results; `specs` by rule name. */
-  async alerts(results: readonly ResultSet[], specs: ReadonlyMap<string, AlertSpec>): Promise<OutboxAlert[]> {
+  /** The alerts of one batch's results. */
+  async alerts(results: readonly ResultSet[]): Promise<OutboxAlert[]> {
     const out: OutboxAlert[] = [];
     const detectedAt = new Date(this.now()).toISOString();
     for (const rs of results) {
-      const spec = specs.get(rs.rule);
+      const spec = rs.alert;
       if (!spec || rs.rowCount === 0) continue;
-      const fresh = alertCandidates(rs, spec).filter((c) => !this.committed.has(c.id) && !this.older.has(c.id));
+      const fresh = alertCandidates(rs, spec).filter((c) => !this.committed.has(c.id));
       if (fresh.length === 0) continue;
       const none = { orderIds: [], orderCount: 0 };
       const traced = fresh.filter((c) => c.evidenceValue !== null);
@@ -56,12 +49,6 @@ export class AlertStage {
 
   /** Called once a batch's alerts are committed to the outbox. */
   noteCommitted(alerts: readonly OutboxAlert[]): void {
-    for (const a of alerts) {
-      this.committed.add(a.id);
-      if (this.committed.size >= GENERATION) {
-        this.older = this.committed;
-        this.committed = new Set();
-      }
-    }
+    for (const a of alerts) this.committed.set(a.id, true);
   }
 }

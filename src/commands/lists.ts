@@ -40,8 +40,9 @@ function valueProblem(list: List, value: string): string | null {
   return null;
 }
 
-async function withSink<T>(config: Readonly<Config>, fn: (sink: Awaited<ReturnType<typeof openSink>>) => Promise<T>): Promise<T> {
-  const sink = await openSink(config, createLogger(config.logLevel));
+/** `readOnly`: reads only, from a schema that must have been migrated already. */
+async function withSink<T>(config: Readonly<Config>, fn: (sink: Awaited<ReturnType<typeof openSink>>) => Promise<T>, readOnly = false): Promise<T> {
+  const sink = await openSink(config, createLogger(config.logLevel), readOnly ? { readOnly: { needs: ['list_entries'] } } : {});
   try {
     return await fn(sink);
   } finally {
@@ -97,7 +98,7 @@ const show: CommandModule<object, { list?: string }> = {
   handler: async (argv) => {
     const config = configFrom(argv as unknown as Record<string, unknown>);
     const lists = argv.list ? [fileList(config, argv.list)] : loadLists(config.queriesDir).lists;
-    const entries = await withSink(config, (sink) => readListEntries(sink));
+    const entries = await withSink(config, (sink) => readListEntries(sink), true);
     for (const l of lists) {
       process.stdout.write(`${l.name} (${l.columns[0]}):\n`);
       const reason = l.columns.indexOf('reason');

@@ -11,7 +11,7 @@ import { EngineEmitter, type BatchStats } from './events.js';
 import { findGap, gapError, resumeAfterGap } from './gap.js';
 import { FraudSqlError } from '../errors.js';
 import { AlertStage } from '../alerts/stage.js';
-import type { AlertSpec } from '../alerts/alert.js';
+import { EvidenceStage } from '../alerts/evidence.js';
 
 interface PartitionState {
   /** First offset whose results are not yet in PostgreSQL. */
@@ -59,12 +59,14 @@ export class Engine {
 
   /** Null when this engine's detections do not alert (see EngineOptions.alerts). */
   private readonly alertStage: AlertStage | null;
+  private readonly evidenceStage: EvidenceStage;
 
   constructor(
     private readonly ports: EnginePorts,
     private readonly opts: EngineOptions,
   ) {
     this.alertStage = opts.alerts ? new AlertStage(ports.state, opts.now) : null;
+    this.evidenceStage = new EvidenceStage(ports.state, ports.sink);
   }
 
   /** Runs `fn` after everything queued before it: batches, assignments and ticks never interleave. */
@@ -104,6 +106,7 @@ export class Engine {
       const gone = [...this.partitions.keys()].filter((p) => !wanted.has(p));
       const fresh = partitions.filter((p) => !this.partitions.has(p));
       await this.ports.state.dropPartitions([...gone, ...fresh]);
+      if (gone.length + fresh.length > 0) this.evidenceStage.forget();
       for (const p of [...gone, ...fresh]) this.retainedFrom.delete(p);
       for (const p of gone) {
         this.partitions.delete(p);
@@ -246,6 +249,7 @@ export class Engine {
       this.commits = Promise.resolve();
       const all = [...this.partitions.keys()];
       await this.ports.state.dropPartitions(all);
+      this.evidenceStage.forget();
       await this.restoreResults(all, []);
       this.partitions.clear();
       this.retainedFrom.clear();
@@ -403,12 +407,15 @@ export class Engine {
           replace: run.rule.replace,
           grows: run.rule.grows,
           version: run.rule.version,
+          alert: run.rule.alert,
+          evidence: run.rule.evidence,
           ...r,
         });
         results.push({ rule: run.rule.name, target: run.rule.target, names: r.names, columns: r.columns, rowCount: r.rowCount });
       }
     }
-    const alerts = this.alertStage && resultSets.length > 0 ? await this.alertStage.alerts(resultSets, this.alertSpecs()) : [];
+    const alerts = this.alertStage && resultSets.length > 0 ? await this.alertStage.alerts(resultSets) : [];
+    const evidence = resultSets.length > 0 ? await this.evidenceStage.evidence(resultSets) : [];
     fail('after-rules');
     const t3 = performance.now();
 
@@ -439,7 +446,7 @@ export class Engine {
       const t5 = performance.now();
       await this.ports.deadLetters.send(deadLetters);
       fail('before-commit');
-      await sink.commit({ results: resultSets, deadLetters, late, progress, finalizers, watermarks, alerts });
+      await sink.commit({ results: resultSets, deadLetters, late, progress, finalizers, watermarks, alerts, evidence });
       this.alertStage?.noteCommitted(alerts);
       fail('after-commit');
       for (const a of progress) {
@@ -583,11 +590,6 @@ export class Engine {
       const rows = await this.ports.sink.openResults({ target: p.rule.target, columns: p.columns, finalAfter: p.rule.finalAfter }, fresh, this.horizonUs());
       await this.ports.rules.restoreMirror(p.rule.name, fresh, rows);
     }
-  }
-
-  /** The alerting rules' specs, by rule name. */
-  private alertSpecs(): Map<string, AlertSpec> {
-    return new Map(this.ports.rules.prepared().flatMap((p) => (p.rule.alert ? [[p.rule.name, p.rule.alert] as const] : [])));
   }
 
   private finalizers(): CommitInput['finalizers'] {

@@ -5,6 +5,7 @@
  */
 import type { DeadLetter, LateEvent, Order, PartitionProgress, SourceMessage } from '../types.js';
 import type { AlertSpec, OutboxAlert } from '../alerts/alert.js';
+import type { DetectionEvidence, DetectionId, EvidenceSpec } from '../alerts/evidence.js';
 
 /** A problem in a rule file, at file:line:column (1-based). */
 export interface Diagnostic {
@@ -53,6 +54,8 @@ export interface RuleOutput {
   version: string;
   /** Whether and how its rows alert (`-- alert:`); null: they do not. */
   alert: AlertSpec | null;
+  /** Whether and how its rows record their orders (detection_evidence); null: they do not. */
+  evidence: EvidenceSpec | null;
 }
 
 /** A rule as loaded: its output, its result columns, and whether its rows are read back (result_<name>). */
@@ -77,6 +80,8 @@ export interface ResultSet {
   replace: readonly string[];
   grows: readonly string[];
   version: string;
+  alert: AlertSpec | null;
+  evidence: EvidenceSpec | null;
   names: readonly string[];
   /** DuckDB type names of the columns. */
   types: readonly string[];
@@ -111,6 +116,8 @@ export interface CommitInput {
   watermarks: ReadonlyMap<number, number>;
   /** Alerts of this batch's detections, written to the outbox with the results. */
   alerts: readonly OutboxAlert[];
+  /** The orders behind this batch's detections, written to detection_evidence with the results. */
+  evidence: readonly DetectionEvidence[];
 }
 
 /** Per partition, the offsets the source holds: its first, and the next to be written (null: unknown, no end). */
@@ -169,16 +176,26 @@ export interface StatePort {
   dropPartitions(partitions: readonly number[]): Promise<void>;
   /**
    * Per request, the retained orders whose `field` has the value and whose event
-   * time is within [from, to] (ISO-8601; null: unbounded): their count and the
-   * first `limit` order_ids by event time.
+   * time is within [from, to] (ISO-8601; null: unbounded), and, with `after`, only
+   * those the current batch brought or later than `after`: their count and the
+   * first `limit` by event time.
    */
-  evidence(field: string, requests: readonly EvidenceRequest[], limit: number): Promise<{ orderIds: string[]; orderCount: number }[]>;
+  evidence(field: string, requests: readonly EvidenceRequest[], limit: number): Promise<EvidenceFound[]>;
 }
 
 export interface EvidenceRequest {
   value: string;
   from: string | null;
   to: string | null;
+  /** Only the current batch's orders and those later than this (ISO-8601): what a detection counted up to it lacks. */
+  after?: string | null;
+}
+
+export interface EvidenceFound {
+  orderIds: string[];
+  /** Event times of `orderIds`, in µs. */
+  eventUs: number[];
+  orderCount: number;
 }
 
 export interface SinkPort {
@@ -193,6 +210,8 @@ export interface SinkPort {
   finalize(finalizers: CommitInput['finalizers'], watermarks: ReadonlyMap<number, number>): Promise<void>;
   /** Moves a partition's progress (after an offset gap, see OffsetGapPolicy). */
   resetProgress(partition: number, nextOffset: bigint): Promise<void>;
+  /** Per detection, the window end its committed evidence counted up to; null for one not committed. */
+  evidenceEnds(detections: readonly DetectionId[]): Promise<(string | null)[]>;
   /** A rule's committed rows for these partitions, to carry its results across a restart. */
   openResults(q: ResultQuery, partitions: readonly number[], horizonUs: number): Promise<Columns>;
 }

@@ -10,6 +10,8 @@ import type { PreparedRule } from '../rules/runner.js';
 import { recentRowsSql } from '../rules/view.js';
 import { PAGE } from './page.js';
 import { rowsOf } from '../types.js';
+import { detectionRows } from '../alerts/alert.js';
+import { readEvidence, type DetectionId, type StoredEvidence } from '../alerts/evidence.js';
 
 /** Rows shown per rule: enough to see what it finds, few enough to poll every 2 s. */
 export const RULE_ROWS = 20;
@@ -26,6 +28,8 @@ export interface RuleRows {
   columns: { name: string; kind: ColumnKind }[];
   /** Row-major; times as ISO-8601 UTC strings, integers past 2^53 as decimal strings. */
   rows: unknown[][];
+  /** Per row, the detection whose evidence /api/evidence gives; null when the rule records none. */
+  detections: { key: string; windowStart: string | null }[] | null;
   /** Why the rows could not be read, instead of failing the whole page. */
   error?: string;
 }
@@ -69,6 +73,7 @@ export interface Dashboard {
 
 export interface DashboardSource {
   snapshot(): Promise<Dashboard>;
+  evidence(d: DetectionId): Promise<StoredEvidence | null>;
 }
 
 const num = (v: unknown) => (v === null || v === undefined ? 0 : Number(v));
@@ -86,7 +91,8 @@ export function columnKind(duckType: string): ColumnKind {
  * strings, and `types` in DuckDB's names.
  */
 export interface ResultReader {
-  read(sql: string): Promise<Columns>;
+  /** `sql` takes `params` as $1, $2, ... */
+  read(sql: string, params?: readonly (string | number | null)[]): Promise<Columns>;
 }
 
 /** The realtime_stats rule's window in ms (its `window` parameter); null without that rule. */
@@ -194,6 +200,10 @@ export class ResultsDashboard implements DashboardSource {
       .filter((s) => Date.parse(s.end) > latest - 10 * 60_000);
   }
 
+  evidence(d: DetectionId): Promise<StoredEvidence | null> {
+    return readEvidence(this.reader, d);
+  }
+
   private async ruleRows(p: PreparedRule): Promise<RuleRows> {
     const { rule } = p;
     const head = { name: rule.name, description: rule.description, severity: rule.severity, target: rule.target, key: rule.key };
@@ -201,14 +211,35 @@ export class ResultsDashboard implements DashboardSource {
       const r = await this.reader.read(recentRowsSql(p, null, RULE_ROWS));
       const columns = r.names.map((name, i) => ({ name, kind: columnKind(r.types[i] ?? '') }));
       const rows = Array.from({ length: r.rowCount }, (_, i) => r.columns.map((c) => c[i] ?? null));
-      return { ...head, columns, rows };
+      const detections = rule.evidence ? detectionRows(r, rule.evidence.keyColumns, null).map((d) => ({ key: d.keyValue, windowStart: d.windowStart })) : null;
+      return { ...head, columns, rows, detections };
     } catch (err) {
-      return { ...head, columns: p.columns.map((name) => ({ name, kind: 'text' as const })), rows: [], error: (err as Error).message.split('\n')[0]! };
+      return {
+        ...head,
+        columns: p.columns.map((name) => ({ name, kind: 'text' as const })),
+        rows: [],
+        detections: null,
+        error: (err as Error).message.split('\n')[0]!,
+      };
     }
   }
 }
 
+/** An ISO-8601 time as result rows hold them (UTC, up to microseconds), kept as text so that it matches exactly. */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$/;
+
 export function mountDashboard(app: FastifyInstance, source: DashboardSource): void {
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(PAGE));
   app.get('/api/dashboard', async () => source.snapshot());
+  // One detection's orders: ?rule=suspicious_ips&key=192.168.99.99&window_start=2026-11-26T10:00:00.000Z
+  app.get('/api/evidence', async (req, reply) => {
+    const q = req.query as Record<string, unknown>;
+    const ws = q.window_start === undefined || q.window_start === '' ? null : q.window_start;
+    if (typeof q.rule !== 'string' || typeof q.key !== 'string' || (ws !== null && (typeof ws !== 'string' || !ISO_TIME.test(ws)))) {
+      return reply.code(400).send({ message: 'give rule, key and (for a windowed rule) window_start as ISO-8601 UTC, e.g. 2026-11-26T10:00:00.000Z' });
+    }
+    const e = await source.evidence({ rule: q.rule, keyValue: q.key, windowStart: ws as string | null });
+    if (e === null) return reply.code(404).send({ message: 'no evidence is recorded for this detection' });
+    return e;
+  });
 }

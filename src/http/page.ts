@@ -38,6 +38,7 @@ export const PAGE = `<!doctype html>
   details.rule summary { cursor:pointer; display:flex; gap:10px; align-items:baseline; flex-wrap:wrap; }
   details.rule summary b { font-weight:600; }
   details.rule .body { margin-top:6px; }
+  tr.detection { cursor:pointer; } tr.detection:hover td { background:#1d2638; }
 </style>
 </head>
 <body>
@@ -54,9 +55,10 @@ export const PAGE = `<!doctype html>
   <section class="panel wide" id="p-sales"><h2>Sales per window (million KRW)</h2><svg id="c-sales"></svg></section>
   <div class="muted full" id="c-note">Each point is a window, labelled with its start. ○ = partial window: still open, or the first or last of a run, so it holds only part of its 30 s.</div>
   <section class="panel half" id="p-top"><h2>Top 5 products (last 5 min)</h2><div id="top"></div></section>
-  <section class="panel half" id="p-sus"><h2>Suspicious IPs (>= 10 orders in 60 s)</h2><div id="sus"></div></section>
+  <section class="panel half" id="p-sus"><h2>Suspicious IPs (>= 10 orders in 60 s) · click for the orders</h2><div id="sus"></div></section>
   <section class="panel full" id="p-hv"><h2>High-value orders (>= 500,000 KRW)</h2><div id="hv"></div></section>
-  <section class="panel full" id="p-rules"><h2>Every rule: latest rows, newest first</h2><div id="rules"></div></section>
+  <section class="panel full" id="p-rules"><h2>Every rule: latest rows, newest first (click a detection for its orders)</h2><div id="rules"></div></section>
+  <section class="panel full" id="p-evidence" hidden><h2>Evidence: the orders behind a detection</h2><div id="evidence"></div></section>
 </main>
 <script>
 // The four rules the panels above show: their generic tables start folded.
@@ -66,7 +68,9 @@ const fmt = (n) => Math.round(n).toLocaleString('en-US');
 const fmtInt = (v) => /^-?\\d+$/.test(String(v)) ? String(v).replace(/\\B(?=(\\d{3})+(?!\\d))/g, ',') : shown(v);
 const shown = (s) => String(s).replace(/[\\u0000-\\u001f\\u007f-\\u009f\\u200b-\\u200f\\u2028-\\u202e\\u2066-\\u2069\\ufeff]/g,
   (c) => '\\\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
-const esc = (s) => shown(s).replace(/[&<>"']/g, (c) => ({ '&':'&amp;', '<':'&lt;', '>':'&gt;', '"':'&quot;', "'":'&#39;' }[c]));
+// attr() keeps a value exact (a key sent back to the server) and only makes it inert markup.
+const attr = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&':'&amp;', '<':'&lt;', '>':'&gt;', '"':'&quot;', "'":'&#39;' }[c]));
+const esc = (s) => attr(shown(s));
 // One time format for the whole page: the viewer's local time, HH:MM:SS, with the date when it is not today.
 const pad = (n) => String(n).padStart(2, '0');
 const day = (d) => d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate());
@@ -150,16 +154,55 @@ function rules(list) {
     if (r.rows.length === 0) { body.replaceChildren(el('div', 'no rows yet', 'empty')); continue; }
     const t = el('table'), head = el('tr'), tbody = el('tbody');
     for (const c of r.columns) head.append(el('th', shown(c.name)));
-    for (const row of r.rows) {
+    r.rows.forEach((row, j) => {
       const tr = el('tr');
       row.forEach((v, i) => tr.append(cell(r.columns[i].kind, v)));
+      const d = r.detections && r.detections[j];
+      if (d) {
+        tr.className = 'detection';
+        tr.title = 'show the orders behind this detection';
+        tr.addEventListener('click', () => showEvidence(r.name, d.key, d.windowStart));
+      }
       tbody.append(tr);
-    }
+    });
     t.append(el('thead'), tbody);
     t.tHead.append(head);
     body.replaceChildren(t);
   }
 }
+/** Opens the evidence panel on one detection: its count and its first orders by event time. */
+async function showEvidence(rule, key, windowStart) {
+  const panel = document.getElementById('p-evidence'), box = document.getElementById('evidence');
+  panel.hidden = false;
+  const head = el('div', rule + ' · ' + shown(key) + (windowStart ? ' · since ' + when(windowStart) : ''));
+  box.replaceChildren(head, el('div', 'loading…', 'empty'));
+  panel.scrollIntoView({ block: 'nearest' });
+  const qs = new URLSearchParams({ rule: rule, key: key });
+  if (windowStart) qs.set('window_start', windowStart);
+  try {
+    const res = await fetch('/api/evidence?' + qs.toString());
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) { box.replaceChildren(head, el('div', body.message || res.statusText, 'empty')); return; }
+    const note = el('div', fmt(body.orderCount) + (body.orderCount === 1 ? ' order' : ' orders') +
+      (body.orders.length < body.orderCount ? ', the first ' + fmt(body.orders.length) + ' by event time' : ''), 'muted');
+    const t = el('table'), tbody = el('tbody'), hr = el('tr');
+    hr.append(el('th', 'Event time'), el('th', 'Order'));
+    for (const o of body.orders) {
+      const tr = el('tr');
+      tr.append(el('td', when(o.eventTime)), el('td', shown(o.orderId)));
+      tbody.append(tr);
+    }
+    t.append(el('thead'), tbody);
+    t.tHead.append(hr);
+    box.replaceChildren(head, note, t);
+  } catch (e) {
+    box.replaceChildren(head, el('div', 'cannot read the evidence: ' + e.message, 'empty'));
+  }
+}
+document.getElementById('sus').addEventListener('click', (ev) => {
+  const tr = ev.target.closest('tr[data-key]');
+  if (tr) showEvidence('suspicious_ips', tr.dataset.key, tr.dataset.since);
+});
 async function refresh() {
   try {
     const res = await fetch('/api/dashboard');
@@ -183,7 +226,7 @@ async function refresh() {
     table('top', ['Product', 'Orders', '', 'Sales (KRW)'], d.topProducts.map((p) =>
       '<tr><td>' + esc(p.product) + '</td><td class="n">' + fmt(p.orders) + '</td><td style="width:40%"><div class="bar" style="width:' + (100 * p.orders / maxTop) + '%"></div></td><td class="n">' + fmt(p.sales) + '</td></tr>'));
     table('sus', ['IP', 'Orders', 'Spent (KRW)', 'Since', ''], d.suspiciousIps.map((s) =>
-      '<tr><td>' + esc(s.ip) + '</td><td class="n">' + fmt(s.orders) + '</td><td class="n">' + fmt(s.spent) + '</td><td>' + esc(when(s.since)) + '</td><td><span class="tag ' + (s.final ? '' : 'open') + '">' + (s.final ? 'ended' : 'active') + '</span></td></tr>'));
+      '<tr class="detection" title="show the orders behind this detection" data-key="' + attr(s.ip) + '" data-since="' + attr(s.since) + '"><td>' + esc(s.ip) + '</td><td class="n">' + fmt(s.orders) + '</td><td class="n">' + fmt(s.spent) + '</td><td>' + esc(when(s.since)) + '</td><td><span class="tag ' + (s.final ? '' : 'open') + '">' + (s.final ? 'ended' : 'active') + '</span></td></tr>'));
     table('hv', ['Time', 'Order', 'Product', 'Qty', 'Total (KRW)', 'IP'], d.highValueOrders.map((o) =>
       '<tr><td>' + esc(when(o.time)) + '</td><td>' + esc(o.orderId) + '</td><td>' + esc(o.product) + '</td><td class="n">' + fmt(o.quantity) + '</td><td class="n">' + fmt(o.total) + '</td><td>' + esc(o.ip) + '</td></tr>'));
     rules(d.rules);

@@ -11,6 +11,7 @@ import type { Diagnostic, RuleOutput } from '../engine/ports.js';
 import { burstFields, burstSql, parseBurstBody, parseBurstHeader, type BurstSpec } from './burst.js';
 import { SCENARIOS } from '../generator/orders.js';
 import { parseAlertHeader, type AlertSpec } from '../alerts/alert.js';
+import { EVIDENCE_DEFAULT_MAX, evidenceSpec, parseEvidenceHeader, type EvidenceSpec } from '../alerts/evidence.js';
 
 export type Severity = 'info' | 'low' | 'medium' | 'high';
 const SEVERITIES: readonly Severity[] = ['info', 'low', 'medium', 'high'];
@@ -73,7 +74,7 @@ export function formatDiagnostic(d: Diagnostic): string {
   return `${d.file}:${d.line}:${d.column}: ${d.message}`;
 }
 
-const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows|label|burst|partition_by|alert):\s*(.*)$/;
+const FIELD = /^--\s*(name|description|severity|target|key|replace|final_after|state|grows|label|burst|partition_by|alert|evidence):\s*(.*)$/;
 /** Header fields that a `-- burst:` rule gets from its definition. */
 const BURST_DERIVED = ['key', 'replace', 'grows', 'final_after', 'state'];
 const PARAM = /^--\s*param\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$/;
@@ -232,6 +233,18 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
     else alert = a;
   }
 
+  // Detections (alerting rules) keep their orders unless they say otherwise; other rules when they ask.
+  const evidenceField = fields.get('evidence');
+  let evidence: EvidenceSpec | null = null;
+  const max = evidenceField ? parseEvidenceHeader(evidenceField.value) : alertField ? EVIDENCE_DEFAULT_MAX : null;
+  if (typeof max === 'string') report(evidenceField!.line, 1, max);
+  else if (max !== null && key.length > 0) {
+    const spec = evidenceSpec(key, ORDER_KEY_FIELDS, max);
+    if (typeof spec === 'string' && evidenceField) report(evidenceField.line, 1, spec);
+    else if (typeof spec !== 'string') evidence = spec;
+    if (alert) alert.evidenceMax = max;
+  }
+
   const version = createHash('sha256')
     .update(text)
     .update(JSON.stringify([...params].map(([k, v]) => [k, v.kind === 'integer' ? v.value.toString() : v])))
@@ -262,6 +275,7 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
       burst,
       partitionKey: burst?.key ?? partitionField?.value ?? null,
       alert,
+      evidence,
     },
   };
 }

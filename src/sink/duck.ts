@@ -9,7 +9,22 @@ import { FraudSqlError } from '../errors.js';
 import type { DuckState } from '../state/duckdb.js';
 import type { PartitionProgress } from '../types.js';
 import { formatMicros } from '../time.js';
-import { DEAD_LETTER_PAYLOAD_MAX, finalizeSql, replaceSql, rowsFrom, sqlString, upsertSql, watermarksFrom } from './sql.js';
+import type { DetectionEvidence, DetectionId } from '../alerts/evidence.js';
+import {
+  DEAD_LETTER_PAYLOAD_MAX,
+  duckTimestamp,
+  DETECTION_COLUMNS,
+  EVIDENCE_COLUMNS,
+  evidenceEndsSql,
+  evidenceSql,
+  TOTALS_COLUMNS,
+  finalizeSql,
+  replaceSql,
+  rowsFrom,
+  sqlString,
+  upsertSql,
+  watermarksFrom,
+} from './sql.js';
 import { carriedColumns, planTables, quote, type ExistingTable, type ResultTable } from './tables.js';
 
 export class DuckSink implements SinkPort {
@@ -30,6 +45,12 @@ export class DuckSink implements SinkPort {
     );
     await state.run(
       `CREATE TABLE IF NOT EXISTS consumer_progress (topic VARCHAR, kafka_partition INTEGER, next_offset BIGINT, watermark TIMESTAMP, PRIMARY KEY (topic, kafka_partition))`,
+    );
+    await state.run(
+      `CREATE TABLE IF NOT EXISTS detection_evidence (rule VARCHAR, key_value VARCHAR, window_start TIMESTAMP, order_id VARCHAR, event_time TIMESTAMP, created_at TIMESTAMP DEFAULT now())`,
+    );
+    await state.run(
+      `CREATE TABLE IF NOT EXISTS detection_totals (rule VARCHAR, key_value VARCHAR, window_start TIMESTAMP, window_end TIMESTAMP, order_count BIGINT, created_at TIMESTAMP DEFAULT now(), updated_at TIMESTAMP DEFAULT now())`,
     );
     const sink = new DuckSink(state, topic);
     await sink.ensureTables(tables);
@@ -116,12 +137,36 @@ export class DuckSink implements SinkPort {
           `UPDATE consumer_progress SET next_offset = ${p.next}, watermark = ${wm} WHERE topic = '${this.topic}' AND kafka_partition = ${p.partition}`,
         );
       }
+      if (input.evidence.length > 0) await this.writeEvidence(input.evidence);
       await this.finalizeRows(input.finalizers, input.watermarks);
       await s.run('COMMIT');
     } catch (err) {
       await s.run('ROLLBACK').catch(() => {});
       throw err;
     }
+  }
+
+  async evidenceEnds(detections: readonly DetectionId[]): Promise<(string | null)[]> {
+    const out: (string | null)[] = detections.map(() => null);
+    if (detections.length === 0) return out;
+    const rows = detections.map((d, i) => `(${i}, ${head(d)})`);
+    const r = await this.state.query(evidenceEndsSql('duckdb', relation(rows, DETECTION_COLUMNS)));
+    for (let j = 0; j < r.rowCount; j++) out[Number(r.columns[0]![j])] = (r.columns[1]![j] as string | null) ?? null;
+    return out;
+  }
+
+  /** The same statements as the PostgreSQL sink's, over the batch's evidence as literal rows. */
+  private async writeEvidence(evidence: readonly DetectionEvidence[]): Promise<void> {
+    const totals = relation(
+      evidence.map((e) => `(${head(e)}, ${duckTimestamp(e.windowEnd)}, ${e.orderCount}::BIGINT)`),
+      TOTALS_COLUMNS,
+    );
+    const listed = evidence.flatMap((e) =>
+      e.orderIds.map((id, i) => `(${head(e)}, ${sqlString(id)}, make_timestamp(${Math.floor(e.eventUs[i]!)}::BIGINT), ${e.max}::INTEGER)`),
+    );
+    const sql = evidenceSql('duckdb', totals, listed.length > 0 ? relation(listed, EVIDENCE_COLUMNS) : '');
+    for (const statement of sql.totals) await this.state.run(statement);
+    if (listed.length > 0) for (const statement of sql.orders) await this.state.run(statement);
   }
 
   async finalize(finalizers: CommitInput['finalizers'], watermarks: ReadonlyMap<number, number>): Promise<void> {
@@ -133,6 +178,13 @@ export class DuckSink implements SinkPort {
     for (const f of finalizers) await this.state.run(finalizeSql(f.target, f.finalAfter, watermarksFrom('duckdb', watermarks)));
   }
 }
+
+/** Literal rows as a relation `u` of `columns`. */
+function relation(rows: readonly string[], columns: readonly { name: string }[]): string {
+  return `(VALUES ${rows.join(', ')}) AS u(${columns.map((c) => c.name).join(', ')})`;
+}
+
+const head = (e: DetectionId) => `${sqlString(e.rule)}, ${sqlString(e.keyValue)}, ${duckTimestamp(e.windowStart)}`;
 
 /** As PostgreSQL's catalog answers for PgSink: a DuckDB table's columns and unique keys, or null. */
 export async function duckTable(state: DuckState, table: string): Promise<ExistingTable | null> {

@@ -5,6 +5,7 @@
  */
 import pg from 'pg';
 import { FraudSqlError } from '../errors.js';
+import { redactUrl } from '../config.js';
 import type { Logger } from '../log.js';
 import { retrying } from '../retry.js';
 import type { PartitionProgress } from '../types.js';
@@ -13,6 +14,7 @@ import { mapPgError } from './pg-errors.js';
 import { MIGRATIONS } from './schema.js';
 import { carriedColumns, planTables, quote, type ExistingTable, type ResultTable } from './tables.js';
 import type { Columns, CommitInput, ResultQuery, SinkPort } from '../engine/ports.js';
+import type { DetectionEvidence, DetectionId } from '../alerts/evidence.js';
 import {
   ADVANCE_PROGRESS,
   INIT_PROGRESS,
@@ -24,6 +26,11 @@ import {
   FORGET_LATE_FROM,
   UPDATE_WATERMARKS,
   DEAD_LETTER_PAYLOAD_MAX,
+  DETECTION_COLUMNS,
+  EVIDENCE_COLUMNS,
+  evidenceEndsSql,
+  evidenceSql,
+  TOTALS_COLUMNS,
   finalizeSql,
   replaceSql,
   rowsFrom,
@@ -46,6 +53,11 @@ export interface SinkOptions {
   tables?: readonly ResultTable[];
   /** Webhook URLs every new alert is delivered to (a delivery row each, in the batch's transaction). */
   alertWebhooks?: readonly string[];
+  /**
+   * For a command that only reads: no migration, and these tables must exist in the
+   * schema (a mistyped schema is an error, not a new empty one).
+   */
+  readOnly?: { needs: readonly string[] };
 }
 
 /** PostgreSQL type oids of result columns, by the DuckDB type name that `read` reports. */
@@ -84,7 +96,8 @@ export class PgSink implements SinkPort {
     pool.on('error', (err) => opts.logger.warn('PostgreSQL connection lost', { error: err.message }));
     const sink = new PgSink(pool, opts);
     try {
-      await sink.withRetry('connect', () => sink.migrate());
+      if (opts.readOnly) await sink.withRetry('connect', () => sink.expectTables(opts.readOnly!.needs));
+      else await sink.withRetry('connect', () => sink.migrate());
       if (opts.tables) await sink.ensureTables(opts.tables);
     } catch (err) {
       await pool.end().catch(() => {});
@@ -142,6 +155,18 @@ export class PgSink implements SinkPort {
     } finally {
       client.off('error', onError);
       client.release(broken);
+    }
+  }
+
+  private async expectTables(needs: readonly string[]): Promise<void> {
+    const r = await this.pool.query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1', [this.opts.schema]);
+    const there = new Set(r.rows.map((row) => row.table_name as string));
+    const missing = needs.filter((t) => !there.has(t));
+    if (missing.length > 0) {
+      throw new FraudSqlError(
+        'PG_SCHEMA_MISSING',
+        `schema "${this.opts.schema}" of ${redactUrl(this.opts.databaseUrl)} has no ${missing.join(', ')}: check --pg-schema, or run fraud-sql migrate (fraud-sql run does it too)`,
+      );
     }
   }
 
@@ -331,6 +356,7 @@ export class PgSink implements SinkPort {
         [...(this.opts.alertWebhooks ?? [])],
       ]);
     }
+    if (input.evidence.length > 0) await writeEvidence(c, input.evidence);
     await this.finalizeWith(c, input.finalizers, input.watermarks);
   }
 
@@ -353,12 +379,24 @@ export class PgSink implements SinkPort {
     );
   }
 
+  async evidenceEnds(detections: readonly DetectionId[]): Promise<(string | null)[]> {
+    const r = await this.pool.query(evidenceEndsSql('postgres', rowsFrom('postgres', DETECTION_COLUMNS)), [
+      detections.map((_, i) => i),
+      detections.map((d) => d.rule),
+      detections.map((d) => d.keyValue),
+      detections.map((d) => d.windowStart),
+    ]);
+    const out: (string | null)[] = detections.map(() => null);
+    for (const row of r.rows) out[row.i] = row.window_end === null ? null : (row.window_end as Date).toISOString();
+    return out;
+  }
+
   /**
    * A read of the result tables for the built-in page, shaped as DuckDB returns
    * one: times as ISO-8601 UTC strings, types in DuckDB's names.
    */
-  async read(sql: string): Promise<Columns> {
-    const r = await this.pool.query({ text: sql, rowMode: 'array' });
+  async read(sql: string, params?: readonly (string | number | null)[]): Promise<Columns> {
+    const r = await this.pool.query({ text: sql, values: params ? [...params] : undefined, rowMode: 'array' });
     const types = r.fields.map((f) => PG_TYPE_NAMES[f.dataTypeID] ?? 'VARCHAR');
     const columns = r.fields.map((_, j) => r.rows.map((row: unknown[]) => (row[j] instanceof Date ? (row[j] as Date).toISOString() : row[j])));
     return { names: r.fields.map((f) => f.name), types, columns, rowCount: r.rows.length };
@@ -455,4 +493,28 @@ async function existingTable(c: pg.ClientBase, schema: string, table: string): P
     [schema, table],
   );
   return { columns: new Map(cols.rows.map((r) => [r.name as string, r.type as string])), uniques: uniques.rows.map((r) => r.cols as string[]) };
+}
+
+/** A batch's evidence (alerts/evidence.ts) through `query`, inside the batch's transaction. */
+async function writeEvidence(c: pg.ClientBase, evidence: readonly DetectionEvidence[]): Promise<void> {
+  const sql = evidenceSql('postgres', rowsFrom('postgres', TOTALS_COLUMNS), rowsFrom('postgres', EVIDENCE_COLUMNS));
+  const totals = [
+    evidence.map((e) => e.rule),
+    evidence.map((e) => e.keyValue),
+    evidence.map((e) => e.windowStart),
+    evidence.map((e) => e.windowEnd),
+    evidence.map((e) => e.orderCount),
+  ];
+  for (const statement of sql.totals) await c.query(statement, totals);
+  const listed = evidence.flatMap((e) => e.orderIds.map((id, i) => ({ e, id, us: e.eventUs[i]! })));
+  if (listed.length === 0) return;
+  const orders = [
+    listed.map((o) => o.e.rule),
+    listed.map((o) => o.e.keyValue),
+    listed.map((o) => o.e.windowStart),
+    listed.map((o) => o.id),
+    listed.map((o) => formatMicros(o.us)),
+    listed.map((o) => o.e.max),
+  ];
+  for (const statement of sql.orders) await c.query(statement, orders);
 }

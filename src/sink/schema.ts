@@ -199,4 +199,33 @@ CREATE TABLE list_entries (
 );
 `,
   },
+  {
+    version: 4,
+    name: 'detection evidence and totals',
+    // Written in the batch's own transaction (alerts/evidence.ts): per detection,
+    // its first orders by event time and the count of them all. A rule without
+    // windows has no window_start: NULL, which the keys compare as one value.
+    sql: `
+CREATE TABLE detection_evidence (
+  rule         text        NOT NULL,
+  key_value    text        NOT NULL,
+  window_start timestamptz,
+  order_id     text        NOT NULL,
+  event_time   timestamptz NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX detection_evidence_key ON detection_evidence (rule, key_value, (coalesce(window_start, '-infinity')), event_time, order_id);
+
+CREATE TABLE detection_totals (
+  rule         text        NOT NULL,
+  key_value    text        NOT NULL,
+  window_start timestamptz,
+  window_end   timestamptz,
+  order_count  bigint      NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX detection_totals_key ON detection_totals (rule, key_value, (coalesce(window_start, '-infinity')));
+`,
+  },
 ];

@@ -17,6 +17,11 @@ export function sqlString(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
 }
 
+/** An ISO-8601 UTC time (as result rows hold them) as a DuckDB TIMESTAMP literal (UTC, no zone); null as a typed NULL. */
+export function duckTimestamp(iso: string | null): string {
+  return iso === null ? 'NULL::TIMESTAMP' : `${sqlString(iso.replace(/Z$/, ''))}::TIMESTAMP`;
+}
+
 /**
  * The batch's rows of `columns` as a relation `u`: for PostgreSQL, unnest() of one
  * array parameter per column ($1, $2, ... in this order); for DuckDB, the table named.
@@ -84,6 +89,82 @@ export function finalizeSql(into: string, finalAfter: string, watermarks: string
     `FROM ${watermarks}`,
     `WHERE NOT ${q(into)}."is_final" AND ${q(into)}."source_partition" = wm.wm_partition AND (${finalAfter}) <= wm.wm_time`,
   ].join('\n');
+}
+
+/** What names a detection (alerts/evidence.ts DetectionId). */
+const DETECTION_ID: readonly TableColumn[] = [
+  { name: 'rule', pg: 'text', duck: 'VARCHAR' },
+  { name: 'key_value', pg: 'text', duck: 'VARCHAR' },
+  { name: 'window_start', pg: 'timestamptz', duck: 'TIMESTAMP' },
+];
+
+/** What a batch adds to its detections' counts, as rowsFrom() takes it. */
+export const TOTALS_COLUMNS: readonly TableColumn[] = [
+  ...DETECTION_ID,
+  { name: 'window_end', pg: 'timestamptz', duck: 'TIMESTAMP' },
+  { name: 'order_count', pg: 'bigint', duck: 'BIGINT' },
+];
+
+/** The batch's evidence orders, with the most their detection keeps. */
+export const EVIDENCE_COLUMNS: readonly TableColumn[] = [
+  ...DETECTION_ID,
+  { name: 'order_id', pg: 'text', duck: 'VARCHAR' },
+  { name: 'event_time', pg: 'timestamptz', duck: 'TIMESTAMP' },
+  { name: 'max_orders', pg: 'integer', duck: 'INTEGER' },
+];
+
+/** The detections asked about (SinkPort.evidenceEnds), numbered from 0. */
+export const DETECTION_COLUMNS: readonly TableColumn[] = [{ name: 'i', pg: 'integer', duck: 'INTEGER' }, ...DETECTION_ID];
+
+/** A window start where a missing one equals itself (PostgreSQL: as the detection_*_key indexes have it). */
+const windowOf = (d: Dialect, rel: string) => `coalesce(${rel}.window_start, ${d === 'postgres' ? "'-infinity'::timestamptz" : "'-infinity'::TIMESTAMP"})`;
+
+/** Whether `a` and `b` name the same detection. */
+function sameDetection(d: Dialect, a: string, b: string): string {
+  return `${a}.rule = ${b}.rule AND ${a}.key_value = ${b}.key_value AND ${windowOf(d, a)} = ${windowOf(d, b)}`;
+}
+
+/** Where each detection of `detections` (DETECTION_COLUMNS) counted its evidence up to: rows (i, window_end). */
+export function evidenceEndsSql(d: Dialect, detections: string): string {
+  return `SELECT u.i, t.window_end FROM ${detections} JOIN detection_totals t ON ${sameDetection(d, 't', 'u')}`;
+}
+
+/**
+ * A batch's evidence (alerts/evidence.ts), in order: the counts grow by what the
+ * batch adds, new detections start; a detection of the same key that now lies
+ * inside another (two bursts merged) is dropped, its orders counted by the one it
+ * joined; the orders are added, and each detection keeps its first `max_orders` by
+ * event time. `totals` and `orders` are relations `u` of TOTALS_COLUMNS and
+ * EVIDENCE_COLUMNS.
+ */
+export function evidenceSql(d: Dialect, totals: string, orders: string): { totals: string[]; orders: string[] } {
+  const merged = (table: string) =>
+    `DELETE FROM ${table} WHERE (rule, key_value, window_start) IN (
+       SELECT t.rule, t.key_value, t.window_start FROM ${table} t JOIN (SELECT * FROM ${totals}) u
+       ON t.rule = u.rule AND t.key_value = u.key_value AND t.window_start > u.window_start AND t.window_start <= u.window_end)`;
+  return {
+    totals: [
+      `UPDATE detection_totals SET order_count = detection_totals.order_count + u.order_count, window_end = u.window_end, updated_at = now()
+       FROM ${totals} WHERE ${sameDetection(d, 'detection_totals', 'u')}`,
+      `INSERT INTO detection_totals (rule, key_value, window_start, window_end, order_count)
+       SELECT u.rule, u.key_value, u.window_start, u.window_end, u.order_count FROM ${totals}
+       WHERE NOT EXISTS (SELECT 1 FROM detection_totals t WHERE ${sameDetection(d, 't', 'u')})`,
+      merged('detection_totals'),
+      merged('detection_evidence'),
+    ],
+    orders: [
+      `INSERT INTO detection_evidence (rule, key_value, window_start, order_id, event_time)
+       SELECT u.rule, u.key_value, u.window_start, u.order_id, u.event_time FROM ${orders}
+       WHERE NOT EXISTS (SELECT 1 FROM detection_evidence e WHERE ${sameDetection(d, 'e', 'u')} AND e.event_time = u.event_time AND e.order_id = u.order_id)`,
+      `DELETE FROM detection_evidence WHERE (rule, key_value, ${windowOf(d, 'detection_evidence')}, event_time, order_id) IN (
+         SELECT r.rule, r.key_value, ${windowOf(d, 'r')}, r.event_time, r.order_id FROM (
+           SELECT e.rule, e.key_value, e.window_start, e.event_time, e.order_id, c.max_orders,
+                  row_number() OVER (PARTITION BY e.rule, e.key_value, e.window_start ORDER BY e.event_time, e.order_id) AS rn
+           FROM detection_evidence e
+           JOIN (SELECT DISTINCT u.rule, u.key_value, u.window_start, u.max_orders FROM ${orders}) c ON ${sameDetection(d, 'e', 'c')}
+         ) r WHERE r.rn > r.max_orders)`,
+    ],
+  };
 }
 
 export const INSERT_DEAD_LETTERS = `

@@ -10,8 +10,8 @@
  */
 import { DuckDBConnection, DuckDBInstance, DuckDBTimestampValue, type DuckDBValue } from '@duckdb/node-api';
 import { FraudSqlError } from '../errors.js';
-import type { Columns, EvidenceRequest, IngestRow } from '../engine/ports.js';
-import { sqlString } from '../sink/sql.js';
+import type { Columns, EvidenceFound, EvidenceRequest, IngestRow } from '../engine/ports.js';
+import { duckTimestamp, sqlString } from '../sink/sql.js';
 import { quote } from '../sink/tables.js';
 import { formatMicros } from '../time.js';
 
@@ -134,9 +134,9 @@ export class DuckState {
     await this.conn.run(`SET VARIABLE batch_id = ${batchId}`);
   }
 
-  /** Runs a query and returns its result column-major, converted to plain values. */
-  async query(sql: string): Promise<Columns> {
-    const reader = await this.conn.runAndReadAll(sql);
+  /** Runs a query ($1, $2, ... take `params`) and returns its result column-major, converted to plain values. */
+  async query(sql: string, params?: readonly (string | number | null)[]): Promise<Columns> {
+    const reader = await this.conn.runAndReadAll(sql, params ? [...params] : undefined);
     const names = reader.columnNames();
     const types = reader.columnTypes().map(String);
     const columns = reader.getColumns().map((col) => col.map(toPlain));
@@ -187,12 +187,11 @@ export class DuckState {
   }
 
   /** See StatePort.evidence. One query for every request; values are literals, escaped. */
-  async evidence(field: string, requests: readonly EvidenceRequest[], limit: number): Promise<{ orderIds: string[]; orderCount: number }[]> {
-    const out = requests.map(() => ({ orderIds: [] as string[], orderCount: 0 }));
+  async evidence(field: string, requests: readonly EvidenceRequest[], limit: number): Promise<EvidenceFound[]> {
+    const out = requests.map((): EvidenceFound => ({ orderIds: [], eventUs: [], orderCount: 0 }));
     if (requests.length === 0) return out;
-    // Row results hold timestamps as ISO-8601 UTC ("...Z"); orders.event_time is UTC without a zone.
-    const ts = (iso: string | null) => (iso === null ? 'NULL::TIMESTAMP' : `${sqlString(iso.replace(/Z$/, ''))}::TIMESTAMP`);
-    const rows = requests.map((r, i) => `(${i}, ${sqlString(r.value)}, ${ts(r.from)}, ${ts(r.to)})`);
+    const ts = duckTimestamp;
+    const rows = requests.map((r, i) => `(${i}, ${sqlString(r.value)}, ${ts(r.from)}, ${ts(r.to)}, ${ts(r.after ?? null)})`);
     // The same bounds as literals too, so that DuckDB skips the row groups outside them.
     const froms = requests.map((r) => r.from);
     const tos = requests.map((r) => r.to);
@@ -202,16 +201,18 @@ export class DuckState {
       ...(tos.includes(null) ? [] : [`o.event_time <= ${ts(tos.reduce((a, b) => (a! > b! ? a : b)))}`]),
     ];
     const r = await this.query(`
-      SELECT q.i, o.order_id, count(*) OVER (PARTITION BY q.i) AS n
-      FROM (VALUES ${rows.join(', ')}) AS q(i, v, t0, t1)
+      SELECT q.i, o.order_id, epoch_us(o.event_time) AS us, count(*) OVER (PARTITION BY q.i) AS n
+      FROM (VALUES ${rows.join(', ')}) AS q(i, v, t0, t1, after)
       JOIN (SELECT * FROM orders o WHERE ${bounds.join(' AND ')}) o
         ON o.${quote(field)} = q.v AND (q.t0 IS NULL OR o.event_time >= q.t0) AND (q.t1 IS NULL OR o.event_time <= q.t1)
+       AND (q.after IS NULL OR o.batch_id = getvariable('batch_id') OR o.event_time > q.after)
       QUALIFY row_number() OVER (PARTITION BY q.i ORDER BY o.event_time, o.order_id) <= ${Math.max(0, Math.floor(limit))}
       ORDER BY q.i, o.event_time, o.order_id`);
     for (let j = 0; j < r.rowCount; j++) {
       const e = out[Number(r.columns[0]![j])]!;
       e.orderIds.push(String(r.columns[1]![j]));
-      e.orderCount = Number(r.columns[2]![j]);
+      e.eventUs.push(Number(r.columns[2]![j]));
+      e.orderCount = Number(r.columns[3]![j]);
     }
     return out;
   }
