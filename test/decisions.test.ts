@@ -1,8 +1,8 @@
 /** The decision index and its route: active detections and lists per key, from memory. */
 import t from 'tap';
-import Fastify from 'fastify';
 import { DecisionIndex, type DetectionRows } from '../src/alerts/decisions.js';
-import { mountDecisions } from '../src/http/decisions.js';
+import { createServer } from 'node:http';
+import { decisionsListener } from '../src/http/decisions.js';
 import type { List } from '../src/rules/lists.js';
 
 const MIN = 60_000_000;
@@ -72,7 +72,7 @@ t.test('a single-order detection (no window) is not one that lasts; keys are ind
 t.test('lists: block wins over allow, allow over a detection', async (t) => {
   watermark = 0;
   const index = new DecisionIndex(() => lists, clock);
-  index.feed(burst('10.0.0.9', 0, 20, 12));
+  index.feed(burst('10.0.0.7', 0, 20, 12));
   t.same(index.lookup({ ip_address: '10.0.0.9' }).keys.ip_address!.lists, ['allow_ips']);
   t.equal(index.lookup({ ip_address: '10.0.0.9' }).verdict, 'allow');
   t.equal(index.lookup({ ip_address: '10.0.0.9', user_id: 'U-BAD' }).verdict, 'block');
@@ -83,24 +83,28 @@ t.test('the route: keys from the query string, a clear 400 otherwise, values ech
   watermark = 0;
   const index = new DecisionIndex(() => lists, clock);
   const hostile = `<script>"'; DROP TABLE orders; --\u0007`;
-  index.feed(burst(hostile, 0, 20, 12));
-  const app = Fastify();
-  mountDecisions(app, index);
-  t.teardown(() => app.close());
-  const ok = await app.inject({ url: `/v1/decisions?ip_address=${encodeURIComponent(hostile)}&user_id=U1` });
-  t.equal(ok.statusCode, 200);
-  t.match(ok.headers['content-type'], /application\/json/);
-  t.equal(ok.json().keys.ip_address.value, hostile, 'the value comes back as data');
-  t.equal(ok.json().verdict, 'review');
-  t.equal(ok.headers['x-content-type-options'], 'nosniff', 'a browser never reads the echoed value as markup');
-  for (const [url, message] of [
-    ['/v1/decisions', /nothing asked/],
-    ['/v1/decisions?ip=1.2.3.4', /unknown parameter "ip"/],
-    ['/v1/decisions?ip_address=a&ip_address=b', /more than once/],
-    [`/v1/decisions?user_id=${'x'.repeat(101)}`, /1 to 100 characters/],
+  index.feed(burst('10.0.0.7', 0, 20, 12));
+  const server = createServer(decisionsListener(index));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const ok = await fetch(`${base}/v1/decisions?ip_address=10.0.0.7&user_id=${encodeURIComponent(hostile)}`);
+  const body = await ok.json();
+  t.equal(ok.status, 200);
+  t.match(ok.headers.get('content-type'), /application\/json/);
+  t.equal(body.keys.user_id.value, hostile, 'the value comes back as data');
+  t.equal(body.verdict, 'review');
+  t.equal(ok.headers.get('x-content-type-options'), 'nosniff', 'a browser never reads the echoed value as markup');
+  for (const [url, status, message] of [
+    ['/v1/decisions', 400, /nothing asked/],
+    ['/v1/decisions?ip=1.2.3.4', 400, /unknown parameter "ip"/],
+    ['/v1/decisions?ip_address=1.2.3.4&ip_address=1.2.3.5', 400, /more than once/],
+    [`/v1/decisions?user_id=${'x'.repeat(101)}`, 400, /1 to 100 characters/],
+    [`/v1/decisions?ip_address=${encodeURIComponent(hostile)}`, 400, /ip_address is not an IPv4 or IPv6 address/],
+    ['/v1/other', 404, /GET \/v1\/decisions/],
   ] as const) {
-    const r = await app.inject({ url });
-    t.equal(r.statusCode, 400, url);
-    t.match(r.json().error, message);
+    const r = await fetch(base + url);
+    t.equal(r.status, status, url);
+    t.match((await r.json()).error, message);
   }
 });

@@ -83,7 +83,7 @@ t.test('/readyz turns 503 while PostgreSQL is stopped and 200 when it is back', 
   });
   t.ok(await waitFor(503, 15_000), '503 while PostgreSQL is down');
   const body = await (await fetch(`${app.url}/readyz`)).json();
-  t.same(body.checks, { postgres: false, kafka: true, consuming: true, partitionsAssigned: true });
+  t.same(body.checks, { postgres: false, kafka: true, consuming: true, partitionsAssigned: true, decisionLookup: true });
   pgctl('start');
   t.ok(await waitFor(200, 30_000), '200 again when it is back');
 });

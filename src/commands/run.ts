@@ -30,7 +30,7 @@ import { KeyingSample, orderFieldValue, planPipelines, planShape, type Pipeline 
 import { Repartitioner } from '../source/repartition.js';
 import { decodeOrder } from '../source/decode.js';
 import { watchDirectory } from '../watch.js';
-import { loopOptions, newEngine, openSink, wireEngine } from '../compose.js';
+import { consolePrinter, loopOptions, newEngine, openSink, wireEngine } from '../compose.js';
 import { ALL_KEYS, configFrom, untilDone, withSettings } from './common.js';
 
 /** One engine of the plan (src/plan.ts), with what it reads and writes. */
@@ -158,6 +158,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     let listEntries = await readListEntries(control);
 
     const pipelines: RunningPipeline[] = [];
+    const print = consolePrinter(config);
     const running = () => new Map(pipelines.flatMap((p, i) => p.rules.prepared().map((r): [string, number] => [r.rule.name, i])));
     for (const [i, p] of plan.pipelines.entries()) {
       // The per-order lane's queries read one batch: a second DuckDB thread only adds memory.
@@ -233,7 +234,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         },
         { failpoint: fail, recordsDeadLetters: p.deadLetters, alerts: true },
       );
-      wireEngine(engine, config, logger);
+      wireEngine(engine, logger, print);
       engine.events.on('batch:end', (b) => logger.debug('batch committed', { topic: p.topic, batch: b.batchId, messages: b.messages, orders: b.orders }));
       metrics.attach(engine.events, p.topic, { countsInput: p.deadLetters, alongside: p.perOrder });
       pipelines.push({ plan: p, engine, source, input, sink, rules, state });
@@ -357,6 +358,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
       }
       return [...merged.values()];
     };
+    let decisions: DecisionServer | null = null;
     const http = buildServer(metrics, {
       ready: async () => {
         const [postgres, kafkaUp] = await Promise.all([
@@ -367,8 +369,14 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
           ),
         ]);
         const consumer = consumerState();
-        const checks = { postgres, kafka: kafkaUp, consuming: consumer.consuming, partitionsAssigned: pipelines.some((p) => p.source.assigned().length > 0) };
-        return { ready: checks.postgres && checks.kafka && checks.consuming && checks.partitionsAssigned, checks, consumer: consumer.state };
+        const checks = {
+          postgres,
+          kafka: kafkaUp,
+          consuming: consumer.consuming,
+          partitionsAssigned: pipelines.some((p) => p.source.assigned().length > 0),
+          decisionLookup: decisions?.alive ?? false,
+        };
+        return { ready: Object.values(checks).every(Boolean), checks, consumer: consumer.state };
       },
       status: async () => ({
         topic: config.topic,
@@ -404,7 +412,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     life.defer(() => http.close());
     logger.info(`metrics and health on ${url}`);
 
-    const decisions = await DecisionServer.start({
+    decisions = await DecisionServer.start({
       host: config.httpHost,
       port: config.decisionsPort,
       onError: (err) => logger.error(`the decision lookup stopped: ${err.message}`),

@@ -14,11 +14,19 @@ import type { DecisionMessage } from './decisions-worker.js';
 export class DecisionServer {
   private lastLists: readonly List[] | null = null;
   private lastClock = NaN;
+  private stopped = false;
 
   private constructor(
     private readonly worker: Worker,
     readonly url: string,
-  ) {}
+  ) {
+    worker.once('exit', () => (this.stopped = true));
+  }
+
+  /** False once its thread has ended (a crash, out of memory): /readyz reports it. */
+  get alive(): boolean {
+    return !this.stopped;
+  }
 
   static async start(opts: { host: string; port: number; onError?: (err: Error) => void }): Promise<DecisionServer> {
     // Run from the sources (tests), the worker is TypeScript as this file is.

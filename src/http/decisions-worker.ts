@@ -5,10 +5,10 @@
  * JavaScript work (decoding, rule results) on the main thread.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import Fastify from 'fastify';
+import { createServer } from 'node:http';
 import { DecisionIndex, type DetectionRows } from '../alerts/decisions.js';
 import type { List } from '../rules/lists.js';
-import { mountDecisions } from './decisions.js';
+import { decisionsListener } from './decisions.js';
 
 /** What the main thread sends. */
 export type DecisionMessage = { type: 'feed'; rows: DetectionRows } | { type: 'lists'; lists: List[] } | { type: 'clock'; us: number };
@@ -25,9 +25,10 @@ parentPort!.on('message', (m: DecisionMessage) => {
   else if (m.type === 'lists') lists = m.lists;
   else clockUs = m.us;
 });
-const app = Fastify({ logger: false });
-mountDecisions(app, index);
-app.listen({ host, port }).then(
-  (url) => parentPort!.postMessage({ type: 'listening', url }),
-  (err: NodeJS.ErrnoException) => parentPort!.postMessage({ type: 'failed', code: err.code ?? '', message: err.message }),
-);
+const server = createServer(decisionsListener(index));
+server.once('error', (err: NodeJS.ErrnoException) => parentPort!.postMessage({ type: 'failed', code: err.code ?? '', message: err.message }));
+server.listen(port, host, () => {
+  const a = server.address() as { address: string; port: number };
+  const shown = a.address.includes(':') ? `[${a.address}]` : a.address;
+  parentPort!.postMessage({ type: 'listening', url: `http://${shown}:${a.port}` });
+});

@@ -1,31 +1,46 @@
 /**
  * GET /v1/decisions?ip_address=...&user_id=...: the call a checkout makes before
  * accepting an order. Answers from the process's memory (see DecisionIndex); a
- * malformed question is a 400 that says what is asked for.
+ * malformed question is a 400 that says what is asked for. A plain node:http
+ * listener: the lookup's thread does nothing else, and a framework's per-request
+ * work would be most of an answer's cost.
  */
-import type { FastifyInstance } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import { DECISION_FIELDS, type DecisionField, type DecisionIndex } from '../alerts/decisions.js';
 
 /** Longer than any order field may be (design.md section 1). */
 const MAX_VALUE = 100;
 
-export function mountDecisions(http: FastifyInstance, index: DecisionIndex): void {
-  http.get('/v1/decisions', async (req, reply) => {
+/** The answer to one query string: the status and the JSON body. */
+export function decide(index: DecisionIndex, query: URLSearchParams): { status: number; body: unknown } {
+  const problems: string[] = [];
+  const keys: Partial<Record<DecisionField, string>> = {};
+  for (const name of new Set(query.keys())) {
+    const values = query.getAll(name);
+    const value = values[0]!;
+    if (!(DECISION_FIELDS as readonly string[]).includes(name)) problems.push(`unknown parameter "${name.slice(0, MAX_VALUE)}"`);
+    else if (values.length > 1) problems.push(`${name} is given more than once`);
+    else if (value.length === 0 || value.length > MAX_VALUE) problems.push(`${name} must be 1 to ${MAX_VALUE} characters`);
+    // Orders with another ip_address are rejected on input: no detection could ever match it.
+    else if (name === 'ip_address' && isIP(value) === 0) problems.push('ip_address is not an IPv4 or IPv6 address');
+    else keys[name as DecisionField] = value;
+  }
+  if (problems.length === 0 && Object.keys(keys).length === 0) problems.push('nothing asked');
+  if (problems.length > 0)
+    return { status: 400, body: { error: `${problems.join('; ')}: ask with ${DECISION_FIELDS.map((f) => `${f}=...`).join(' and/or ')}` } };
+  return { status: 200, body: index.lookup(keys) };
+}
+
+/** The request listener of the lookup's server. */
+export function decisionsListener(index: DecisionIndex): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://lookup');
+    const { status, body } =
+      req.method === 'GET' && url.pathname === '/v1/decisions'
+        ? decide(index, url.searchParams)
+        : { status: 404, body: { error: 'not found: ask GET /v1/decisions?ip_address=...&user_id=...' } };
     // The answer echoes values a fraudster may have chosen: JSON only, never sniffed as markup.
-    void reply.header('x-content-type-options', 'nosniff');
-    const query = req.query as Record<string, unknown>;
-    const problems: string[] = [];
-    const keys: Partial<Record<DecisionField, string>> = {};
-    for (const [name, value] of Object.entries(query)) {
-      if (!(DECISION_FIELDS as readonly string[]).includes(name)) problems.push(`unknown parameter "${name}"`);
-      else if (typeof value !== 'string') problems.push(`${name} is given more than once`);
-      else if (value.length === 0 || value.length > MAX_VALUE) problems.push(`${name} must be 1 to ${MAX_VALUE} characters`);
-      else keys[name as DecisionField] = value;
-    }
-    if (problems.length === 0 && Object.keys(keys).length === 0) problems.push('nothing asked');
-    if (problems.length > 0) {
-      return reply.code(400).send({ error: `${problems.join('; ')}: ask with ${DECISION_FIELDS.map((f) => `${f}=...`).join(' and/or ')}` });
-    }
-    return index.lookup(keys);
-  });
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff' }).end(JSON.stringify(body));
+  };
 }
