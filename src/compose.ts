@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { paramOverrides, pgSsl, type Config } from './config.js';
-import { printDetections } from './console.js';
+import { detectionPrinter } from './console.js';
 import { Engine } from './engine/engine.js';
 import type { EngineEmitter } from './engine/events.js';
 import type { EnginePorts, FailpointName, LoopOptions, SinkPort } from './engine/ports.js';
@@ -51,13 +51,19 @@ export function loopOptions(config: Readonly<Config>, signal: AbortSignal): Loop
 }
 
 /** Rule failures and idle-window failures logged, and `--console` output. */
-export function wireEngine(engine: Engine, config: Readonly<Config>, logger: Logger): void {
+/** The --console printer of a process (null without --console): one for all its engines. */
+export function consolePrinter(config: Readonly<Config>): ((events: Engine['events']) => void) | null {
+  return config.console ? detectionPrinter((line) => process.stdout.write(line + '\n')) : null;
+}
+
+/** `print`: the console printer shared by a process's engines (--console). */
+export function wireEngine(engine: Engine, logger: Logger, print: ((events: Engine['events']) => void) | null): void {
   engine.events.on('rule:error', ({ diagnostic }) =>
     logger.error(`rule failed and was skipped for this batch: ${diagnostic.file}:${diagnostic.line}:${diagnostic.column}: ${diagnostic.message}`),
   );
   engine.events.on('tick:error', (err) => logger.warn(`closing idle windows failed: ${err.message}`));
   engine.events.on('fenced', (err) => logger.warn(`${err.message}; its partitions are rebuilt from PostgreSQL`));
-  if (config.console) printDetections(engine.events, (line) => process.stdout.write(line + '\n'));
+  print?.(engine.events);
 }
 
 /** The PostgreSQL sink with the configured URL, schema and TLS: the one way every command opens it. */

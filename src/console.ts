@@ -99,6 +99,18 @@ interface Burst {
   ended: boolean;
 }
 
+/**
+ * What a window summary reports since the previous one, shared by every engine of
+ * a process: the per-order lane's high-value orders and the input's dead letters
+ * are counted where the windows are not.
+ */
+class SinceSummary {
+  deadLetters = 0;
+  late = 0;
+  highValueListed = 0;
+  highValueUnlisted = 0;
+}
+
 class DetectionLog {
   private readonly watermarks = new Map<number, number>();
   private readonly bursts = new Map<string, Burst>();
@@ -106,17 +118,16 @@ class DetectionLog {
   private readonly windows = new Map<number, { rule: string; rows: Map<number, Row> }>();
   /** Windows up to here are printed; a later update of one (a recount) is not news. */
   private closedThrough = -Infinity;
-  private deadLetters = 0;
-  private late = 0;
-  private highValueListed = 0;
-  private highValueUnlisted = 0;
 
-  constructor(private readonly write: (line: string) => void) {}
+  constructor(
+    private readonly write: (line: string) => void,
+    private readonly since: SinceSummary,
+  ) {}
 
   batch(b: BatchStats): void {
     for (const p of b.partitions) if (p.watermarkUs !== null) this.watermarks.set(p.partition, p.watermarkUs);
-    this.deadLetters += b.deadLetters;
-    this.late += b.late;
+    this.since.deadLetters += b.deadLetters;
+    this.since.late += b.late;
     for (const r of b.results) {
       const rows = rowsOf(r);
       if (r.target === 'high_value_orders') for (const row of rows) this.highValue(r.rule, row);
@@ -144,11 +155,11 @@ class DetectionLog {
   }
 
   private highValue(rule: string, row: Row): void {
-    if (this.highValueListed === HIGH_VALUE_LINES) {
-      this.highValueUnlisted++;
+    if (this.since.highValueListed === HIGH_VALUE_LINES) {
+      this.since.highValueUnlisted++;
       return;
     }
-    this.highValueListed++;
+    this.since.highValueListed++;
     this.write(
       `[${safe(rule)}] order ${quoted(row.order_id)} ${quoted(row.product_name)} x${safe(row.quantity)} = ${won(row.total_price)}` +
         ` from ${safe(row.ip_address)} at ${at(micros(row.order_time))}`,
@@ -238,15 +249,13 @@ class DetectionLog {
       suspicious += Number(r.suspicious_ip_count);
     }
     const avg = orders > 0n ? (sales + orders / 2n) / orders : 0n;
+    const since = this.since;
     const input = [
-      this.highValueUnlisted > 0 ? `${plural(this.highValueUnlisted, 'more high-value order')} not listed` : '',
-      this.deadLetters > 0 ? plural(this.deadLetters, 'dead letter') : '',
-      this.late > 0 ? plural(this.late, 'late order') : '',
+      since.highValueUnlisted > 0 ? `${plural(since.highValueUnlisted, 'more high-value order')} not listed` : '',
+      since.deadLetters > 0 ? plural(since.deadLetters, 'dead letter') : '',
+      since.late > 0 ? plural(since.late, 'late order') : '',
     ].filter(Boolean);
-    this.deadLetters = 0;
-    this.late = 0;
-    this.highValueListed = 0;
-    this.highValueUnlisted = 0;
+    Object.assign(since, new SinceSummary());
     this.write(
       `[${safe(w.rule)}] window ending ${at(statUs)}: ${plural(orders, 'order')}, ${won(sales)}, avg ${won(avg)}, ` +
         `${plural(suspicious, 'suspicious IP')}${input.length > 0 ? `; ${input.join(', ')} since the last window` : ''}`,
@@ -254,9 +263,14 @@ class DetectionLog {
   }
 }
 
-export function printDetections(events: EngineEmitter, write: (line: string) => void): void {
-  const log = new DetectionLog(write);
-  events.on('batch:end', (b) => log.batch(b));
-  events.on('finalized', ({ watermarks }) => log.finalized(watermarks));
-  events.on('assigned', ({ partitions }) => log.assigned(partitions));
+/** Prints the detections of every engine it is given, with one count of what each window summary reports. */
+export function detectionPrinter(write: (line: string) => void): (events: EngineEmitter) => void {
+  const since = new SinceSummary();
+  return (events) => {
+    // Each engine has its own partitions and watermarks (its own topic).
+    const log = new DetectionLog(write, since);
+    events.on('batch:end', (b) => log.batch(b));
+    events.on('finalized', ({ watermarks }) => log.finalized(watermarks));
+    events.on('assigned', ({ partitions }) => log.assigned(partitions));
+  };
 }

@@ -7,7 +7,8 @@
  * sequence or a forged line. Real engine and DuckDB, in memory.
  */
 import t from 'tap';
-import { printDetections, step } from '../src/console.js';
+import { detectionPrinter, step } from '../src/console.js';
+import { EngineEmitter, type BatchStats } from '../src/engine/events.js';
 import { runInMemory } from '../src/compose.js';
 import { loadConfig } from '../src/config.js';
 
@@ -67,7 +68,7 @@ t.test('one line per detection, growth step, burst end and closed window', async
   let emit: (watermarks: Map<number, number>) => void = () => {};
   const { state } = await runInMemory(loadConfig({}, {}), QUERIES, batches(), {
     listen: (events) => {
-      printDetections(events, (line) => lines.push(line));
+      detectionPrinter((line) => lines.push(line))(events);
       emit = (watermarks) => events.safeEmit('finalized', { watermarks });
     },
   });
@@ -112,7 +113,7 @@ t.test('a shop selling mostly expensive goods: ten high-value orders listed per 
   const orders = Array.from({ length: 14 }, (_, i) => order(T0 + i * 1000, 0, { id: `H${i}`, ip: `172.16.1.${i}`, price: 800_000 }));
   orders.push(order(T0 + 40_000, 0, { id: 'N1', ip: '192.168.0.1', price: 10_000 }));
   const { state } = await runInMemory(loadConfig({}, {}), QUERIES, [orders.map((o) => ({ partition: o.partition, value: Buffer.from(o.value) }))], {
-    listen: (events) => printDetections(events, (line) => lines.push(line)),
+    listen: detectionPrinter((line) => lines.push(line)),
   });
   state.close();
   t.equal(lines.length, 11);
@@ -142,4 +143,48 @@ t.test('bursts are reported at 10, 20, 50, 100, 200, 500, ...', async (t) => {
     [2_500_000, 2_000_000],
   ];
   for (const [n, s] of cases) t.equal(step(n), s, `${n} orders: step ${s}`);
+});
+
+t.test('one printer for all engines: the per-order lane’s high-value orders count in the windows’ summary', async (t) => {
+  const lines: string[] = [];
+  const print = detectionPrinter((line) => lines.push(line));
+  const [lane, windows] = [new EngineEmitter(), new EngineEmitter()];
+  print(lane);
+  print(windows);
+  const stats = (results: BatchStats['results'], watermarkUs: number): BatchStats =>
+    ({ deadLetters: 0, late: 0, results, partitions: [{ partition: 0, nextOffset: 1n, watermarkUs }] }) as unknown as BatchStats;
+  const hv = (i: number) => ({
+    order_id: `H${i}`,
+    product_name: 'p',
+    quantity: 1,
+    total_price: '900000',
+    ip_address: '10.0.0.1',
+    order_time: '2025-12-30T12:00:01.000000Z',
+  });
+  const rows = Array.from({ length: 13 }, (_, i) => hv(i));
+  lane.emit(
+    'batch:end',
+    stats(
+      [
+        {
+          rule: 'high_value_orders',
+          target: 'high_value_orders',
+          names: Object.keys(rows[0]!),
+          columns: Object.keys(rows[0]!).map((k) => rows.map((r) => r[k as keyof typeof r])),
+          rowCount: 13,
+        },
+      ],
+      0,
+    ),
+  );
+  const w = { source_partition: 0, stat_time: '2025-12-30T12:00:30.000000Z', total_orders: '13', total_sales: '11700000', suspicious_ip_count: 0 };
+  windows.emit(
+    'batch:end',
+    stats(
+      [{ rule: 'realtime_stats', target: 'realtime_stats_partial', names: Object.keys(w), columns: Object.values(w).map((v) => [v]), rowCount: 1 }],
+      (T0 + 31_000) * 1000,
+    ),
+  );
+  t.equal(lines.filter((l) => l.startsWith('[high_value_orders]')).length, 10, 'ten listed, whichever engine found them');
+  t.match(lines.at(-1), /^\[realtime_stats\] window ending 2025-12-30 12:00:30 UTC: 13 orders, .*; 3 more high-value orders not listed since the last window$/);
 });

@@ -19,7 +19,7 @@ import { generateOrders, SCENARIOS, type Scenario } from '../generator/orders.js
 import { parseMix } from '../generator/pace.js';
 import { GeneratorSource } from '../generator/source.js';
 import { Lifecycle } from '../lifecycle.js';
-import { loopOptions, newEngine, openSink, teeSink, wireEngine } from '../compose.js';
+import { consolePrinter, loopOptions, newEngine, openSink, teeSink, wireEngine } from '../compose.js';
 import { configFrom, untilDone, withSettings } from './common.js';
 
 export interface DemoOptions {
@@ -58,7 +58,7 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
       logger.info('writing results to PostgreSQL too');
     }
     const engine = newEngine(config, { state, sink, rules, deadLetters: { send: async () => {} } });
-    wireEngine(engine, config, logger);
+    wireEngine(engine, logger, consolePrinter(config));
 
     const metrics = new Metrics();
     metrics.attach(engine.events, 'generator');
