@@ -5,6 +5,7 @@
 -- target: blocked_activity
 -- key: order_id
 -- state: 0s
+-- label: blocked
 --
 -- One row per order, written in the micro-batch that read it: a blocked address or
 -- account is reported from its first order on, with no window to fill first.

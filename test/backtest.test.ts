@@ -221,6 +221,39 @@ t.test('the CLI: generated traffic scored per rule, and --compare shows what a c
   t.match(cmp.stdout, /high_value_orders: 0 rows only with .*, 0 rows only with .*, 0 rows with other values/, 'other rules are unaffected');
 });
 
+t.test('lists in a backtest: the blocked scenario is found, the allow-listed office never', async (t) => {
+  const dir = t.testdir();
+  const input = `${dir}/orders.jsonl`;
+  await exec('node', [
+    CLI,
+    'generate',
+    '--seed',
+    '8',
+    '--count',
+    '20000',
+    '--fast',
+    '--start',
+    '2025-12-30T12:00:00Z',
+    '--mix',
+    'normal=85,bot=10,blocked=1,allowed=4',
+    '--output',
+    input,
+  ]);
+  const { stdout } = await exec('node', [CLI, 'backtest', '--input', input]);
+  t.match(stdout, /blocked_activity\s+recall 100\.0% \(([1-9]\d*) of \1 expected\)\s+precision 100\.0%/, 'every blocked order, nothing else');
+  t.match(stdout, /suspicious_ips\s+recall 100\.0% \(\d+ of \d+ expected\)\s+precision 100\.0%/, 'the office NAT is no bot');
+  t.match(stdout, /shared_ip_accounts\s+recall [\d.]+% \(\d+ of \d+ expected\)\s+precision 100\.0%|shared_ip_accounts\s+no row/, 'nor a shared IP');
+  // The same orders without the allow list's entry: the office is reported.
+  cpSync(QUERIES, `${dir}/q`, { recursive: true });
+  writeFileSync(`${dir}/q/lists/allow_ips.csv`, 'ip_address,reason\n');
+  const without = await exec('node', [CLI, 'backtest', '--input', input, '--queries-dir', `${dir}/q`]);
+  t.match(
+    without.stdout,
+    /suspicious_ips\s+recall 100\.0% \(\d+ of \d+ expected\)\s+precision (?!100\.0%)[\d.]+%/,
+    'without its entry the office counts as a bot',
+  );
+});
+
 t.test('a missing input file is one clear error', async (t) => {
   try {
     await exec('node', [CLI, 'backtest', '--input', '/nonexistent/orders.jsonl']);

@@ -173,7 +173,8 @@ export async function readEvidence(
   d: DetectionId,
 ): Promise<StoredEvidence | null> {
   // To the millisecond: a time read back through node-postgres (a Date) has no more.
-  const where = "rule = $1 AND key_value = $2 AND date_trunc('milliseconds', window_start) IS NOT DISTINCT FROM date_trunc('milliseconds', CAST($3 AS TIMESTAMP))";
+  const where =
+    "rule = $1 AND key_value = $2 AND date_trunc('milliseconds', window_start) IS NOT DISTINCT FROM date_trunc('milliseconds', CAST($3 AS TIMESTAMP))";
   const params = [d.rule, d.keyValue, d.windowStart === null ? null : d.windowStart.replace(/Z$/, '')];
   const total = await reader.read(`SELECT order_count FROM detection_totals WHERE ${where}`, params);
   if (total.rowCount === 0) return null;

@@ -27,7 +27,7 @@ const NEAR_MISS = { id: 'P011', name: '외장 SSD', price: 499_999 };
 const AT_THRESHOLD = { id: 'P012', name: '게이밍 헤드셋', price: 250_000 };
 const TINY = { id: 'P013', name: '기프트카드 1000', price: 1_000 };
 
-export const SCENARIOS = ['normal', 'bot', 'burst', 'near_miss', 'high_value', 'card_testing', 'shared_ip', 'late', 'malformed'] as const;
+export const SCENARIOS = ['normal', 'bot', 'burst', 'near_miss', 'high_value', 'card_testing', 'shared_ip', 'blocked', 'allowed', 'late', 'malformed'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 /** Default share of orders per scenario (percent). */
@@ -39,11 +39,22 @@ export const DEFAULT_MIX: Readonly<Record<Scenario, number>> = {
   high_value: 0.5,
   card_testing: 0.5,
   shared_ip: 0.5,
+  // They need the example entries of queries/lists/ (a shop's own lists replace them).
+  blocked: 0,
+  allowed: 0,
   late: 0,
   malformed: 0,
 };
 
 export const BOT_IP = '192.168.99.99';
+/** The example entries of queries/lists/: documentation addresses (RFC 5737) and a user id normal traffic never has. */
+export const BLOCKED_IP = '198.51.100.66';
+export const BLOCKED_USER = 'USER0000';
+/** The one account behind BLOCKED_IP (not itself listed); normal traffic never has it either. */
+const BLOCKED_IP_USER = 'USER00001';
+/** Blocked orders come at most this often: a careful fraudster, never also a bot or a shared IP. */
+const BLOCKED_EVERY_S = 7;
+export const ALLOWED_IP = '203.0.113.10';
 
 export interface GeneratorOptions {
   seed: number;
@@ -92,6 +103,10 @@ export function usualMethod(user: string): string {
  * - burst: 12 orders of one account from one fresh IP within 22 s around a minute boundary.
  * - card_testing: one fresh user paying 5 times within 3 min with 4 distinct methods.
  * - shared_ip: 6 fresh users on one fresh IP within 3 min, 7 orders.
+ * - blocked: in turn, an order from the block-listed IP (always by one account)
+ *   and one by the block-listed user (from any IP), at most one every 7 s.
+ * - allowed: 12 fresh users behind the allow-listed IP (an office NAT) within
+ *   24 s: a bot's pace and a shared IP's spread, never to be reported as either.
  * - near_miss, each kind a third of the share: one IP, groups of 9 orders within
  *   8 s, groups 61 s apart (never 10 in any 60 s); one user with 3 methods, never 3
  *   within 10 min (the third comes exactly 10 min after the one it would need);
@@ -109,6 +124,7 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
   };
   // Five digits: never one of the four-digit shoppers of normal traffic.
   let userSeq = 0;
+  let blockedSeq = 0;
   const freshUser = () => `USER${10_000 + (userSeq++ % 90_000)}`;
   const normalIp = () => `${rnd.int(1, 223)}.${rnd.int(0, 255)}.${rnd.int(0, 255)}.${rnd.int(1, 254)}`;
   const user = () => `USER${String(rnd.int(1, 9999)).padStart(4, '0')}`;
@@ -184,6 +200,15 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
       planned.push({ ms: secondMs + i * 30_000 + rnd.int(0, 999), f: { ip, user: u, product: rnd.pick(PRODUCTS), quantity: 1 }, label: 'shared_ip' });
     });
   };
+  const startAllowed = (secondMs: number) => {
+    for (let i = 0; i < 12; i++) {
+      planned.push({
+        ms: secondMs + i * 2_000 + rnd.int(0, 999),
+        f: { ip: ALLOWED_IP, user: freshUser(), product: rnd.pick(PRODUCTS), quantity: 1 },
+        label: 'allowed',
+      });
+    }
+  };
   const startSharedNearMiss = (secondMs: number) => {
     const ip = freshIp('172.19');
     const [a, b, c, d, e] = Array.from({ length: 5 }, () => freshUser());
@@ -223,6 +248,11 @@ export function* generateOrders(opts: GeneratorOptions): Generator<GeneratedOrde
     }
     for (let i = quota('card_testing', mix.card_testing / 5); i > 0; i--) startCardTesting(secondMs);
     for (let i = quota('shared_ip', mix.shared_ip / 7); i > 0; i--) startSharedIp(secondMs);
+    for (let i = quota('blocked', Math.min(mix.blocked, 100 / BLOCKED_EVERY_S / opts.rate)); i > 0; i--) {
+      const byIp = blockedSeq++ % 2 === 0;
+      add('blocked', { ip: byIp ? BLOCKED_IP : normalIp(), user: byIp ? BLOCKED_IP_USER : BLOCKED_USER, product: rnd.pick(PRODUCTS), quantity: qty() });
+    }
+    for (let i = quota('allowed', mix.allowed / 12); i > 0; i--) startAllowed(secondMs);
     for (let i = quota('late', mix.late); i > 0; i--) {
       step.push({ ms: secondMs - 30_000 - rnd.int(0, 9_999), f: { ip: normalIp(), user: user(), product: rnd.pick(PRODUCTS), quantity: 1 }, label: 'late' });
     }
