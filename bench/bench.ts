@@ -24,8 +24,8 @@
  *
  * Then, in a run of its own at 1,000 orders/s (so as not to slow the latency runs
  * down), a checkout's question, GET /v1/decisions for an IP of the traffic (bots
- * included), is asked 1,000 times a second: its latency from this process, p50 /
- * p99 / max.
+ * included), is asked 1,000 times a second by a client thread of its own (a
+ * checkout is a process of its own): its latency, p50 / p99 / max.
  *
  * 3. CPU: the processes' user + system time while idle (no input) and at 15
  *    orders/s (the original design's rate), as a share of one core.
@@ -34,11 +34,12 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
+import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { Kafka, Partitioners, logLevel, type Producer } from 'kafkajs';
 import pg from 'pg';
 import { generateOrders, type GeneratedOrder } from '../src/generator/orders.js';
+import type { LookupMessage } from './lookups.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -144,41 +145,29 @@ const DECISION_RATE = 1_000;
 const DECISION_ORDER_RATE = 1_000;
 
 /**
- * Asks `url`/v1/decisions about `ips` (in turn) at DECISION_RATE a second until
- * `until` resolves; returns each answer's latency in ms. A failed answer fails the
- * bench. Plain node:http with kept-alive connections: fetch() adds milliseconds of
- * its own at the tail on this machine.
+ * Asks `url`/v1/decisions about `ips` (in turn) at DECISION_RATE a second, from a
+ * thread of its own (bench/lookups.ts), until `until` resolves; returns each
+ * answer's latency in ms. A failed answer fails the bench.
  */
 async function lookups(url: string, ips: () => string[], until: Promise<unknown>): Promise<number[]> {
-  const { hostname, port } = new URL(url);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-  const latencies: number[] = [];
-  const pending: Promise<void>[] = [];
-  const ask = (ip: string) =>
-    new Promise<void>((resolve, reject) => {
-      const t0 = performance.now();
-      http
-        .get({ host: hostname, port: Number(port), path: `/v1/decisions?ip_address=${encodeURIComponent(ip)}`, agent }, (res) => {
-          if (res.statusCode !== 200) reject(new Error(`/v1/decisions answered ${res.statusCode}`));
-          res.resume();
-          res.on('end', () => {
-            latencies.push(performance.now() - t0);
-            resolve();
-          });
-        })
-        .on('error', reject);
-    });
-  const started = Date.now();
-  let asked = 0;
-  const timer = setInterval(() => {
-    const due = Math.floor(((Date.now() - started) / 1000) * DECISION_RATE);
+  const worker = new Worker(new URL('./lookups.js', import.meta.url), { workerData: { url, rate: DECISION_RATE } });
+  const send = (m: LookupMessage) => worker.postMessage(m);
+  let told = 0;
+  const tell = setInterval(() => {
     const known = ips();
-    for (; asked < due && known.length > 0; asked++) pending.push(ask(known[asked % known.length]!));
-  }, 1);
+    if (known.length !== told) send({ type: 'ips', ips: [...known] });
+    told = known.length;
+  }, 100);
   await until;
-  clearInterval(timer);
-  await Promise.all(pending);
-  agent.destroy();
+  clearInterval(tell);
+  const done = new Promise<{ latencies: number[]; failure: string | null }>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  send({ type: 'stop' });
+  const { latencies, failure } = await done;
+  await worker.terminate();
+  if (failure) throw new Error(`decision lookup: ${failure}`);
   return latencies;
 }
 

@@ -182,23 +182,13 @@ t.test('--output writes every rule as CSV that a spreadsheet shows as text', asy
   t.equal(csvField(null, true), '');
 });
 
+/** 20,000 generated orders from 2025-12-30 12:00 UTC, as fast as they come. */
+const generate = (seed: number, mix: string, output: string) =>
+  exec('node', [CLI, 'generate', '--seed', String(seed), '--count', '20000', '--fast', '--start', '2025-12-30T12:00:00Z', '--mix', mix, '--output', output]);
+
 t.test('the CLI: generated traffic scored per rule, and --compare shows what a change adds and removes', async (t) => {
   const dir = t.testdir();
-  await exec('node', [
-    CLI,
-    'generate',
-    '--seed',
-    '5',
-    '--count',
-    '20000',
-    '--fast',
-    '--start',
-    '2025-12-30T12:00:00Z',
-    '--mix',
-    'normal=84,bot=10,burst=2,near_miss=2,high_value=1,late=1',
-    '--output',
-    `${dir}/orders.jsonl`,
-  ]);
+  await generate(5, 'normal=84,bot=10,burst=2,near_miss=2,high_value=1,late=1', `${dir}/orders.jsonl`);
   const { stdout } = await exec('node', [CLI, 'backtest', '--input', `${dir}/orders.jsonl`, '--output', `${dir}/csv`]);
   t.match(stdout, /20,000 orders from/);
   t.match(stdout, /suspicious_ips\s+\d+ rows in suspicious_ips/);
@@ -224,21 +214,7 @@ t.test('the CLI: generated traffic scored per rule, and --compare shows what a c
 t.test('lists in a backtest: the blocked scenario is found, the allow-listed office never', async (t) => {
   const dir = t.testdir();
   const input = `${dir}/orders.jsonl`;
-  await exec('node', [
-    CLI,
-    'generate',
-    '--seed',
-    '8',
-    '--count',
-    '20000',
-    '--fast',
-    '--start',
-    '2025-12-30T12:00:00Z',
-    '--mix',
-    'normal=85,bot=10,blocked=1,allowed=4',
-    '--output',
-    input,
-  ]);
+  await generate(8, 'normal=85,bot=10,blocked=1,allowed=4', input);
   const { stdout } = await exec('node', [CLI, 'backtest', '--input', input]);
   t.match(stdout, /blocked_activity\s+recall 100\.0% \(([1-9]\d*) of \1 expected\)\s+precision 100\.0%/, 'every blocked order, nothing else');
   t.match(stdout, /suspicious_ips\s+recall 100\.0% \(\d+ of \d+ expected\)\s+precision 100\.0%/, 'the office NAT is no bot');

@@ -13,7 +13,10 @@
  * their offsets; replayed orders belong to none. The sink adds the counts and keeps
  * the first `max` orders of all it was given. Where a detection counted up to is
  * remembered from the batches made here, and read from the sink for a detection
- * this process has not made yet (a restart, a moved partition).
+ * this process has not made yet (a restart, a moved partition). Once this process
+ * has listed `max` orders of a detection, a later order than all of them cannot be
+ * among its first `max`: it is counted, not listed (a bot buying for hours costs
+ * its count, not a row per order).
  *
  * A detection keyed by the order itself (a high-value order) is its own evidence:
  * its row is the order, so nothing more is written for it.
@@ -111,13 +114,21 @@ export class RecentMap<V> {
 
 const identity = (d: DetectionId) => JSON.stringify([d.rule, d.keyValue, d.windowStart]);
 
+/** What this process knows of one detection's evidence. */
+interface Counted {
+  /** The window end its count covers once the batches made so far commit; null: none committed. */
+  end: string | null;
+  /** Orders listed by this process, and the latest of them (by event time, then order_id). */
+  listed: number;
+  latest: { us: number; orderId: string } | null;
+}
+
+const later = (a: { us: number; orderId: string }, b: { us: number; orderId: string }) => a.us > b.us || (a.us === b.us && a.orderId > b.orderId);
+
 /** The engine's evidence step, run after the rules while the batch's orders are in the state. */
 export class EvidenceStage {
-  /**
-   * Per detection, the window end its evidence counts up to once the batches made
-   * so far are committed (batches commit in order; a failed one resets the engine).
-   */
-  private counted = new RecentMap<string | null>(50_000);
+  /** Per detection, as the batches made so far leave it once committed (they commit in order; a failed one resets the engine). */
+  private counted = new RecentMap<Counted>(50_000);
 
   constructor(
     private readonly state: Pick<StatePort, 'evidence'>,
@@ -134,17 +145,31 @@ export class EvidenceStage {
       const unknown = rows.flatMap((d, i) => (this.counted.has(ids[i]!) ? [] : [{ rule: rs.rule, keyValue: d.keyValue, windowStart: d.windowStart }]));
       if (unknown.length > 0) {
         const ends = await this.sink.evidenceEnds(unknown);
-        unknown.forEach((d, i) => this.counted.set(identity(d), ends[i]!));
+        unknown.forEach((d, i) => this.counted.set(identity(d), { end: ends[i]!, listed: 0, latest: null }));
       }
+      const known = ids.map((id) => this.counted.get(id)!);
       const found = await this.state.evidence(
         spec.field,
-        rows.map((d, i) => ({ value: d.evidenceValue!, from: d.windowStart, to: d.windowEnd, after: this.counted.get(ids[i]!) ?? null })),
+        rows.map((d, i) => ({
+          value: d.evidenceValue!,
+          from: d.windowStart,
+          to: d.windowEnd,
+          after: known[i]!.end,
+          listBefore: known[i]!.listed >= spec.max ? known[i]!.latest : null,
+        })),
         spec.max,
       );
       rows.forEach((d, i) => {
         const { keyValue, windowStart, windowEnd } = d;
-        out.push({ rule: rs.rule, keyValue, windowStart, windowEnd, max: spec.max, ...found[i]! });
-        this.counted.set(ids[i]!, windowEnd);
+        const f = found[i]!;
+        out.push({ rule: rs.rule, keyValue, windowStart, windowEnd, max: spec.max, ...f });
+        const k = known[i]!;
+        const last = f.orderIds.length > 0 ? { us: f.eventUs.at(-1)!, orderId: f.orderIds.at(-1)! } : null;
+        this.counted.set(ids[i]!, {
+          end: windowEnd,
+          listed: k.listed + f.orderIds.length,
+          latest: last && (k.latest === null || later(last, k.latest)) ? last : k.latest,
+        });
       });
     }
     return out;

@@ -178,7 +178,7 @@ export interface StatePort {
    * Per request, the retained orders whose `field` has the value and whose event
    * time is within [from, to] (ISO-8601; null: unbounded), and, with `after`, only
    * those the current batch brought or later than `after`: their count and the
-   * first `limit` by event time.
+   * first `limit` by event time (before `listBefore`).
    */
   evidence(field: string, requests: readonly EvidenceRequest[], limit: number): Promise<EvidenceFound[]>;
 }
@@ -189,6 +189,8 @@ export interface EvidenceRequest {
   to: string | null;
   /** Only the current batch's orders and those later than this (ISO-8601): what a detection counted up to it lacks. */
   after?: string | null;
+  /** List only orders before this one (by event time, then order_id); the count is of them all. */
+  listBefore?: { us: number; orderId: string } | null;
 }
 
 export interface EvidenceFound {

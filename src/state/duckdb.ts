@@ -191,7 +191,10 @@ export class DuckState {
     const out = requests.map((): EvidenceFound => ({ orderIds: [], eventUs: [], orderCount: 0 }));
     if (requests.length === 0) return out;
     const ts = duckTimestamp;
-    const rows = requests.map((r, i) => `(${i}, ${sqlString(r.value)}, ${ts(r.from)}, ${ts(r.to)}, ${ts(r.after ?? null)})`);
+    const rows = requests.map((r, i) => {
+      const before = r.listBefore ? `${Math.floor(r.listBefore.us)}::BIGINT, ${sqlString(r.listBefore.orderId)}` : 'NULL::BIGINT, NULL::VARCHAR';
+      return `(${i}, ${sqlString(r.value)}, ${ts(r.from)}, ${ts(r.to)}, ${ts(r.after ?? null)}, ${before})`;
+    });
     // The same bounds as literals too, so that DuckDB skips the row groups outside them.
     const froms = requests.map((r) => r.from);
     const tos = requests.map((r) => r.to);
@@ -200,19 +203,27 @@ export class DuckState {
       ...(froms.includes(null) ? [] : [`o.event_time >= ${ts(froms.reduce((a, b) => (a! < b! ? a : b)))}`]),
       ...(tos.includes(null) ? [] : [`o.event_time <= ${ts(tos.reduce((a, b) => (a! > b! ? a : b)))}`]),
     ];
+    // Counted: every match; listed: the first `limit` of those before the request's bound.
     const r = await this.query(`
-      SELECT q.i, o.order_id, epoch_us(o.event_time) AS us, count(*) OVER (PARTITION BY q.i) AS n
-      FROM (VALUES ${rows.join(', ')}) AS q(i, v, t0, t1, after)
-      JOIN (SELECT * FROM orders o WHERE ${bounds.join(' AND ')}) o
-        ON o.${quote(field)} = q.v AND (q.t0 IS NULL OR o.event_time >= q.t0) AND (q.t1 IS NULL OR o.event_time <= q.t1)
-       AND (q.after IS NULL OR o.batch_id = getvariable('batch_id') OR o.event_time > q.after)
-      QUALIFY row_number() OVER (PARTITION BY q.i ORDER BY o.event_time, o.order_id) <= ${Math.max(0, Math.floor(limit))}
-      ORDER BY q.i, o.event_time, o.order_id`);
+      WITH m AS (
+        SELECT q.i, o.order_id, o.event_time, q.before_us, q.before_id
+        FROM (VALUES ${rows.join(', ')}) AS q(i, v, t0, t1, after, before_us, before_id)
+        JOIN (SELECT * FROM orders o WHERE ${bounds.join(' AND ')}) o
+          ON o.${quote(field)} = q.v AND (q.t0 IS NULL OR o.event_time >= q.t0) AND (q.t1 IS NULL OR o.event_time <= q.t1)
+         AND (q.after IS NULL OR o.batch_id = getvariable('batch_id') OR o.event_time > q.after)),
+      counted AS (SELECT i, count(*) AS n FROM m GROUP BY i),
+      listed AS (
+        SELECT i, order_id, epoch_us(event_time) AS us FROM m
+        WHERE before_us IS NULL OR epoch_us(event_time) < before_us OR (epoch_us(event_time) = before_us AND order_id < before_id)
+        QUALIFY row_number() OVER (PARTITION BY i ORDER BY event_time, order_id) <= ${Math.max(0, Math.floor(limit))})
+      SELECT c.i, c.n, l.order_id, l.us FROM counted c LEFT JOIN listed l ON l.i = c.i
+      ORDER BY c.i, l.us, l.order_id`);
     for (let j = 0; j < r.rowCount; j++) {
       const e = out[Number(r.columns[0]![j])]!;
-      e.orderIds.push(String(r.columns[1]![j]));
-      e.eventUs.push(Number(r.columns[2]![j]));
-      e.orderCount = Number(r.columns[3]![j]);
+      e.orderCount = Number(r.columns[1]![j]);
+      if (r.columns[2]![j] === null) continue;
+      e.orderIds.push(String(r.columns[2]![j]));
+      e.eventUs.push(Number(r.columns[3]![j]));
     }
     return out;
   }
