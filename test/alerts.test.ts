@@ -3,7 +3,7 @@ import t from 'tap';
 import { alertCandidates, alertId, alertPayload, parseAlertHeader, type AlertSpec } from '../src/alerts/alert.js';
 import { retryDelayMs, signature } from '../src/alerts/publisher.js';
 import type { ResultSet } from '../src/engine/ports.js';
-import { ORDER_KEY_FIELDS } from '../src/rules/loader.js';
+import { loadRules, ORDER_KEY_FIELDS } from '../src/rules/loader.js';
 
 const KEY = ['source_partition', 'ip_address', 'window_start'];
 
@@ -106,6 +106,15 @@ t.test('the JSON: exact integers, no bookkeeping column, hostile values kept as 
   t.equal(alert.row.total_spent, '90071992547409930', 'an integer past 2^53 is a decimal string, not a rounded number');
   t.notOk('source_partition' in alert.row, 'the partition is fraud-sql’s own');
   t.same(alert.evidence, { order_ids: ['A"1'], order_count: 1 });
+  const carried = { ...rs, names: [...rs.names, 'total_spent_values'], types: [...rs.types, 'VARCHAR'], columns: [...rs.columns, ['["a"]']] };
+  const omitting = { ...spec, omit: ['total_spent_values'] };
+  t.notOk('total_spent_values' in JSON.parse(alertPayload(carried, omitting, c!, { orderIds: [], orderCount: 0 }, '')).row, 'nor a burst’s carried values');
+});
+
+t.test('a burst rule’s alert leaves out the values it carries for itself', async (t) => {
+  const { rules } = loadRules(new URL('../queries', import.meta.url).pathname);
+  t.same(rules.find((r) => r.name === 'shared_ip_accounts')!.alert!.omit, ['user_count_values']);
+  t.same(rules.find((r) => r.name === 'card_testing')!.alert!.omit, ['method_count_values']);
 });
 
 t.test('webhook signature and retry delays', async (t) => {

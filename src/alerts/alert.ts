@@ -21,6 +21,8 @@ export interface AlertSpec {
   step: { column: string; every: bigint } | null;
   /** The most order_ids an alert carries as evidence. */
   evidenceMax: number;
+  /** Output columns fraud-sql keeps for itself (a burst's `<alias>_values`): not in the alert's row. */
+  omit?: readonly string[];
 }
 
 /** An alert ready for the outbox: `payload` is the exact JSON text published and signed. */
@@ -164,7 +166,7 @@ export function alertPayload(
 ): string {
   const row: Record<string, unknown> = {};
   rs.names.forEach((name, i) => {
-    if (!BOOKKEEPING.has(name)) row[name] = jsonValue(rs.columns[i]![c.row], rs.types[i] ?? '');
+    if (!BOOKKEEPING.has(name) && !spec.omit?.includes(name)) row[name] = jsonValue(rs.columns[i]![c.row], rs.types[i] ?? '');
   });
   return JSON.stringify({
     alert_id: c.id,

@@ -230,7 +230,7 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   if (alertField && key.length > 0) {
     const a = parseAlertHeader(alertField.value, severity, key, ORDER_KEY_FIELDS);
     if (typeof a === 'string') report(alertField.line, 1, a);
-    else alert = a;
+    else alert = { ...a, omit: burst ? burst.aggregates.filter((g) => g.distinct).map((g) => `${g.alias}_values`) : [] };
   }
 
   // Detections (alerting rules) keep their orders unless they say otherwise; other rules when they ask.
