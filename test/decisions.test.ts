@@ -2,6 +2,7 @@
 import t from 'tap';
 import { DecisionIndex, type DetectionRows } from '../src/alerts/decisions.js';
 import { createServer } from 'node:http';
+import { connect } from 'node:net';
 import { decisionsListener } from '../src/http/decisions.js';
 import type { List } from '../src/rules/lists.js';
 
@@ -107,4 +108,16 @@ t.test('the route: keys from the query string, a clear 400 otherwise, values ech
     t.equal(r.status, status, url);
     t.match((await r.json()).error, message);
   }
+  // A request target no URL parser accepts: answered, and the lookup still answers after it.
+  const raw = await new Promise<string>((resolve, reject) => {
+    const c = connect((server.address() as { port: number }).port, '127.0.0.1', () =>
+      c.end('GET http://a:99999/v1/decisions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+    );
+    let got = '';
+    c.on('data', (d) => (got += d.toString('utf8')));
+    c.on('end', () => resolve(got));
+    c.on('error', reject);
+  });
+  t.match(raw, /^HTTP\/1\.1 404 /, 'an absolute-form target is a 404');
+  t.equal((await fetch(`${base}/v1/decisions?ip_address=10.0.0.7`)).status, 200, 'and the lookup answers on');
 });

@@ -134,7 +134,7 @@ t.test('a wrong label is reported at its file, line and column', async (t) => {
       (d) => `${d.line}:${d.column}: ${d.message}`,
     );
   t.same(problems('bot, bots'), [
-    '7:16: label "bots" is not a generator scenario (one of: normal, bot, burst, near_miss, high_value, card_testing, shared_ip, late, malformed)',
+    '7:16: label "bots" is not a generator scenario (one of: normal, bot, burst, near_miss, high_value, card_testing, shared_ip, blocked, allowed, late, malformed)',
   ]);
   t.same(problems('*, bot'), ['7:11: label "*" (every order) cannot be combined with scenario names']);
   t.same(problems(''), ['7:1: label names no scenario (e.g. "-- label: bot, burst", or "*" for every order)']);
@@ -170,6 +170,6 @@ t.test('evidence: detections keep 100 orders unless the header says; mistakes ar
   const windows = parseRule('q/w.sql', '-- name: w\n-- target: w\n-- key: window_start\n-- state: 30s\n-- evidence: 10\nSELECT 1\n');
   t.match(
     windows.diagnostics.map((d) => [d.line, d.message]),
-    [[5, /^evidence: the key \(window_start\) names no order field/]],
+    [[5, /^evidence is kept for burst rules/]],
   );
 });

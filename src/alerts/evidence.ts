@@ -10,7 +10,8 @@
  * changes it adds the orders it had not counted: those the batch brought (a late
  * order may land inside it) and those past the window end counted so far (the
  * burst grew over orders of earlier batches). Batches are committed once, with
- * their offsets; replayed orders belong to none. The sink adds the counts and keeps
+ * their offsets; orders replayed after a restart come in batches of their own,
+ * which are never output. The sink adds the counts and keeps
  * the first `max` orders of all it was given. Where a detection counted up to is
  * remembered from the batches made here, and read from the sink for a detection
  * this process has not made yet (a restart, a moved partition). Once this process
@@ -142,12 +143,13 @@ export class EvidenceStage {
       if (!spec || rs.rowCount === 0) continue;
       const rows = detectionRows(rs, spec.keyColumns, spec.field).filter((d) => d.evidenceValue !== null);
       const ids = rows.map((d) => identity({ rule: rs.rule, ...d }));
-      const unknown = rows.flatMap((d, i) => (this.counted.has(ids[i]!) ? [] : [{ rule: rs.rule, keyValue: d.keyValue, windowStart: d.windowStart }]));
+      // Read here, not from the map after filling it: a batch of many new detections may evict its own.
+      const known = ids.map((id) => this.counted.get(id));
+      const unknown = rows.flatMap((d, i) => (known[i] ? [] : [{ i, rule: rs.rule, keyValue: d.keyValue, windowStart: d.windowStart }]));
       if (unknown.length > 0) {
         const ends = await this.sink.evidenceEnds(unknown);
-        unknown.forEach((d, i) => this.counted.set(identity(d), { end: ends[i]!, listed: 0, latest: null }));
+        unknown.forEach((d, j) => (known[d.i] = { end: ends[j]!, listed: 0, latest: null }));
       }
-      const known = ids.map((id) => this.counted.get(id)!);
       const found = await this.state.evidence(
         spec.field,
         rows.map((d, i) => ({
@@ -203,9 +205,14 @@ export async function readEvidence(
   const params = [d.rule, d.keyValue, d.windowStart === null ? null : d.windowStart.replace(/Z$/, '')];
   const total = await reader.read(`SELECT order_count FROM detection_totals WHERE ${where}`, params);
   if (total.rowCount === 0) return null;
-  const orders = await reader.read(`SELECT order_id, event_time FROM detection_evidence WHERE ${where} ORDER BY event_time, order_id`, params);
-  return {
-    orderCount: Number(total.columns[0]![0]),
-    orders: orders.columns[0]!.map((id, i) => ({ orderId: String(id), eventTime: String(orders.columns[1]![i]) })),
-  };
+  const orders = await reader.read(`SELECT order_id, event_time FROM detection_evidence WHERE ${where}`, params);
+  const listed = orders.columns[0]!.map((id, i) => ({ orderId: String(id), eventTime: String(orders.columns[1]![i]) }));
+  // Ties by order_id in byte order, as the engine keeps them, whatever the database's collation.
+  listed.sort(
+    (a, b) =>
+      Date.parse(a.eventTime) - Date.parse(b.eventTime) ||
+      (a.eventTime < b.eventTime ? -1 : a.eventTime > b.eventTime ? 1 : 0) ||
+      (a.orderId < b.orderId ? -1 : a.orderId > b.orderId ? 1 : 0),
+  );
+  return { orderCount: Number(total.columns[0]![0]), orders: listed };
 }

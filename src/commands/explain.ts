@@ -18,6 +18,9 @@ import { configFrom, withSettings } from './common.js';
 
 const KEYS = ['databaseUrl', 'pgSchema', 'pgSslMode', 'pgSslCa', 'queriesDir', 'params', 'logLevel'] as const;
 
+/** --at: a date and time with its zone, so that no one's local time is guessed. */
+const AT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$/;
+
 /** Detections of one key listed when --at is not given, newest first. */
 const LISTED = 10;
 
@@ -134,8 +137,12 @@ export const explainCommand: CommandModule<object, { rule: string; key: string; 
       .example('$0 explain --rule card_testing --key USER12345 --at 2026-11-26T10:15:00Z --json', ''),
   handler: async (argv) => {
     const config = configFrom(argv as unknown as Record<string, unknown>);
-    if (argv.at !== undefined && Number.isNaN(Date.parse(argv.at)))
-      throw new FraudSqlError('CONFIG_INVALID', `--at: "${safe(argv.at)}" is not a time (ISO-8601, e.g. 2026-11-26T10:15:00Z)`);
+    if (argv.at !== undefined && (!AT.test(argv.at) || Number.isNaN(Date.parse(argv.at)))) {
+      throw new FraudSqlError(
+        'CONFIG_INVALID',
+        `--at: "${safe(argv.at)}" is not an ISO-8601 time with its zone (e.g. 2026-11-26T10:15:00Z or 2026-11-26T19:15:00+09:00)`,
+      );
+    }
     const at = argv.at === undefined ? null : new Date(argv.at).toISOString();
     const e = await explain(config, argv.rule, argv.key, at);
     process.stdout.write(argv.json ? JSON.stringify(e, null, 2) + '\n' : formatExplained(e));

@@ -35,10 +35,14 @@ export function decide(index: DecisionIndex, query: URLSearchParams): { status: 
 /** The request listener of the lookup's server. */
 export function decisionsListener(index: DecisionIndex): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://lookup');
+    // The path and query as sent, split by hand: a request target that is not a path
+    // (an absolute URL with a bad port, say) must not throw in the lookup's thread.
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const path = q < 0 ? target : target.slice(0, q);
     const { status, body } =
-      req.method === 'GET' && url.pathname === '/v1/decisions'
-        ? decide(index, url.searchParams)
+      req.method === 'GET' && path === '/v1/decisions'
+        ? decide(index, new URLSearchParams(q < 0 ? '' : target.slice(q + 1)))
         : { status: 404, body: { error: 'not found: ask GET /v1/decisions?ip_address=...&user_id=...' } };
     // The answer echoes values a fraudster may have chosen: JSON only, never sniffed as markup.
     res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff' }).end(JSON.stringify(body));

@@ -238,7 +238,10 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   let evidence: EvidenceSpec | null = null;
   const max = evidenceField ? parseEvidenceHeader(evidenceField.value) : alertField ? EVIDENCE_DEFAULT_MAX : null;
   if (typeof max === 'string') report(evidenceField!.line, 1, max);
-  else if (max !== null && key.length > 0) {
+  else if (max !== null && evidenceField && !burst && !key.includes('order_id')) {
+    // A window's row already counts its orders; a burst's spans an unbounded time.
+    report(evidenceField.line, 1, 'evidence is kept for burst rules (-- burst:); a rule keyed by order_id is its own evidence');
+  } else if (max !== null && key.length > 0 && (burst || key.includes('order_id'))) {
     const spec = evidenceSpec(key, ORDER_KEY_FIELDS, max);
     if (typeof spec === 'string' && evidenceField) report(evidenceField.line, 1, spec);
     else if (typeof spec !== 'string') evidence = spec;

@@ -387,7 +387,7 @@ export class PgSink implements SinkPort {
       detections.map((d) => d.windowStart),
     ]);
     const out: (string | null)[] = detections.map(() => null);
-    for (const row of r.rows) out[row.i] = row.window_end === null ? null : (row.window_end as Date).toISOString();
+    for (const row of r.rows) out[row.i] = row.window_end;
     return out;
   }
 

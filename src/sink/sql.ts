@@ -119,6 +119,9 @@ export const DETECTION_COLUMNS: readonly TableColumn[] = [{ name: 'i', pg: 'inte
 /** A window start where a missing one equals itself (PostgreSQL: as the detection_*_key indexes have it). */
 const windowOf = (d: Dialect, rel: string) => `coalesce(${rel}.window_start, ${d === 'postgres' ? "'-infinity'::timestamptz" : "'-infinity'::TIMESTAMP"})`;
 
+/** Ties by order_id compare bytes, as DuckDB and the engine do, whatever the database's collation. */
+export const byteOrder = (d: Dialect) => (d === 'postgres' ? ' COLLATE "C"' : '');
+
 /** Whether `a` and `b` name the same detection. */
 function sameDetection(d: Dialect, a: string, b: string): string {
   return `${a}.rule = ${b}.rule AND ${a}.key_value = ${b}.key_value AND ${windowOf(d, a)} = ${windowOf(d, b)}`;
@@ -126,7 +129,9 @@ function sameDetection(d: Dialect, a: string, b: string): string {
 
 /** Where each detection of `detections` (DETECTION_COLUMNS) counted its evidence up to: rows (i, window_end). */
 export function evidenceEndsSql(d: Dialect, detections: string): string {
-  return `SELECT u.i, t.window_end FROM ${detections} JOIN detection_totals t ON ${sameDetection(d, 't', 'u')}`;
+  // As text to the microsecond (a Date would keep milliseconds): later orders are those after it.
+  const end = d === 'postgres' ? `to_char(t.window_end AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')` : 't.window_end';
+  return `SELECT u.i, ${end} AS window_end FROM ${detections} JOIN detection_totals t ON ${sameDetection(d, 't', 'u')}`;
 }
 
 /**
@@ -159,7 +164,7 @@ export function evidenceSql(d: Dialect, totals: string, orders: string): { total
       `DELETE FROM detection_evidence WHERE (rule, key_value, ${windowOf(d, 'detection_evidence')}, event_time, order_id) IN (
          SELECT r.rule, r.key_value, ${windowOf(d, 'r')}, r.event_time, r.order_id FROM (
            SELECT e.rule, e.key_value, e.window_start, e.event_time, e.order_id, c.max_orders,
-                  row_number() OVER (PARTITION BY e.rule, e.key_value, e.window_start ORDER BY e.event_time, e.order_id) AS rn
+                  row_number() OVER (PARTITION BY e.rule, e.key_value, e.window_start ORDER BY e.event_time, e.order_id${byteOrder(d)}) AS rn
            FROM detection_evidence e
            JOIN (SELECT DISTINCT u.rule, u.key_value, u.window_start, u.max_orders FROM ${orders}) c ON ${sameDetection(d, 'e', 'c')}
          ) r WHERE r.rn > r.max_orders)`,

@@ -4,7 +4,8 @@
  *
  * Tables
  * - orders: every retained order, with its Kafka partition/offset and the batch that
- *   brought it (batch 0 = replayed to rebuild state, never output again).
+ *   brought it (orders replayed to rebuild state after a restart come in batches
+ *   of their own, which no rule runs on).
  * - batch_orders (view): the orders of the current micro-batch.
  * - result_<rule>: current rows of a rule that another rule reads.
  */
