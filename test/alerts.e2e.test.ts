@@ -185,7 +185,11 @@ t.test('alerts: one id per detection on the topic and at the webhook, through ki
     const k = `${row.rule}|${row.key_value}|${iso(row.window_start)}`;
     (got.get(k) ?? got.set(k, { order_ids: [], order_count: -1 }).get(k)!).order_ids.push(row.order_id);
   }
-  t.ok(want.size > 5, `the run has ${want.size} bursts`);
+  // The bot's burst at least (600 orders: past the 100 kept); how many short bursts fit depends on the start time.
+  t.ok(
+    [...want.values()].some((b) => b.order_count > 100),
+    `the run has ${want.size} bursts, one of them past the 100 orders kept`,
+  );
   t.same(entries(got), entries(want), 'detection_evidence and detection_totals equal the oracle for every burst');
 
   // fraud-sql explain shows one of them from PostgreSQL, as a user runs it.

@@ -380,12 +380,15 @@ export class PgSink implements SinkPort {
   }
 
   async evidenceEnds(detections: readonly DetectionId[]): Promise<(string | null)[]> {
-    const r = await this.pool.query(evidenceEndsSql('postgres', rowsFrom('postgres', DETECTION_COLUMNS)), [
-      detections.map((_, i) => i),
-      detections.map((d) => d.rule),
-      detections.map((d) => d.keyValue),
-      detections.map((d) => d.windowStart),
-    ]);
+    // Retried like every read on a batch's way: an outage holds the batch, it does not fail the engine.
+    const r = await this.withRetry('read evidence', () =>
+      this.pool.query(evidenceEndsSql('postgres', rowsFrom('postgres', DETECTION_COLUMNS)), [
+        detections.map((_, i) => i),
+        detections.map((d) => d.rule),
+        detections.map((d) => d.keyValue),
+        detections.map((d) => d.windowStart),
+      ]),
+    );
     const out: (string | null)[] = detections.map(() => null);
     for (const row of r.rows) out[row.i] = row.window_end;
     return out;
