@@ -24,17 +24,16 @@
  *
  * Then, in a run of its own at 1,000 orders/s (so as not to slow the latency runs
  * down), a checkout's question, GET /v1/decisions for an IP of the traffic (bots
- * included), is asked 1,000 times a second by a client thread of its own (a
- * checkout is a process of its own): its latency, p50 / p99 / max.
+ * included), is asked 1,000 times a second by a client process of its own (as a
+ * checkout is): its latency, p50 / p99 / max.
  *
  * 3. CPU: the processes' user + system time while idle (no input) and at 15
  *    orders/s (the original design's rate), as a share of one core.
  *
  * Ends with a verdict per target (see TARGETS).
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { Kafka, Partitioners, logLevel, type Producer } from 'kafkajs';
 import pg from 'pg';
@@ -146,12 +145,12 @@ const DECISION_ORDER_RATE = 1_000;
 
 /**
  * Asks `url`/v1/decisions about `ips` (in turn) at DECISION_RATE a second, from a
- * thread of its own (bench/lookups.ts), until `until` resolves; returns each
+ * process of its own (bench/lookups.ts), until `until` resolves; returns each
  * answer's latency in ms. A failed answer fails the bench.
  */
 async function lookups(url: string, ips: () => string[], until: Promise<unknown>): Promise<number[]> {
-  const worker = new Worker(new URL('./lookups.js', import.meta.url), { workerData: { url, rate: DECISION_RATE } });
-  const send = (m: LookupMessage) => worker.postMessage(m);
+  const client = fork(new URL('./lookups.js', import.meta.url).pathname, [url, String(DECISION_RATE)]);
+  const send = (m: LookupMessage) => client.send(m);
   let told = 0;
   const tell = setInterval(() => {
     const known = ips();
@@ -161,12 +160,12 @@ async function lookups(url: string, ips: () => string[], until: Promise<unknown>
   await until;
   clearInterval(tell);
   const done = new Promise<{ latencies: number[]; failure: string | null }>((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', reject);
+    client.once('message', (m) => resolve(m as { latencies: number[]; failure: string | null }));
+    client.once('error', reject);
+    client.once('exit', (code) => reject(new Error(`the lookup client exited (${code}) before answering`)));
   });
   send({ type: 'stop' });
   const { latencies, failure } = await done;
-  await worker.terminate();
   if (failure) throw new Error(`decision lookup: ${failure}`);
   return latencies;
 }

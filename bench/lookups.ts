@@ -1,17 +1,18 @@
 /**
  * The bench's checkout service: asks GET /v1/decisions at a fixed rate from a
- * thread of its own, as a checkout is a process of its own. On the bench's main
- * thread, the producer's work (generating, sending) would delay reading answers
- * and be counted as the lookup's latency. Plain node:http with kept-alive
- * connections: fetch() adds milliseconds of its own at the tail on this machine.
+ * process of its own (forked by the bench), as a checkout is. On the bench's
+ * main thread, the producer's work (generating, sending) would delay reading
+ * answers and count as the lookup's latency; a worker thread measured slower than
+ * a process's main thread here. Plain node:http with kept-alive connections:
+ * fetch() adds milliseconds of its own at the tail on this machine.
+ * Usage (by the bench): fork lookups.js <url> <rate>.
  */
 import http from 'node:http';
-import { parentPort, workerData } from 'node:worker_threads';
 
 /** From the bench: the IPs to ask about (in turn), and when to stop. */
 export type LookupMessage = { type: 'ips'; ips: string[] } | { type: 'stop' };
 
-const { url, rate } = workerData as { url: string; rate: number };
+const [url, rate] = [process.argv[2]!, Number(process.argv[3])];
 const { hostname, port } = new URL(url);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const latencies: number[] = [];
@@ -44,13 +45,13 @@ const timer = setInterval(() => {
   for (; asked < due && ips.length > 0; asked++) pending.push(ask(ips[asked % ips.length]!));
 }, 1);
 
-parentPort!.on('message', (m: LookupMessage) => {
+process.on('message', (m: LookupMessage) => {
   if (m.type === 'ips') ips = m.ips;
   else {
     clearInterval(timer);
     void Promise.all(pending).then(() => {
       agent.destroy();
-      parentPort!.postMessage({ latencies, failure });
+      process.send!({ latencies, failure }, () => process.disconnect());
     });
   }
 });
