@@ -146,7 +146,8 @@ export const SETTINGS: readonly Setting[] = [
     key: 'batchMaxSize',
     env: 'FRAUD_SQL_BATCH_MAX_SIZE',
     kind: 'int',
-    default: 20_000,
+    // Larger batches drained a backlog no faster here, and held 100 MB more in flight.
+    default: 5_000,
     min: 1,
     max: 1_000_000,
     describe: 'a micro-batch closes at this many messages',

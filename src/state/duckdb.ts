@@ -60,6 +60,9 @@ export class DuckState {
         // Automatic checkpoints stall a batch for the whole write-out: checkpoint
         // only when this much WAL has built up (and on close).
         checkpoint_threshold: '1GB',
+        // Memory a batch's queries freed goes back to the system past this much
+        // (DuckDB's default keeps 128 MB cached per database, and run has one per engine).
+        allocator_flush_threshold: '16MB',
       });
     } catch (err) {
       const msg = (err as Error).message;
