@@ -59,17 +59,41 @@ t.test('the demo page shows non-empty panels within a few seconds', { skip: noCh
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   const opened = Date.now();
   await page.goto(url);
+  // The page's status line and console, to explain a timeout below.
+  let status = '';
+  const consoleLines: string[] = [];
+  page.on('console', (m) => consoleLines.push(m.text()));
+  const watch = setInterval(() => {
+    page.textContent('#updated').then(
+      (x) => (status = x ?? ''),
+      () => {},
+    );
+  }, 1_000);
+  t.teardown(() => clearInterval(watch));
   // The bot (10 % of 60 orders/s) reaches 10 orders in 60 s after about 2 s.
-  await page.waitForFunction(
-    () => {
-      const rows = (id: string) => document.querySelectorAll(`#${id} tbody tr`).length;
-      const circles = document.querySelectorAll('#c-orders circle').length;
-      return rows('top') > 0 && rows('sus') > 0 && rows('hv') > 0 && circles > 0 && document.getElementById('t-orders')!.textContent !== '–';
-    },
-    undefined,
-    { timeout: 20_000, polling: 250 },
-  );
+  await page
+    .waitForFunction(
+      () => {
+        const rows = (id: string) => document.querySelectorAll(`#${id} tbody tr`).length;
+        const circles = document.querySelectorAll('#c-orders circle').length;
+        return rows('top') > 0 && rows('sus') > 0 && rows('hv') > 0 && circles > 0 && document.getElementById('t-orders')!.textContent !== '–';
+      },
+      undefined,
+      { timeout: 20_000, polling: 250 },
+    )
+    .catch((err: Error) => {
+      // What the page and the demo said, for whoever reads the failure.
+      throw new Error(`${err.message}\npage status: ${status}\npage console: ${consoleLines.join(' | ')}\ndemo log:\n${log}`);
+    });
   t.comment(`panels filled ${((Date.now() - opened) / 1000).toFixed(1)} s after opening the page`);
+  // Many readers at once while batches run: each read waits its turn on a connection of its own.
+  const statuses = new Set<number>();
+  for (let round = 0; round < 20; round++) {
+    for (const status of await Promise.all(Array.from({ length: 10 }, () => fetch(`${url}/api/dashboard`).then((r) => r.status)))) statuses.add(status);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.same([...statuses], [200], 'two hundred reads of the results, ten at a time, all answer');
+  t.equal(demo.exitCode, null, 'and the demo runs on');
   t.match(await page.textContent('#sus tbody'), /192\.168\.99\.99/, 'the macro bot is on the page');
   t.ok(Number((await page.textContent('#t-orders'))!.replace(/,/g, '')) > 0, 'order count shown');
   // The demo began inside its first window, which is still open: a partial point, off the line.
@@ -115,7 +139,7 @@ async function servePage(t: Test, dir: string, batches: object[][]) {
   );
   t.teardown(() => state.close());
   const http = buildServer(new Metrics(), { ready: async () => ({ ready: true, checks: {} }), status: async () => ({}) });
-  mountDashboard(http, new ResultsDashboard({ read: (sql, params) => state.query(sql, params) }, rules));
+  mountDashboard(http, new ResultsDashboard(state, rules));
   const url = await listen(http, '127.0.0.1', 0);
   t.teardown(() => http.close());
   return { state, url };

@@ -73,7 +73,7 @@ export async function startDemo(config: Readonly<Config>, logger: Logger, opts: 
           .map((p) => ({ name: p.rule.name, file: p.rule.file, version: p.rule.version, state: 'active', ...metrics.ruleStatus(p.rule.name) })),
       }),
     });
-    mountDashboard(http, new ResultsDashboard({ read: (sql, params) => state.query(sql, params) }, rules));
+    mountDashboard(http, new ResultsDashboard(state, rules));
     const url = await listen(http, config.httpHost, config.httpPort);
     life.defer(() => http.close());
 

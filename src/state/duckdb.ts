@@ -41,10 +41,13 @@ const CHECKPOINT_AFTER_DELETED = 125_000;
 
 export class DuckState {
   private deletedSinceCheckpoint = 0;
+  /** See read(). */
+  private readerTurn: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly instance: DuckDBInstance,
     readonly conn: DuckDBConnection,
+    private readonly readerConn: DuckDBConnection,
     private readonly inMemory: boolean,
   ) {}
 
@@ -72,7 +75,7 @@ export class DuckState {
       throw err;
     }
     const conn = await instance.connect();
-    const s = new DuckState(instance, conn, file === ':memory:');
+    const s = new DuckState(instance, conn, await instance.connect(), file === ':memory:');
     await conn.run(ORDERS_DDL);
     await conn.run('CREATE TABLE IF NOT EXISTS incoming AS SELECT * FROM orders WHERE false');
     await conn.run('SET VARIABLE batch_id = 0');
@@ -232,9 +235,29 @@ export class DuckState {
     return out;
   }
 
+  /**
+   * Reads for others than the engine (the built-in page, /metrics), on a connection
+   * of their own, one query at a time: a DuckDB connection runs one query at a time,
+   * and a read that met the engine's query on its connection failed both (and
+   * stopped the demo). They see what the batches have committed.
+   */
+  read(sql: string, params?: readonly (string | number | null)[]): Promise<Columns> {
+    const next = this.readerTurn.then(async () => {
+      const reader = await this.readerConn.runAndReadAll(sql, params ? [...params] : undefined);
+      return {
+        names: reader.columnNames(),
+        types: reader.columnTypes().map(String),
+        columns: reader.getColumns().map((col) => col.map(toPlain)),
+        rowCount: reader.currentRowCount,
+      };
+    });
+    this.readerTurn = next.catch(() => {});
+    return next;
+  }
+
   /** What DuckDB holds in memory: tables, and the buffers of queries running. */
   async memoryBytes(): Promise<number> {
-    const r = await this.query('SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()');
+    const r = await this.read('SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()');
     return Number(r.columns[0]![0]);
   }
 
@@ -244,6 +267,7 @@ export class DuckState {
   }
 
   close(): void {
+    this.readerConn.closeSync();
     this.conn.closeSync();
     this.instance.closeSync();
   }
