@@ -77,7 +77,6 @@ export class DuckState {
     const conn = await instance.connect();
     const s = new DuckState(instance, conn, await instance.connect(), file === ':memory:');
     await conn.run(ORDERS_DDL);
-    await conn.run('CREATE TABLE IF NOT EXISTS incoming AS SELECT * FROM orders WHERE false');
     await conn.run('SET VARIABLE batch_id = 0');
     // Batch -1 stands for every retained order: a changed rule rebuilds its results from all of them.
     await conn.run("CREATE OR REPLACE VIEW batch_orders AS SELECT * FROM orders WHERE batch_id = getvariable('batch_id') OR getvariable('batch_id') = -1");
@@ -91,49 +90,61 @@ export class DuckState {
    */
   async ingest(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }> {
     if (rows.length === 0) return { inserted: 0, duplicates: 0 };
-    // The Appender is orders of magnitude faster than INSERT statements.
-    const app = await this.conn.createAppender('incoming');
-    const batch = BigInt(batchId);
+    // In the batch: the first delivery by partition and offset.
+    const first = new Map<string, IngestRow>();
     for (const r of rows) {
-      const o = r.order;
-      app.appendVarchar(o.orderId);
-      app.appendTimestamp(new DuckDBTimestampValue(BigInt(o.eventUs)));
-      app.appendVarchar(o.userId);
-      app.appendVarchar(o.productId);
-      app.appendVarchar(o.productName);
-      app.appendBigInt(o.price);
-      app.appendInteger(o.quantity);
-      app.appendVarchar(o.ipAddress);
-      if (o.paymentMethod === null) app.appendNull();
-      else app.appendVarchar(o.paymentMethod);
-      app.appendInteger(r.partition);
-      app.appendBigInt(r.offset);
-      app.appendBigInt(batch);
-      app.endRow();
+      const seen = first.get(r.order.orderId);
+      if (!seen || r.partition < seen.partition || (r.partition === seen.partition && r.offset < seen.offset)) first.set(r.order.orderId, r);
     }
-    app.flushSync();
-    app.closeSync();
-    // A redelivered order carries its original timestamp, so only retained orders in
-    // the batch's event-time range can be its first delivery. The range as literals
-    // lets DuckDB skip row groups by their min/max (orders arrive roughly in time
-    // order), so the check does not scan the whole retained history.
+    const retained = await this.retainedDeliveries([...first.values()]);
+    const fresh = [...first.values()].filter((r) => !retained.has(`${r.order.eventUs} ${r.order.orderId}`));
+    if (fresh.length > 0) {
+      // The Appender is orders of magnitude faster than INSERT statements, and planning
+      // a statement costs more than appending a small batch.
+      const app = await this.conn.createAppender('orders');
+      const batch = BigInt(batchId);
+      for (const r of fresh) {
+        const o = r.order;
+        app.appendVarchar(o.orderId);
+        app.appendTimestamp(new DuckDBTimestampValue(BigInt(o.eventUs)));
+        app.appendVarchar(o.userId);
+        app.appendVarchar(o.productId);
+        app.appendVarchar(o.productName);
+        app.appendBigInt(o.price);
+        app.appendInteger(o.quantity);
+        app.appendVarchar(o.ipAddress);
+        if (o.paymentMethod === null) app.appendNull();
+        else app.appendVarchar(o.paymentMethod);
+        app.appendInteger(r.partition);
+        app.appendBigInt(r.offset);
+        app.appendBigInt(batch);
+        app.endRow();
+      }
+      app.flushSync();
+      app.closeSync();
+    }
+    return { inserted: fresh.length, duplicates: rows.length - fresh.length };
+  }
+
+  /**
+   * Which of these orders are retained already, as "<event µs> <order_id>". A
+   * redelivered order carries its original timestamp, so only retained orders in the
+   * batch's event-time range can be its first delivery. The range as literals lets
+   * DuckDB skip row groups by their min/max (orders arrive roughly in time order),
+   * so the check does not scan the whole retained history.
+   */
+  private async retainedDeliveries(rows: readonly IngestRow[]): Promise<Set<string>> {
     let lo = Infinity;
     let hi = -Infinity;
     for (const r of rows) {
       if (r.order.eventUs < lo) lo = r.order.eventUs;
       if (r.order.eventUs > hi) hi = r.order.eventUs;
     }
-    const res = await this.conn.run(`
-      INSERT INTO orders
-      SELECT i.* FROM incoming i
-      WHERE NOT EXISTS (
-        SELECT 1 FROM orders o
-        WHERE o.event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)
-          AND o.order_id = i.order_id AND o.event_time = i.event_time)
-      QUALIFY row_number() OVER (PARTITION BY i.order_id ORDER BY i.kafka_partition, i.kafka_offset) = 1`);
-    const inserted = Number(res.rowsChanged);
-    await this.conn.run('DELETE FROM incoming');
-    return { inserted, duplicates: rows.length - inserted };
+    const r = await this.query(`
+      SELECT epoch_us(event_time) || ' ' || order_id FROM orders
+      WHERE event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)
+        AND order_id IN (${rows.map((x) => sqlString(x.order.orderId)).join(', ')})`);
+    return new Set(r.columns[0] as string[]);
   }
 
   /** The batch that batch_orders shows; -1 shows every retained order. */
