@@ -45,6 +45,8 @@ export class Engine {
   /** The last batch's PostgreSQL commit: commits run one at a time, in batch order. */
   private commits: Promise<unknown> = Promise.resolve();
   private lastRetentionMs = -Infinity;
+  /** When rows were last marked final (in a batch's commit or by the idle ticker). */
+  private lastFinalizeMs = -Infinity;
   /**
    * Per partition, the smallest offset in the state. Exact after each retention
    * pass; between passes only ingests happen, which never lower it below the first
@@ -439,8 +441,14 @@ export class Engine {
       watermarkUs: watermarks.get(partition) ?? this.heardSoFar(partition),
     }));
     for (const a of progress) this.partitions.get(a.partition)!.computedOffset = a.next;
-    const finalizers = this.finalizers();
-    await rules.finalize(watermarks);
+    // Marking rows final is housekeeping too: at most once per interval (a statement
+    // per table in DuckDB and in PostgreSQL), not in every small batch.
+    const finalizing = now() - this.lastFinalizeMs >= this.opts.retentionIntervalMs;
+    const finalizers = finalizing ? this.finalizers() : [];
+    if (finalizing) {
+      this.lastFinalizeMs = now();
+      await rules.finalize(watermarks);
+    }
 
     const commitStage = async (): Promise<BatchStats> => {
       const t5 = performance.now();
@@ -453,7 +461,7 @@ export class Engine {
         const p = this.partitions.get(a.partition);
         if (p) p.nextOffset = a.next;
       }
-      this.lastFinalized = watermarks;
+      if (finalizing) this.lastFinalized = watermarks;
       const t6 = performance.now();
       const committedAt = now();
       const stats: BatchStats = {
@@ -493,12 +501,14 @@ export class Engine {
         () => false,
       );
       if (!committed) return;
+      if (this.opts.now() - this.lastFinalizeMs < this.opts.retentionIntervalMs) return; // a batch just did
       const wms = this.effectiveWatermarks();
       const changed = [...wms].some(([p, w]) => this.lastFinalized.get(p) !== w);
       if (!changed) return;
       await this.ports.sink.finalize(this.finalizers(), wms);
       await this.ports.rules.finalize(wms);
       this.lastFinalized = wms;
+      this.lastFinalizeMs = this.opts.now();
       this.events.safeEmit('finalized', { watermarks: wms });
     });
   }

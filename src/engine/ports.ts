@@ -258,7 +258,7 @@ export type FailpointName = (typeof FAILPOINTS)[number];
 export interface EngineOptions {
   latenessMs: number;
   idleTimeoutMs: number;
-  /** Retention runs at most this often (wall clock). */
+  /** Retention, and marking rows final, run at most this often (wall clock). */
   retentionIntervalMs: number;
   /** Wall clock in ms; injected so tests move time. */
   now: () => number;
