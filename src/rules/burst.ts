@@ -267,8 +267,6 @@ export function burstSql(name: string, spec: BurstSpec): string {
     .concat(aggs.flatMap((a, i) => (a.distinct ? [`to_json(list_sort(set_${i}))::VARCHAR AS ${a.alias}_values`] : [])))
     .join(', ');
   const columns = burstColumns(spec).join(', ');
-  // Orders the WHERE leaves out are in no burst: neither touched nor counted.
-  const kept = (source: string) => (spec.where ? `(SELECT * FROM ${source} WHERE ${spec.where.text.replace(/\s+/g, ' ')})` : source);
   // result_<name> takes its types from this SQL's own output (see seedOwnMirror):
   // the columns read from it are typed here.
   const distinctCasts = aggs
@@ -286,10 +284,7 @@ export function burstSql(name: string, spec: BurstSpec): string {
   // old ones outside it that a merge brings in). Two spans whose union a hot order
   // bridges merge, as overlapping spans of hot orders do.
   const head = `
-WITH touched AS (
-  SELECT kafka_partition, ${K}, min(event_time) AS first_new, min(kafka_offset) AS first_offset
-  FROM ${kept('batch_orders')} GROUP BY ALL
-),
+WITH ${touchedCte(spec)},
 previous AS (
   SELECT r.*, t.first_new FROM (
     SELECT * REPLACE (source_partition::INTEGER AS source_partition, ${K}::VARCHAR AS ${K},
@@ -298,15 +293,13 @@ previous AS (
   JOIN touched t ON t.kafka_partition = r.source_partition AND t.${K} = r.${K}
 ),
 carried AS (
-  SELECT * FROM previous WHERE window_end >= first_new - ${W} AND window_start <= first_new
+  SELECT * FROM previous WHERE ${carriedWhere(spec)}
 ),
 recent AS (
   SELECT o.*, t.first_new, o.kafka_offset >= t.first_offset AS is_new,
          EXISTS (SELECT 1 FROM carried c WHERE c.source_partition = o.kafka_partition AND c.${K} = o.${K}
                  AND o.event_time BETWEEN c.window_start AND c.window_end) AS in_carried
-  FROM ${kept('orders')} o
-  JOIN touched t ON t.kafka_partition = o.kafka_partition AND t.${K} = o.${K}
-  WHERE o.event_time > t.first_new - ${W}
+  ${recentFrom(spec)}
 ),
 busy AS (
   SELECT kafka_partition, ${K} FROM recent GROUP BY ALL HAVING ${spec.condition}
@@ -363,6 +356,54 @@ SELECT ${columns} FROM previous WHERE window_end < first_new - ${W}`;
   const lastComma = fresh.length - 1;
   fresh[lastComma] = { ...fresh[lastComma]!, text: fresh[lastComma]!.text.replace(/,$/, '') };
   return placeOnLines([{ line: spec.line, text: head }, ...fresh, { text: tail }]);
+}
+
+/**
+ * Whether burstSql would change anything this batch: some key of the batch is
+ * busy (the condition holds over its recent orders at once, or it carries a
+ * burst). When none is, burstSql only repeats rows as they are, so the rule is
+ * skipped: the same answer for a fraction of the planning (a quiet batch is most
+ * batches at a light load, and planning is most of a small batch's cost).
+ */
+export function burstGateSql(name: string, spec: BurstSpec): string {
+  const K = spec.key;
+  const head = `
+WITH ${touchedCte(spec)}
+SELECT EXISTS (
+  SELECT 1 FROM (SELECT o.* ${recentFrom(spec)})
+  GROUP BY kafka_partition, ${K} HAVING ${spec.condition}`;
+  const tail = `) OR EXISTS (
+  SELECT 1 FROM result_${name} r JOIN touched t ON t.kafka_partition = r.source_partition AND t.${K} = r.${K}
+  WHERE ${carriedWhere(spec, 'r.', 't.')})`;
+  return placeOnLines([{ line: spec.line, text: head }, { text: tail }]);
+}
+
+/** Orders the WHERE leaves out are in no burst: neither touched nor counted. */
+function kept(spec: BurstSpec, source: string): string {
+  return spec.where ? `(SELECT * FROM ${source} WHERE ${spec.where.text.replace(/\s+/g, ' ')})` : source;
+}
+
+/** Per key of the batch, its earliest new order (first_new) and its first offset. */
+function touchedCte(spec: BurstSpec): string {
+  return `touched AS (
+  SELECT kafka_partition, ${spec.key}, min(event_time) AS first_new, min(kafka_offset) AS first_offset
+  FROM ${kept(spec, 'batch_orders')} GROUP BY ALL
+)`;
+}
+
+/** A key's burst the batch carries on: it ends within a window of first_new and starts by it. */
+function carriedWhere(spec: BurstSpec, row = '', touched = ''): string {
+  const W = sqlLiteral({ kind: 'duration', micros: spec.windowMicros });
+  return `${row}window_end >= ${touched}first_new - ${W} AND ${row}window_start <= ${touched}first_new`;
+}
+
+/** The orders of the batch's keys from one window before their first new order (`o`, joined with touched `t`). */
+function recentFrom(spec: BurstSpec): string {
+  const K = spec.key;
+  const W = sqlLiteral({ kind: 'duration', micros: spec.windowMicros });
+  return `FROM ${kept(spec, 'orders')} o
+  JOIN touched t ON t.kafka_partition = o.kafka_partition AND t.${K} = o.${K}
+  WHERE o.event_time > t.first_new - ${W}`;
 }
 
 /**

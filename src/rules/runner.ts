@@ -10,6 +10,7 @@ import { finalizeSql, replaceSql, rowsFrom, sqlString, upsertSql, watermarksFrom
 import { duckTable } from '../sink/duck.js';
 import type { Rule } from './loader.js';
 import { originalColumn } from './params.js';
+import { burstGateSql } from './burst.js';
 
 /** A DuckDB error's "LINE n:" and caret mapped back to the rule file. */
 export function duckErrorToDiagnostic(rule: Pick<Rule, 'file' | 'substitutions' | 'burst'>, err: unknown, lineOffset = 0): Diagnostic {
@@ -40,6 +41,8 @@ export interface PreparedRule {
   mirrored: boolean;
   /** Whether result_<name> was created empty by this preparation (not kept from before). */
   emptyMirror: boolean;
+  /** A burst rule's check whether the batch can change anything (burstGateSql); null: always run. */
+  gate: string | null;
 }
 
 /**
@@ -113,7 +116,17 @@ export async function prepareRules(
       for (const sql of createTableSql('duckdb', derived, mirror, { replace: true })) await state.run(sql);
       await state.run(`CREATE OR REPLACE TEMP TABLE changed_${rule.name} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
     }
-    prepared.push({ rule, columns, table: derived, types, mirrored, emptyMirror: mirrored && !kept });
+    const gate = rule.burst ? burstGateSql(rule.name, rule.burst) : null;
+    if (gate !== null) {
+      try {
+        await state.query('DESCRIBE ' + gate);
+      } catch (err) {
+        diagnostics.push(duckErrorToDiagnostic(rule, err));
+        failed.add(rule.name);
+        continue;
+      }
+    }
+    prepared.push({ rule, columns, table: derived, types, mirrored, emptyMirror: mirrored && !kept, gate });
   }
   return { prepared, diagnostics };
 }
@@ -177,6 +190,12 @@ export async function runRules(state: DuckState, prepared: readonly PreparedRule
     const { rule } = p;
     try {
       const changed = `changed_${rule.name}`;
+      if (p.gate !== null && !(await isBusy(state, p.gate))) {
+        // Nothing to change: no rows, and none for the rules that read changed_<name>.
+        await state.run(`DELETE FROM ${changed}`);
+        runs.push({ rule, result: { names: p.columns, types: p.types, columns: p.columns.map(() => []), rowCount: 0 }, durationMs: performance.now() - started });
+        continue;
+      }
       // Same first line as the file (its header comment), so DuckDB's line numbers are the file's.
       await state.run(`CREATE OR REPLACE TEMP TABLE ${changed} AS ${stripSemicolon(rule.sql)}`);
       if (p.mirrored) await updateMirror(state, p, changed);
@@ -187,6 +206,11 @@ export async function runRules(state: DuckState, prepared: readonly PreparedRule
     }
   }
   return runs;
+}
+
+async function isBusy(state: DuckState, gate: string): Promise<boolean> {
+  const r = await state.query(gate);
+  return r.columns[0]![0] === true;
 }
 
 /** Recomputes result_<name> of the mirrored rules (all, or those named) from the current batch, with no output. */
