@@ -193,7 +193,11 @@ export async function runRules(state: DuckState, prepared: readonly PreparedRule
       if (p.gate !== null && !(await isBusy(state, p.gate))) {
         // Nothing to change: no rows, and none for the rules that read changed_<name>.
         await state.run(`DELETE FROM ${changed}`);
-        runs.push({ rule, result: { names: p.columns, types: p.types, columns: p.columns.map(() => []), rowCount: 0 }, durationMs: performance.now() - started });
+        runs.push({
+          rule,
+          result: { names: p.columns, types: p.types, columns: p.columns.map(() => []), rowCount: 0 },
+          durationMs: performance.now() - started,
+        });
         continue;
       }
       // Same first line as the file (its header comment), so DuckDB's line numbers are the file's.
