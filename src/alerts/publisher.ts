@@ -9,6 +9,7 @@
 import { createHmac } from 'node:crypto';
 import type { Producer } from 'kafkajs';
 import type pg from 'pg';
+import type { Columns } from '../engine/ports.js';
 import type { Logger } from '../log.js';
 import { truncate } from '../time.js';
 import { sleep } from '../retry.js';
@@ -16,6 +17,8 @@ import { sleep } from '../retry.js';
 export interface PublisherOptions {
   /** A transaction on the sink's database (PgSink.transaction). */
   transaction: <T>(fn: (c: pg.ClientBase) => Promise<T>) => Promise<T>;
+  /** One statement on the sink's database, outside a transaction (PgSink.read). */
+  read: (sql: string) => Promise<Columns>;
   /** Connected, idempotent; null: alerts go to webhooks only. */
   producer: Producer | null;
   topic: string;
@@ -119,19 +122,34 @@ export class AlertPublisher {
   }
 
   private async pass(): Promise<void> {
-    // Deliveries exist only with webhooks: without any configured, those of an earlier
-    // configuration are retried on the poll, not after every batch.
-    const webhooks = this.opts.webhooks || this.polled;
+    const polled = this.polled;
     this.polled = false;
-    if (this.opts.producer) while ((await this.publishKafka()) === CLAIM && !this.stopped);
-    // Without a topic there is nothing to publish to: they count as published, so
-    // that setting one later does not send the old ones.
-    else await this.opts.transaction((c) => c.query('UPDATE alert_outbox SET published_at = now() WHERE published_at IS NULL'));
     if (Date.now() - this.prunedAt >= PRUNE_EVERY_MS) {
       await this.prune();
       this.prunedAt = Date.now();
     }
-    if (webhooks) while ((await this.deliverWebhooks()) === PARALLEL_DELIVERIES && !this.stopped);
+    // A nudge follows a batch's alerts. The poll is for what no nudge announced
+    // (another process's alerts, retries coming due) and most often finds nothing:
+    // one read says so, rather than two claims in transactions every second.
+    // Deliveries exist only with webhooks: without any configured, those of an
+    // earlier configuration are retried on the poll, not after every batch.
+    const waiting = polled ? await this.waiting() : { alerts: true, deliveries: this.opts.webhooks };
+    if (waiting.alerts) {
+      if (this.opts.producer) while ((await this.publishKafka()) === CLAIM && !this.stopped);
+      // Without a topic there is nothing to publish to: they count as published, so
+      // that setting one later does not send the old ones.
+      else await this.opts.transaction((c) => c.query('UPDATE alert_outbox SET published_at = now() WHERE published_at IS NULL'));
+    }
+    if (waiting.deliveries) while ((await this.deliverWebhooks()) === PARALLEL_DELIVERIES && !this.stopped);
+  }
+
+  /** Whether any alert waits to be published, and any delivery is due. */
+  private async waiting(): Promise<{ alerts: boolean; deliveries: boolean }> {
+    const r = await this.opts.read(
+      `SELECT EXISTS (SELECT 1 FROM alert_outbox WHERE published_at IS NULL),
+              EXISTS (SELECT 1 FROM alert_deliveries WHERE delivered_at IS NULL AND next_attempt_at <= now())`,
+    );
+    return { alerts: r.columns[0]![0] === true, deliveries: r.columns[1]![0] === true };
   }
 
   /** Forgets alerts published and delivered more than KEEP_DAYS ago (dead letters stay). */

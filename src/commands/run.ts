@@ -499,6 +499,7 @@ async function startPublisher(
     : null;
   const publisher = new AlertPublisher({
     transaction: (fn) => sink.transaction(fn),
+    read: (sql) => sink.read(sql),
     producer,
     topic: config.alertsTopic,
     webhooks: config.alertWebhook.length > 0,
