@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { paramOverrides, pgSsl, type Config } from './config.js';
 import { detectionPrinter } from './console.js';
 import { Engine } from './engine/engine.js';
+import type { Precedence } from './engine/precedence.js';
 import type { EngineEmitter } from './engine/events.js';
 import type { EnginePorts, FailpointName, LoopOptions, SinkPort } from './engine/ports.js';
 import type { Logger } from './log.js';
@@ -27,7 +28,7 @@ import { DuckState } from './state/duckdb.js';
 export function newEngine(
   config: Readonly<Config>,
   ports: Omit<EnginePorts, 'decode'>,
-  opts: { failpoint?: (name: FailpointName) => void; eventTimeOnly?: boolean; recordsDeadLetters?: boolean; alerts?: boolean } = {},
+  opts: { failpoint?: (name: FailpointName) => void; eventTimeOnly?: boolean; recordsDeadLetters?: boolean; alerts?: boolean; precedence?: Precedence } = {},
 ): Engine {
   const decodeOptions = { timeZone: config.timeZone, maxMessageBytes: config.maxMessageBytes };
   return new Engine(
@@ -41,6 +42,7 @@ export function newEngine(
       failpoint: opts.failpoint,
       recordsDeadLetters: opts.recordsDeadLetters ?? true,
       alerts: opts.alerts ?? false,
+      precedence: opts.precedence,
     },
   );
 }

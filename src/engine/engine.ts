@@ -218,7 +218,7 @@ export class Engine {
         if (failure) break;
         if (fenced) continue;
         pending.push(
-          this.handle(batch, decoded).catch((err) => {
+          this.handle(batch, decoded, batch.length < opts.batchMaxSize).catch((err) => {
             if (isFenced(err) && source.reassign) {
               fenced ??= err as Error;
               wake.abort();
@@ -296,9 +296,12 @@ export class Engine {
    * Handles one micro-batch. Resolves once its results and offsets are committed.
    * Its DuckDB work starts after the previous batch's; its PostgreSQL commit after
    * the previous commit, so the commit of one batch overlaps the next one's rules.
+   * `live`: the batch closed before it was full (see EngineOptions.precedence).
    */
-  private async handle(messages: readonly SourceMessage[], decoded: readonly Decoded[]): Promise<BatchStats | null> {
-    const commit = await this.serial(() => this.compute(messages, decoded));
+  private async handle(messages: readonly SourceMessage[], decoded: readonly Decoded[], live: boolean): Promise<BatchStats | null> {
+    const { precedence } = this.opts;
+    // A full batch is a backlog being caught up on: throughput, not latency.
+    const commit = await this.serial(() => (precedence && live ? precedence.first(() => this.compute(messages, decoded)) : this.compute(messages, decoded)));
     return commit ? commit() : null;
   }
 

@@ -6,6 +6,7 @@
 import type { DeadLetter, LateEvent, Order, PartitionProgress, SourceMessage } from '../types.js';
 import type { AlertSpec, OutboxAlert } from '../alerts/alert.js';
 import type { DetectionEvidence, DetectionId, EvidenceSpec } from '../alerts/evidence.js';
+import type { Precedence } from './precedence.js';
 
 /** A problem in a rule file, at file:line:column (1-based). */
 export interface Diagnostic {
@@ -260,6 +261,8 @@ export interface EngineOptions {
   idleTimeoutMs: number;
   /** Retention, and marking rows final, run at most this often (wall clock). */
   retentionIntervalMs: number;
+  /** This engine's DuckDB work for live traffic goes first (the per-order lane; see Precedence). */
+  precedence?: Precedence;
   /** Wall clock in ms; injected so tests move time. */
   now: () => number;
   onOffsetGap: OffsetGapPolicy;

@@ -15,6 +15,7 @@ import type { Columns, EvidenceFound, EvidenceRequest, IngestRow } from '../engi
 import { duckTimestamp, sqlString } from '../sink/sql.js';
 import { quote } from '../sink/tables.js';
 import { formatMicros } from '../time.js';
+import type { Precedence } from '../engine/precedence.js';
 
 const ORDERS_DDL = `
 CREATE TABLE IF NOT EXISTS orders (
@@ -49,13 +50,15 @@ export class DuckState {
     readonly conn: DuckDBConnection,
     private readonly readerConn: DuckDBConnection,
     private readonly inMemory: boolean,
+    /** Whose work goes before this state's statements (the per-order lane's; see Precedence). */
+    private readonly yieldTo: Precedence | null,
   ) {}
 
   /**
    * Opens the state database: `:memory:` for `run` (state is rebuilt from Kafka on
    * start), a file for `demo`. A file held by another process is named in the error.
    */
-  static async open(file = ':memory:', opts: { threads?: number } = {}): Promise<DuckState> {
+  static async open(file = ':memory:', opts: { threads?: number; yieldTo?: Precedence | null } = {}): Promise<DuckState> {
     let instance: DuckDBInstance;
     try {
       instance = await DuckDBInstance.create(file, {
@@ -75,7 +78,7 @@ export class DuckState {
       throw err;
     }
     const conn = await instance.connect();
-    const s = new DuckState(instance, conn, await instance.connect(), file === ':memory:');
+    const s = new DuckState(instance, conn, await instance.connect(), file === ':memory:', opts.yieldTo ?? null);
     await conn.run(ORDERS_DDL);
     await conn.run('SET VARIABLE batch_id = 0');
     // Batch -1 stands for every retained order: a changed rule rebuilds its results from all of them.
@@ -101,6 +104,7 @@ export class DuckState {
     if (fresh.length > 0) {
       // The Appender is orders of magnitude faster than INSERT statements, and planning
       // a statement costs more than appending a small batch.
+      await this.turn();
       const app = await this.conn.createAppender('orders');
       const batch = BigInt(batchId);
       for (const r of fresh) {
@@ -149,11 +153,19 @@ export class DuckState {
 
   /** The batch that batch_orders shows; -1 shows every retained order. */
   async setBatch(batchId: number): Promise<void> {
+    await this.turn();
     await this.conn.run(`SET VARIABLE batch_id = ${batchId}`);
+  }
+
+  /** Before each of the engine's statements: the work that goes first, if any, starts first. */
+  private async turn(): Promise<void> {
+    const wait = this.yieldTo?.turn();
+    if (wait) await wait;
   }
 
   /** Runs a query ($1, $2, ... take `params`) and returns its result column-major, converted to plain values. */
   async query(sql: string, params?: readonly (string | number | null)[]): Promise<Columns> {
+    await this.turn();
     const reader = await this.conn.runAndReadAll(sql, params ? [...params] : undefined);
     const names = reader.columnNames();
     const types = reader.columnTypes().map(String);
@@ -162,6 +174,7 @@ export class DuckState {
   }
 
   async run(sql: string): Promise<number> {
+    await this.turn();
     const r = await this.conn.run(sql);
     return Number(r.rowsChanged);
   }
@@ -185,6 +198,7 @@ export class DuckState {
     // does it.
     this.deletedSinceCheckpoint += deleted;
     if (this.inMemory && this.deletedSinceCheckpoint >= CHECKPOINT_AFTER_DELETED) {
+      await this.turn();
       await this.conn.run('CHECKPOINT');
       this.deletedSinceCheckpoint = 0;
     }
