@@ -36,7 +36,8 @@ import { ALL_KEYS, configFrom, untilDone, withSettings } from './common.js';
 
 /**
  * The longest one statement of a window engine waits for the per-order lane's batch
- * (see Precedence): about one such batch's DuckDB work at 1,000 orders/s.
+ * (see Precedence). At 1,000 orders/s, 50 ms took the high-value p95 from 296 ms
+ * (20 ms) to 181 ms; the window engines' batches then grow instead.
  */
 const LANE_FIRST_MAX_WAIT_MS = 50;
 
