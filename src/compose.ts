@@ -96,6 +96,7 @@ export function openSink(
 export function teeSink(duck: DuckSink, pg: PgSink): SinkPort {
   return {
     concurrentCommit: false,
+    copiesRuleTables: true,
     progress: async (starts) => {
       const p = await duck.progress(starts);
       for (const [partition, pr] of p) await pg.resetProgress(partition, pr.nextOffset);

@@ -398,7 +398,7 @@ export class Engine {
     const resultSets: CommitInput['results'][number][] = [];
     if (ingested.inserted > 0) {
       await state.setBatch(batchId);
-      for (const run of await rules.run()) {
+      for (const run of await rules.run({ keepChanged: sink.copiesRuleTables === true })) {
         ruleSeconds.push({ rule: run.rule.name, seconds: run.durationMs / 1000 });
         if (run.error) {
           this.events.safeEmit('rule:error', { rule: run.rule.name, diagnostic: run.error });

@@ -208,6 +208,13 @@ export interface SinkPort {
    * replace the rows it copies.
    */
   readonly concurrentCommit: boolean;
+  /**
+   * Whether it copies each rule's rows from the rule's changed_<rule> table in the
+   * state's DuckDB (the DuckDB sink). Otherwise only the rules whose rows are read
+   * again (by another rule, or as their own state) keep one: the others' rows are
+   * read straight from their query, one statement instead of two.
+   */
+  readonly copiesRuleTables?: boolean;
   progress(startOffsets: ReadonlyMap<number, bigint>): Promise<Map<number, PartitionProgress>>;
   commit(input: CommitInput): Promise<void>;
   finalize(finalizers: CommitInput['finalizers'], watermarks: ReadonlyMap<number, number>): Promise<void>;
@@ -220,7 +227,8 @@ export interface SinkPort {
 }
 
 export interface RulesPort {
-  run(): Promise<RuleRun[]>;
+  /** `keepChanged`: every rule's rows are kept in changed_<rule> (SinkPort.copiesRuleTables). */
+  run(opts?: { keepChanged: boolean }): Promise<RuleRun[]>;
   /** Sets the rows of result_<rule> for these partitions (none: forgets them). */
   restoreMirror(rule: string, partitions: readonly number[], rows: Columns | null): Promise<void>;
   trim(watermarks: ReadonlyMap<number, number>, horizonUs: number): Promise<void>;

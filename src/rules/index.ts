@@ -124,8 +124,8 @@ export class RuleSet implements RulesPort {
     return finalizeMirrors(this.state, this.current, watermarks);
   }
 
-  run() {
-    return runRules(this.state, this.current);
+  run(opts: { keepChanged: boolean } = { keepChanged: false }) {
+    return runRules(this.state, this.current, opts.keepChanged);
   }
 
   async restoreMirror(rule: string, partitions: readonly number[], rows: Columns | null): Promise<void> {

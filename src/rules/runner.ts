@@ -182,8 +182,12 @@ interface ParsedNode {
   select_list?: { class: string; alias: string; column_names?: string[] }[];
 }
 
-/** Runs every prepared rule over the current batch, in order. */
-export async function runRules(state: DuckState, prepared: readonly PreparedRule[]): Promise<RuleRun[]> {
+/**
+ * Runs every prepared rule over the current batch, in order. A rule's rows go to
+ * changed_<name> when they are read again (`mirrored`: by a rule, or for its own
+ * result_<name>) or when `keepChanged` (the DuckDB sink copies them from there).
+ */
+export async function runRules(state: DuckState, prepared: readonly PreparedRule[], keepChanged = false): Promise<RuleRun[]> {
   const runs: RuleRun[] = [];
   for (const p of prepared) {
     const started = performance.now();
@@ -198,6 +202,11 @@ export async function runRules(state: DuckState, prepared: readonly PreparedRule
           result: { names: p.columns, types: p.types, columns: p.columns.map(() => []), rowCount: 0 },
           durationMs: performance.now() - started,
         });
+        continue;
+      }
+      if (!p.mirrored && !keepChanged) {
+        // Its text starts on the file's first line (its header comment): DuckDB's line numbers are the file's.
+        runs.push({ rule, result: await state.query(stripSemicolon(rule.sql)), durationMs: performance.now() - started });
         continue;
       }
       // Same first line as the file (its header comment), so DuckDB's line numbers are the file's.

@@ -29,6 +29,7 @@ import { carriedColumns, planTables, quote, type ExistingTable, type ResultTable
 
 export class DuckSink implements SinkPort {
   readonly concurrentCommit = false;
+  readonly copiesRuleTables = true;
   private tables = new Map<string, ResultTable>();
   private constructor(
     private readonly state: DuckState,
