@@ -9,7 +9,7 @@
  * - batch_orders (view): the orders of the current micro-batch.
  * - result_<rule>: current rows of a rule that another rule reads.
  */
-import { DuckDBConnection, DuckDBInstance, DuckDBTimestampValue, type DuckDBValue } from '@duckdb/node-api';
+import { DuckDBConnection, DuckDBInstance, DuckDBTimestampValue, LIST, listValue, VARCHAR, type DuckDBValue } from '@duckdb/node-api';
 import { FraudSqlError } from '../errors.js';
 import type { Columns, EvidenceFound, EvidenceRequest, IngestRow } from '../engine/ports.js';
 import { duckTimestamp, sqlString } from '../sink/sql.js';
@@ -93,14 +93,16 @@ export class DuckState {
    */
   async ingest(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }> {
     if (rows.length === 0) return { inserted: 0, duplicates: 0 };
-    // In the batch: the first delivery by partition and offset.
+    const retained = await this.retainedDeliveries(rows);
+    // Of the deliveries not retained yet, the batch's first by partition and offset.
     const first = new Map<string, IngestRow>();
     for (const r of rows) {
-      const seen = first.get(r.order.orderId);
-      if (!seen || r.partition < seen.partition || (r.partition === seen.partition && r.offset < seen.offset)) first.set(r.order.orderId, r);
+      const id = storedText(r.order.orderId);
+      if (retained.has(`${r.order.eventUs} ${id}`)) continue;
+      const seen = first.get(id);
+      if (!seen || r.partition < seen.partition || (r.partition === seen.partition && r.offset < seen.offset)) first.set(id, r);
     }
-    const retained = await this.retainedDeliveries([...first.values()]);
-    const fresh = [...first.values()].filter((r) => !retained.has(`${r.order.eventUs} ${r.order.orderId}`));
+    const fresh = [...first.values()];
     if (fresh.length > 0) {
       // The Appender is orders of magnitude faster than INSERT statements, and planning
       // a statement costs more than appending a small batch.
@@ -144,11 +146,18 @@ export class DuckState {
       if (r.order.eventUs < lo) lo = r.order.eventUs;
       if (r.order.eventUs > hi) hi = r.order.eventUs;
     }
-    const r = await this.query(`
-      SELECT epoch_us(event_time) || ' ' || order_id FROM orders
-      WHERE event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)
-        AND order_id IN (${rows.map((x) => sqlString(x.order.orderId)).join(', ')})`);
-    return new Set(r.columns[0] as string[]);
+    // The ids as one list parameter, never in the SQL text: they are the producer's
+    // (a NUL would end the statement's text).
+    const ids = [...new Set(rows.map((r) => r.order.orderId))];
+    await this.turn();
+    const r = await this.conn.runAndReadAll(
+      `SELECT epoch_us(event_time) || ' ' || order_id FROM orders
+       WHERE event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)
+         AND order_id IN (SELECT unnest($1))`,
+      [listValue(ids)],
+      [LIST(VARCHAR)],
+    );
+    return new Set(r.getColumns()[0] as string[]);
   }
 
   /** The batch that batch_orders shows; -1 shows every retained order. */
@@ -296,6 +305,15 @@ export class DuckState {
     this.conn.closeSync();
     this.instance.closeSync();
   }
+}
+
+/**
+ * Text as DuckDB stores it (UTF-8): a lone UTF-16 surrogate, which JSON allows,
+ * becomes U+FFFD. Ids are compared as stored, so that a redelivery of such an
+ * order is still recognised.
+ */
+function storedText(s: string): string {
+  return (s as string & { toWellFormed(): string }).toWellFormed();
 }
 
 /**

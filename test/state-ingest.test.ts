@@ -1,0 +1,49 @@
+/**
+ * Ingest into the window state (src/state/duckdb.ts): each order counted once,
+ * whatever the producer put in its id. Real DuckDB, no Kafka.
+ */
+import t from 'tap';
+import { DuckState } from '../src/state/duckdb.js';
+import type { IngestRow } from '../src/engine/ports.js';
+
+const T = Date.parse('2026-01-01T00:00:00Z') * 1000;
+const row = (orderId: string, eventUs: number, partition: number, offset: number): IngestRow => ({
+  order: { orderId, eventUs, userId: 'U1', productId: 'P1', productName: 'n', price: 1n, quantity: 1, ipAddress: '10.0.0.1', paymentMethod: null },
+  partition,
+  offset: BigInt(offset),
+});
+
+const retained = async (s: DuckState) => {
+  const r = await s.query(
+    'SELECT order_id, epoch_us(event_time) - $1::BIGINT, kafka_partition, kafka_offset FROM orders ORDER BY kafka_partition, kafka_offset',
+    [T],
+  );
+  return r.columns[0]!.map((id, i) => `${String(id)}@${String(r.columns[1]![i])} ${String(r.columns[2]![i])}/${String(r.columns[3]![i])}`);
+};
+
+t.test('ids the producer wrote: NUL, quotes and SQL, lone surrogates; a redelivery is recognised', async (t) => {
+  const s = await DuckState.open(':memory:', { threads: 1 });
+  t.teardown(() => s.close());
+  {
+    for (const id of ['a\u0000b', "x'); DROP TABLE orders; --", 'z\ud800', 'back\\slash']) {
+      t.same(await s.ingest([row(id, T, 0, 1)], 1), { inserted: 1, duplicates: 0 }, `${JSON.stringify(id)} is ingested`);
+      t.same(await s.ingest([row(id, T, 1, 2)], 2), { inserted: 0, duplicates: 1 }, `${JSON.stringify(id)} again is a redelivery`);
+    }
+    // DuckDB stores text as UTF-8: both become "q\ufffd", one order.
+    t.same(await s.ingest([row('q\ud800', T, 0, 5), row('q\udc00', T, 0, 6)], 3), { inserted: 1, duplicates: 1 });
+    t.equal((await retained(s)).length, 5);
+  }
+});
+
+t.test('in a batch, the first delivery by partition and offset; one already retained does not count', async (t) => {
+  const s = await DuckState.open(':memory:', { threads: 1 });
+  t.teardown(() => s.close());
+  {
+    t.same(await s.ingest([row('A', T + 100, 0, 0)], 1), { inserted: 1, duplicates: 0 });
+    // The batch repeats A as retained (same event time) and brings an order with A's id at
+    // another time: that one is new. B comes twice; partition 0 offset 3 is its first.
+    const batch = [row('B', T + 300, 1, 9), row('A', T + 100, 0, 1), row('A', T + 200, 0, 2), row('B', T + 300, 0, 3)];
+    t.same(await s.ingest(batch, 2), { inserted: 2, duplicates: 2 });
+    t.same(await retained(s), ['A@100 0/0', 'A@200 0/2', 'B@300 0/3']);
+  }
+});
