@@ -31,8 +31,8 @@ const SECOND_US = 1_000_000;
 const BURST_QUIET_US = 60 * SECOND_US;
 /**
  * An ended burst is remembered this long after its last order, so that a rule
- * re-emitting it unchanged (the built-in one does for about 3 minutes, while the
- * row is in its state) is not announced again.
+ * re-emitting it unchanged (a burst rule does while its key stays busy and the row
+ * is in its state, about 3 minutes for the built-in ones) is not announced again.
  */
 const BURST_MEMORY_US = 10 * 60 * SECOND_US;
 
