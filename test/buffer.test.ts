@@ -1,19 +1,10 @@
 /** The message buffer between a fetch and the batch loop (src/source/buffer.ts): pure, no Kafka. */
 import t from 'tap';
+import { settled } from './settled.js';
 import { MessageBuffer } from '../src/source/buffer.js';
 import type { SourceMessage } from '../src/types.js';
 
 const msg = (offset: number): SourceMessage => ({ topic: 'orders', partition: 0, offset: BigInt(offset), key: null, value: Buffer.from('{}'), timestampMs: 0 });
-const ticks = async (n = 20) => {
-  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
-};
-/** Whether `p` has settled by now. */
-const settled = async (p: Promise<unknown>) => {
-  let done = false;
-  void p.then(() => (done = true));
-  await ticks();
-  return done;
-};
 
 // A wait no test reaches: batches here close on the engine being free, or on size.
 const LONG = 60_000;

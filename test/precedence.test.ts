@@ -1,17 +1,8 @@
 /** The per-order lane's work goes first (src/engine/precedence.ts): pure, no DuckDB. */
 import t from 'tap';
+import { settled } from './settled.js';
 import { Precedence } from '../src/engine/precedence.js';
 
-const ticks = async (n = 20) => {
-  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
-};
-/** Whether `p` has settled by now. */
-const settled = async (p: Promise<unknown>) => {
-  let done = false;
-  void p.then(() => (done = true));
-  await ticks();
-  return done;
-};
 // A wait no test reaches.
 const LONG = 60_000;
 
