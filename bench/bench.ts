@@ -101,8 +101,11 @@ const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf
 
 /** A run that ended has failed: its last lines say why. */
 function assertAlive(runs: Run[]): void {
-  const dead = runs.find((r) => r.child.exitCode !== null);
-  if (dead) throw new Error(`a fraud-sql run process exited (status ${dead.child.exitCode}):\n${dead.stderr().split('\n').slice(-15).join('\n')}`);
+  const dead = runs.find((r) => r.child.exitCode !== null || r.child.signalCode !== null);
+  if (dead)
+    throw new Error(
+      `a fraud-sql run process exited (${dead.child.signalCode ?? `status ${dead.child.exitCode}`}):\n${dead.stderr().split('\n').slice(-15).join('\n')}`,
+    );
 }
 
 /** User + system CPU seconds the runs' processes have used so far (/proc/<pid>/stat, fields 14 and 15). */
@@ -252,13 +255,18 @@ function startRun(topic: string, schema: string, setup: Setup): Run {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';
-  const logged = (re: RegExp) =>
-    new Promise<string>((resolve) => {
+  // A run that dies before it logs the line fails the bench instead of leaving it waiting.
+  const logged = (re: RegExp) => {
+    const line = new Promise<string>((resolve, reject) => {
       child.stderr!.on('data', () => {
         const m = re.exec(err);
         if (m) resolve(m[1]!);
       });
+      child.on('exit', (code, signal) => reject(new Error(`fraud-sql run exited (${signal ?? `status ${code}`}):\n${err.split('\n').slice(-15).join('\n')}`)));
     });
+    line.catch(() => {}); // rejected only matters to whoever awaits it
+    return line;
+  };
   child.stderr!.on('data', (d) => {
     err += d;
     if (/ERROR/.test(String(d))) process.stderr.write(d);
