@@ -247,6 +247,8 @@ export class KafkaSource implements SourcePort {
   private generation = 0;
   private running = false;
   private health: SourceHealth = { consuming: false, state: 'connecting' };
+  /** The topics exist (created or waited for): their offsets may be asked for. */
+  private topicsReady = false;
 
   constructor(private readonly opts: KafkaOptions) {
     this.buffer = new MessageBuffer(opts.bufferMessages);
@@ -270,6 +272,7 @@ export class KafkaSource implements SourcePort {
     if (signal?.aborted) return;
     await this.ensureTopics();
     if (signal?.aborted) return;
+    this.topicsReady = true;
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       const parts = e.payload.memberAssignment[topic] ?? [];
       const generation = ++this.generation;
@@ -458,6 +461,13 @@ export class KafkaSource implements SourcePort {
 
   async endOffsets(): Promise<Map<number, bigint>> {
     const out = new Map<number, bigint>();
+    // Asking for a topic's offsets before it is created makes kafkajs' admin track it,
+    // and its own createTopics then fails on the missing topic: a probe scraped during
+    // startup ended consumption. Until then, only whether the broker answers.
+    if (!this.topicsReady) {
+      await this.admin.listTopics();
+      return out;
+    }
     for (const o of await this.admin.fetchTopicOffsets(this.opts.topic)) out.set(o.partition, BigInt(o.high));
     return out;
   }

@@ -66,6 +66,8 @@ export class Repartitioner {
   private failure: ((err: Error) => void) | null = null;
   private stopped = false;
   private health: SourceHealth = { consuming: false, state: 'connecting' };
+  /** The topics exist (created or waited for): their offsets may be asked for. */
+  private topicsReady = false;
   /** The current assignment's offset-gap check: nothing is forwarded before it passed. */
   private checked: Promise<void> = Promise.resolve();
   /** Told to the engines with every copy: how many input partitions feed each repartitioned one. */
@@ -111,6 +113,7 @@ export class Repartitioner {
     if (signal?.aborted) return;
     await this.ensureTopics();
     if (signal?.aborted) return;
+    this.topicsReady = true;
     this.consumer.on(this.consumer.events.CRASH, (e) => {
       const err = mapKafkaError(e.payload.error, this.opts.brokers);
       if (e.payload.restart) logger.warn(`${err.message}; the repartitioning consumer restarts`);
@@ -346,6 +349,11 @@ export class Repartitioner {
 
   /** Input lag per partition: end offset minus what the group committed. */
   async lag(): Promise<{ partition: number; committed: bigint; end: bigint }[]> {
+    // As KafkaSource.endOffsets: no offsets of a topic that may not exist yet.
+    if (!this.topicsReady) {
+      await this.admin.listTopics();
+      return [];
+    }
     const [ends, committed] = await Promise.all([
       this.admin.fetchTopicOffsets(this.opts.topic),
       this.admin.fetchOffsets({ groupId: this.opts.groupId, topics: [this.opts.topic] }),
