@@ -47,9 +47,19 @@ export function newEngine(
   );
 }
 
-/** The batch loop's settings; idle windows close once a second. */
-export function loopOptions(config: Readonly<Config>, signal: AbortSignal): LoopOptions {
-  return { batchMaxSize: config.batchMaxSize, batchMaxWaitMs: config.batchMaxWaitMs, tickMs: 1_000, signal };
+/**
+ * The batch loop's settings; idle windows close once a second. A window engine next
+ * to the per-order lane (`besideLane`) is spaced by --window-batch-interval-ms: its
+ * detections can wait that long, the lane's cannot.
+ */
+export function loopOptions(config: Readonly<Config>, signal: AbortSignal, besideLane = false): LoopOptions {
+  return {
+    batchMaxSize: config.batchMaxSize,
+    batchMaxWaitMs: config.batchMaxWaitMs,
+    tickMs: 1_000,
+    signal,
+    minBatchIntervalMs: besideLane ? config.windowBatchIntervalMs : 0,
+  };
 }
 
 /** Rule failures and idle-window failures logged, and `--console` output. */

@@ -8,6 +8,7 @@ import { Engine } from '../src/engine/engine.js';
 import type { AssignHandler, CommitInput, Decoded, EnginePorts, OffsetGapPolicy, SinkPort, SourcePort } from '../src/engine/ports.js';
 import type { PartitionProgress, SourceMessage } from '../src/types.js';
 import { FraudSqlError } from '../src/errors.js';
+import { MessageBuffer } from '../src/source/buffer.js';
 
 const S = 1_000_000; // µs
 
@@ -537,4 +538,70 @@ t.test('through the hop, the slowest input partition sets the watermark; marks m
   );
   now += 11_000;
   t.equal(engine.effectiveWatermarks().get(0), 146 * S, 'no message for the idle timeout: then the clock moves it');
+});
+
+/** A source over the real message buffer, fed by the test: batches close as they do in `run`. */
+class BufferedSource implements SourcePort {
+  onAssign!: AssignHandler;
+  readonly buffer = new MessageBuffer(1_000);
+  readonly batches: number[] = [];
+  async start(onAssign: AssignHandler) {
+    this.onAssign = onAssign;
+  }
+  async next(max: number, waitMs: number, signal: AbortSignal, free?: Promise<unknown>) {
+    const batch = await this.buffer.next(max, waitMs, signal, free);
+    if (batch) this.batches.push(batch.length);
+    return batch;
+  }
+  async committed() {}
+}
+
+/** Feeds `count` orders one at a time, `everyMs` apart, then ends the input; returns the batch sizes. */
+async function trickle(minBatchIntervalMs: number, count: number, everyMs: number): Promise<number[]> {
+  const { ports } = fakes([]);
+  const engine = new Engine(ports, options());
+  const source = new BufferedSource();
+  const done = engine.run(source, { ...loop, batchMaxWaitMs: 50, minBatchIntervalMs });
+  while (!source.onAssign) await new Promise((r) => setImmediate(r));
+  await source.onAssign([0], ranges(0));
+  for (let i = 0; i < count; i++) {
+    source.buffer.push([msg(0, i, 100 + i)]);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  source.buffer.end();
+  await done;
+  return source.batches;
+}
+
+t.test('a spaced engine takes fewer, larger batches of a trickle; every order still arrives', async (t) => {
+  // 40 orders 10 ms apart: about 400 ms of input.
+  const unspaced = await trickle(0, 40, 10);
+  const spaced = await trickle(200, 40, 10);
+  t.equal(
+    spaced.reduce((a, b) => a + b, 0),
+    40,
+  );
+  t.equal(
+    unspaced.reduce((a, b) => a + b, 0),
+    40,
+  );
+  t.ok(unspaced.length >= 10, `without spacing, a batch per order or so (${unspaced.length} batches)`);
+  // The first order is taken at once; after it, at most one batch per 200 ms.
+  t.ok(spaced.length <= 4, `with 200 ms spacing, at most 4 batches (${spaced.length}: ${spaced.join(', ')})`);
+  t.equal(spaced[0], 1, 'an order after a quiet spell is not held back');
+});
+
+t.test('spacing never holds back a full batch: a backlog drains at once', async (t) => {
+  const { ports } = fakes([]);
+  const engine = new Engine(ports, options());
+  const source = new BufferedSource();
+  const started = Date.now();
+  const done = engine.run(source, { ...loop, batchMaxSize: 2, batchMaxWaitMs: 50, minBatchIntervalMs: 60_000 });
+  while (!source.onAssign) await new Promise((r) => setImmediate(r));
+  await source.onAssign([0], ranges(0));
+  source.buffer.push([0, 1, 2, 3, 4, 5].map((i) => msg(0, i, 100 + i)));
+  source.buffer.end();
+  await done;
+  t.same(source.batches, [2, 2, 2]);
+  t.ok(Date.now() - started < 30_000, 'long before one spacing of 60 s');
 });

@@ -449,7 +449,9 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     if (repartitioner) life.defer(() => repartitioner.stop());
     // The hop creates the repartition topics the engines read: it starts first.
     const hopStarted = repartitioner ? repartitioner.start() : Promise.resolve();
-    const loops = hopStarted.then(() => Promise.all(pipelines.map((p) => p.engine.run(p.input, loopOptions(config, signal)))));
+    const loops = hopStarted.then(() =>
+      Promise.all(pipelines.map((p) => p.engine.run(p.input, loopOptions(config, signal, precedence !== null && !p.plan.perOrder)))),
+    );
     const done = Promise.race([loops.then(() => {}), ...(repartitioner ? [repartitioner.failed] : [])]);
     logger.info(
       `consuming ${config.topic} from ${config.brokers.join(',')} as group ${config.groupId}` +

@@ -193,6 +193,8 @@ export class Engine {
       }
       // Ends the wait for the next batch at once: recovery from a fence must not wait for input.
       let wake = new AbortController();
+      const spacing = opts.minBatchIntervalMs ?? 0;
+      let lastTaken = 0;
       while (!fetching.aborted) {
         if (fenced) {
           // The batches after the fenced one fail with it (commits are chained); they,
@@ -207,9 +209,16 @@ export class Engine {
         }
         wake = new AbortController();
         // The batch closes once the engine can take it: its DuckDB work is done and
-        // a commit slot is free (small batches while it keeps up, large when it does not).
-        const free = Promise.all([this.ready(), pending.length >= inFlight && pending.length > 0 ? pending[0] : null]);
-        const batch = await source.next(opts.batchMaxSize, opts.batchMaxWaitMs, AbortSignal.any([fetching, wake.signal]), free);
+        // a commit slot is free (small batches while it keeps up, large when it does not),
+        // and the spacing since the last batch has passed.
+        const spaced = lastTaken + spacing - Date.now();
+        const free = Promise.all([
+          this.ready(),
+          pending.length >= inFlight && pending.length > 0 ? pending[0] : null,
+          spaced > 0 ? new Promise((r) => setTimeout(r, spaced).unref()) : null,
+        ]);
+        const batch = await source.next(opts.batchMaxSize, Math.max(opts.batchMaxWaitMs, spacing), AbortSignal.any([fetching, wake.signal]), free);
+        lastTaken = Date.now();
         if (batch === null) break;
         if (fenced || batch.length === 0) continue;
         const decoded = this.decode(batch);

@@ -291,6 +291,11 @@ export interface LoopOptions {
   batchMaxWaitMs: number;
   /** How often idle windows are closed on wall-clock time; 0: never (event time only). */
   tickMs: number;
+  /**
+   * The least time from one batch's close to the next one's (0: none). A full batch
+   * is not held back: a backlog drains at full speed.
+   */
+  minBatchIntervalMs?: number;
   /** Aborted: stop fetching, finish the batches in flight. */
   signal: AbortSignal;
 }
