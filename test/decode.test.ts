@@ -37,6 +37,18 @@ t.test('timestamps with an offset are taken as is', async (t) => {
   t.equal(formatMicros(parseEventTime('2025-07-01T12:00:00', 'Europe/Berlin') as number), '2025-07-01T10:00:00.000000Z', 'summer offset');
 });
 
+t.test('a NUL in a text field is kept as U+FFFD, as PostgreSQL can store it; the order stays valid', async (t) => {
+  const d = decodeOrder(enc({ ...valid, order_id: 'A\u0000B', product_name: 'x\u0000y\u0000', payment_method: '\u0000' }), opts);
+  t.ok(d.ok);
+  if (!d.ok) return;
+  t.equal(d.order.orderId, 'A\uFFFDB');
+  t.equal(d.order.productName, 'x\uFFFDy\uFFFD');
+  t.equal(d.order.paymentMethod, '\uFFFD');
+  const bad = decodeOrder(enc({ ...valid, ip_address: '10.0.0.1\u0000' }), opts);
+  t.notOk(bad.ok);
+  if (!bad.ok) t.notOk(bad.reason.includes('\u0000'), 'a reason quoting the field holds no NUL either');
+});
+
 t.test('every kind of malformed order is a dead letter with a reason', async (t) => {
   const cases: [string, Buffer | null, RegExp][] = [
     ['not JSON', enc('{"order_id": '), /not JSON/],

@@ -123,6 +123,9 @@ t.test('malformed messages go to the dead letters; the orders around them are pr
     ['bad IP', JSON.stringify({ ...base, order_id: 'M5', ip_address: '300.1.2.3' })],
     ['bad timestamp', JSON.stringify({ ...base, order_id: 'M6', timestamp: '30/12/2025 21:00' })],
     ['1 MB message', Buffer.alloc(1_000_000, 'x')],
+    // PostgreSQL text cannot hold NUL: a reason or key quoting one once failed every batch.
+    ['NUL in a quoted field', JSON.stringify({ ...base, order_id: 'M7', ip_address: '10.1.0.1\u0000' })],
+    ['raw NUL byte', Buffer.from('{"order_id": "M8\u0000", ')],
   ];
   const messages: TestMessage[] = [];
   const goods: ReturnType<typeof order>[] = [];
@@ -134,6 +137,10 @@ t.test('malformed messages go to the dead letters; the orders around them are pr
   const last = good(poison.length);
   goods.push(last);
   messages.push(msg(last));
+  // A valid order with NUL in its text, keyed with one: still counted and still high-value.
+  const nul = order('10.1.0.1', T0 + (poison.length + 1) * 7_000, 600_000, 1, 'x\u0000y');
+  goods.push(nul);
+  messages.push({ key: '10.1.0.1\u0000', value: nul.json });
   await s.produce(messages);
 
   const app = await s.startApp();
@@ -156,9 +163,17 @@ t.test('malformed messages go to the dead letters; the orders around them are pr
       /not an IPv4/,
       /not ISO-8601/,
       /exceeds the 65536-byte limit/,
+      /not an IPv4 .*"10\.1\.0\.1\uFFFD"/,
+      /not JSON/,
     ],
   );
   t.equal(dl[7].payload_bytes, 1_000_000, 'the size of the oversized message is recorded');
   const counted = await s.pool.query('SELECT sum(total_orders)::int AS n FROM realtime_stats');
   t.equal(counted.rows[0].n, goods.length, 'every valid order around the poison is counted');
+  const hv = await s.pool.query('SELECT product_name FROM high_value_orders WHERE order_id = $1', [nul.order_id]);
+  t.same(
+    hv.rows.map((r) => r.product_name),
+    ['x\uFFFDy'],
+    'the NUL is stored as U+FFFD',
+  );
 });

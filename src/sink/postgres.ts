@@ -15,6 +15,7 @@ import { MIGRATIONS } from './schema.js';
 import { carriedColumns, planTables, quote, type ExistingTable, type ResultTable } from './tables.js';
 import type { Columns, CommitInput, ResultQuery, SinkPort } from '../engine/ports.js';
 import type { DetectionEvidence, DetectionId } from '../alerts/evidence.js';
+import { storableText } from '../text.js';
 import {
   ADVANCE_PROGRESS,
   INIT_PROGRESS,
@@ -327,10 +328,11 @@ export class PgSink implements SinkPort {
         d.map((x) => x.topic),
         d.map((x) => x.partition),
         d.map((x) => x.offset.toString()),
-        d.map((x) => (x.key ? x.key.toString('utf8') : null)),
+        // Both may quote the message: a malformed one may hold any byte.
+        d.map((x) => (x.key ? storableText(x.key.toString('utf8')) : null)),
         d.map((x) => (x.value ? x.value.subarray(0, DEAD_LETTER_PAYLOAD_MAX) : null)),
         d.map((x) => x.bytes ?? x.value?.length ?? 0),
-        d.map((x) => x.reason),
+        d.map((x) => storableText(x.reason)),
       ]);
     }
     if (input.late.length > 0) {

@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import type { Decoded } from '../engine/ports.js';
+import { storableText } from '../text.js';
 import { parseEventTime, truncate } from '../time.js';
 
 export interface DecodeOptions {
@@ -29,7 +30,7 @@ function requiredString(o: Record<string, unknown>, field: string, max = 1000): 
   if (typeof v !== 'string') return fail(`field "${field}" must be a string, got ${typeName(v)}`);
   if (v.length === 0) return fail(`field "${field}" is empty`);
   if (v.length > max) return fail(`field "${field}" is longer than ${max} characters`);
-  return v;
+  return storableText(v);
 }
 
 function requiredInteger(o: Record<string, unknown>, field: string, min: number, max: number): number | Decoded {
@@ -89,7 +90,7 @@ export function decodeOrder(value: Buffer | null, opts: DecodeOptions): Decoded 
     if (typeof o.payment_method !== 'string') {
       return fail(`field "payment_method" must be a string, got ${typeName(o.payment_method)}`);
     }
-    paymentMethod = o.payment_method.slice(0, MAX_TEXT);
+    paymentMethod = storableText(o.payment_method.slice(0, MAX_TEXT));
   }
 
   const eventUs = parseEventTime(timestamp, opts.timeZone);
