@@ -118,6 +118,8 @@ class DetectionLog {
   private readonly windows = new Map<number, { rule: string; rows: Map<number, Row> }>();
   /** Windows up to here are printed; a later update of one (a recount) is not news. */
   private closedThrough = -Infinity;
+  /** The engine's partitions; null until it says (then the ones heard from). */
+  private assignment: ReadonlySet<number> | null = null;
 
   constructor(
     private readonly write: (line: string) => void,
@@ -146,6 +148,7 @@ class DetectionLog {
   /** Partitions that moved to another process are its business now. */
   assigned(partitions: readonly number[]): void {
     const kept = new Set(partitions);
+    this.assignment = kept;
     for (const p of this.watermarks.keys()) if (!kept.has(p)) this.watermarks.delete(p);
     for (const [k, b] of this.bursts) if (!kept.has(b.partition)) this.bursts.delete(k);
     for (const [t, w] of this.windows) {
@@ -230,7 +233,12 @@ class DetectionLog {
       if (b.ended && wm >= b.endUs + BURST_MEMORY_US) this.bursts.delete(key);
     }
     if (this.watermarks.size === 0) return;
-    const low = Math.min(...this.watermarks.values());
+    // A window closes when every partition is past it. Catching up, one partition's
+    // batches come before the others': its watermark alone printed their windows
+    // early, with only its own share of the orders.
+    const partitions = [...(this.assignment ?? this.watermarks.keys())];
+    if (partitions.some((p) => !this.watermarks.has(p))) return;
+    const low = Math.min(...partitions.map((p) => this.watermarks.get(p)!));
     for (const t of [...this.windows.keys()].sort((a, b) => a - b)) {
       if (t > low) break;
       this.summary(t, this.windows.get(t)!);

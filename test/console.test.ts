@@ -188,3 +188,30 @@ t.test('one printer for all engines: the per-order lane’s high-value orders co
   t.equal(lines.filter((l) => l.startsWith('[high_value_orders]')).length, 10, 'ten listed, whichever engine found them');
   t.match(lines.at(-1), /^\[realtime_stats\] window ending 2025-12-30 12:00:30 UTC: 13 orders, .*; 3 more high-value orders not listed since the last window$/);
 });
+
+t.test('catching up, a window is summed once every assigned partition is past it, not when the first one is', async (t) => {
+  const lines: string[] = [];
+  const events = new EngineEmitter();
+  detectionPrinter((line) => lines.push(line))(events);
+  events.emit('assigned', { partitions: [0, 1], seek: new Map() });
+  const window = (partition: number, orders: number, watermarkUs: number): BatchStats => {
+    const w = {
+      source_partition: partition,
+      stat_time: '2025-12-30T12:00:30.000000Z',
+      total_orders: String(orders),
+      total_sales: String(orders * 10_000),
+      suspicious_ip_count: 0,
+    };
+    return {
+      deadLetters: 0,
+      late: 0,
+      results: [{ rule: 'realtime_stats', target: 'realtime_stats_partial', names: Object.keys(w), columns: Object.values(w).map((v) => [v]), rowCount: 1 }],
+      partitions: [{ partition, nextOffset: 1n, watermarkUs }],
+    } as unknown as BatchStats;
+  };
+  // Partition 0's backlog is read first, far past the window; partition 1 has not been heard from.
+  events.emit('batch:end', window(0, 30, (T0 + 600_000) * 1000));
+  t.same(lines, [], 'no summary while a partition has said nothing');
+  events.emit('batch:end', window(1, 25, (T0 + 600_000) * 1000));
+  t.match(lines, [/^\[realtime_stats\] window ending 2025-12-30 12:00:30 UTC: 55 orders, /], 'both partitions summed');
+});
