@@ -62,20 +62,22 @@ export function loopOptions(config: Readonly<Config>, signal: AbortSignal, besid
   };
 }
 
-/** Rule failures and idle-window failures logged, and `--console` output. */
+/** The console printer shared by a process's engines; `countsInput`: the engine whose late orders it counts. */
+type Printer = (events: Engine['events'], countsInput?: boolean) => void;
+
 /** The --console printer of a process (null without --console): one for all its engines. */
-export function consolePrinter(config: Readonly<Config>): ((events: Engine['events']) => void) | null {
+export function consolePrinter(config: Readonly<Config>): Printer | null {
   return config.console ? detectionPrinter((line) => process.stdout.write(line + '\n')) : null;
 }
 
-/** `print`: the console printer shared by a process's engines (--console). */
-export function wireEngine(engine: Engine, logger: Logger, print: ((events: Engine['events']) => void) | null): void {
+/** Rule failures and idle-window failures logged, and `--console` output (`print`). */
+export function wireEngine(engine: Engine, logger: Logger, print: Printer | null, countsInput = true): void {
   engine.events.on('rule:error', ({ diagnostic }) =>
     logger.error(`rule failed and was skipped for this batch: ${diagnostic.file}:${diagnostic.line}:${diagnostic.column}: ${diagnostic.message}`),
   );
   engine.events.on('tick:error', (err) => logger.warn(`closing idle windows failed: ${err.message}`));
   engine.events.on('fenced', (err) => logger.warn(`${err.message}; its partitions are rebuilt from PostgreSQL`));
-  print?.(engine.events);
+  print?.(engine.events, countsInput);
 }
 
 /** The PostgreSQL sink with the configured URL, schema and TLS: the one way every command opens it. */

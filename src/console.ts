@@ -124,12 +124,14 @@ class DetectionLog {
   constructor(
     private readonly write: (line: string) => void,
     private readonly since: SinceSummary,
+    private readonly countsInput: boolean,
   ) {}
 
   batch(b: BatchStats): void {
     for (const p of b.partitions) if (p.watermarkUs !== null) this.watermarks.set(p.partition, p.watermarkUs);
     this.since.deadLetters += b.deadLetters;
-    this.since.late += b.late;
+    // Every engine skips a late order; the one reading the input counts it.
+    if (this.countsInput) this.since.late += b.late;
     for (const r of b.results) {
       const rows = rowsOf(r);
       if (r.target === 'high_value_orders') for (const row of rows) this.highValue(r.rule, row);
@@ -272,11 +274,11 @@ class DetectionLog {
 }
 
 /** Prints the detections of every engine it is given, with one count of what each window summary reports. */
-export function detectionPrinter(write: (line: string) => void): (events: EngineEmitter) => void {
+export function detectionPrinter(write: (line: string) => void): (events: EngineEmitter, countsInput?: boolean) => void {
   const since = new SinceSummary();
-  return (events) => {
+  return (events, countsInput = true) => {
     // Each engine has its own partitions and watermarks (its own topic).
-    const log = new DetectionLog(write, since);
+    const log = new DetectionLog(write, since, countsInput);
     events.on('batch:end', (b) => log.batch(b));
     events.on('finalized', ({ watermarks }) => log.finalized(watermarks));
     events.on('assigned', ({ partitions }) => log.assigned(partitions));

@@ -215,3 +215,20 @@ t.test('catching up, a window is summed once every assigned partition is past it
   events.emit('batch:end', window(1, 25, (T0 + 600_000) * 1000));
   t.match(lines, [/^\[realtime_stats\] window ending 2025-12-30 12:00:30 UTC: 55 orders, /], 'both partitions summed');
 });
+
+t.test('a late order skipped by every engine is one late order in the summary', async (t) => {
+  const lines: string[] = [];
+  const print = detectionPrinter((line) => lines.push(line));
+  const [input, repartitioned] = [new EngineEmitter(), new EngineEmitter()];
+  print(input);
+  print(repartitioned, false);
+  const late = (partition: number, results: BatchStats['results'] = []): BatchStats =>
+    ({ deadLetters: 0, late: 1, results, partitions: [{ partition, nextOffset: 1n, watermarkUs: (T0 + 31_000) * 1000 }] }) as unknown as BatchStats;
+  repartitioned.emit('batch:end', late(0));
+  const w = { source_partition: 0, stat_time: '2025-12-30T12:00:30.000000Z', total_orders: '3', total_sales: '30000', suspicious_ip_count: 0 };
+  input.emit(
+    'batch:end',
+    late(0, [{ rule: 'realtime_stats', target: 'realtime_stats_partial', names: Object.keys(w), columns: Object.values(w).map((v) => [v]), rowCount: 1 }]),
+  );
+  t.match(lines.at(-1), /; 1 late order since the last window$/);
+});

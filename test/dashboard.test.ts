@@ -90,3 +90,17 @@ t.test('partial windows, the range of the totals and every rule after a restart'
     'the newest windows first',
   );
 });
+
+t.test('a late order skipped by two engines counts once', async (t) => {
+  const one = (o: object) => [{ partition: 0, value: Buffer.from(JSON.stringify(o)) }];
+  // At 49 s the watermark is 44 s (5 s lateness): an order of 5 s is late.
+  const { state, rules } = await runInMemory(loadConfig({ queriesDir: QUERIES }, {}), QUERIES, [...stretch(10, 50), one(order(2000, 5))]);
+  t.teardown(() => state.close());
+  const dashboard = new ResultsDashboard({ read: (sql) => state.query(sql) }, rules);
+  t.equal((await dashboard.snapshot()).totals.lateEvents, 1);
+  // As a second engine (reading a repartition topic) records it too.
+  await state.run(
+    `INSERT INTO late_events (topic, kafka_partition, kafka_offset, order_id, event_time) SELECT 'orders-by-ip_address', 0, 7, order_id, event_time FROM late_events`,
+  );
+  t.equal((await dashboard.snapshot()).totals.lateEvents, 1);
+});

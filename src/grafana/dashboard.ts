@@ -135,7 +135,7 @@ const BASE_PANELS: Json[] = [
     { x: 16, y: 17, w: 8, h: 8 },
     'time_series',
     `SELECT $__timeGroupAlias(created_at, 1m), count(*) FILTER (WHERE kind = 'dead letter') AS "dead letters", count(*) FILTER (WHERE kind = 'late') AS "late events" ` +
-      `FROM (SELECT created_at, 'dead letter' AS kind FROM dead_letters UNION ALL SELECT created_at, 'late' FROM late_events) e WHERE $__timeFilter(created_at) GROUP BY 1 ORDER BY 1`,
+      `FROM (SELECT created_at, 'dead letter' AS kind FROM dead_letters UNION ALL SELECT min(created_at), 'late' FROM late_events GROUP BY order_id, event_time) e WHERE $__timeFilter(created_at) GROUP BY 1 ORDER BY 1`,
   ),
   sqlPanel(
     9,
