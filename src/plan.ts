@@ -1,5 +1,5 @@
 /**
- * Which orders meet where (design.md section 5). A rule keyed by an order field
+ * Which orders meet where (README.md, *Scale out*). A rule keyed by an order field
  * (`-- partition_by: ip_address`) is exact only when every order with the same
  * value of that field reaches the same engine. Kafka guarantees that for the
  * partitions of a topic keyed by the field, so, as Kafka Streams does, fraud-sql

@@ -1,6 +1,6 @@
 /**
  * ISO-8601 timestamps to event time in microseconds (UTC), with the zone rule of
- * design.md section 1: an explicit offset or `Z` is taken as is; a timestamp
+ * README.md, *The order event*: an explicit offset or `Z` is taken as is; a timestamp
  * without one is local time in the configured IANA zone (default Asia/Seoul).
  */
 

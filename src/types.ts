@@ -2,7 +2,7 @@
  * Domain types and the ports the engine talks through.
  *
  * Glossary
- * - order: one valid order event from the `orders` topic (design.md section 1).
+ * - order: one valid order event from the `orders` topic (README.md, *The order event*).
  * - event time: the order's own `timestamp`, in microseconds since the Unix epoch (UTC).
  * - watermark: per partition, the largest event time seen minus the allowed lateness.
  *   An order whose event time is below the watermark when it arrives is *late*.

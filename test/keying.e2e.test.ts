@@ -1,5 +1,5 @@
 /**
- * Results do not depend on how the input topic is keyed (design.md section 5):
+ * Results do not depend on how the input topic is keyed (README.md, *Scale out*):
  * the same generated orders, produced keyed by order_id, by user_id or with no key
  * at all, into a 3-partition topic, give exactly the recomputation's rows, with one
  * process and with several sharing the group, through a kill -9 and a rebalance.

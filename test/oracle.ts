@@ -1,6 +1,6 @@
 /**
  * An independent recomputation of the built-in outputs: plain TypeScript over
- * the list of orders, written straight from design.md section 3. It shares no code
+ * the list of orders, written straight from the rules' definitions (README.md and queries/README.md). It shares no code
  * with the engine, DuckDB or the rule files, so agreement means something.
  */
 
@@ -16,7 +16,7 @@ export interface OracleOrder {
   payment_method: string | null;
 }
 
-/** The oracle's view of an order event as produced (the JSON of design.md section 1, with an offset). */
+/** The oracle's view of an order event as produced (the JSON of README.md, *The order event*, with an offset). */
 export function oracleOrder(json: {
   order_id: string;
   timestamp: string;
@@ -49,7 +49,7 @@ export interface Expected {
 }
 
 /**
- * Bursts, from design.md section 3: per key, orders sorted by time; an order at t
+ * Bursts, as queries/README.md defines them: per key, orders sorted by time; an order at t
  * is hot when the key's orders in (t - W, t] (every order at t included) number at
  * least `minOrders` and carry at least `minDistinct` distinct values of `valueOf`
  * (null: no value); the spans (t - W, t] of hot orders that overlap form one
@@ -106,7 +106,7 @@ function firstDeliveries(all: readonly OracleOrder[]): OracleOrder[] {
   return all.filter((o) => (seen.has(o.order_id) ? false : (seen.add(o.order_id), true)));
 }
 
-/** The burst rules' bursts (design.md section 3), by rule name. */
+/** The burst rules' bursts (queries/README.md), by rule name. */
 function ruleBursts(orders: readonly OracleOrder[], opts: typeof DEFAULTS) {
   return {
     // Suspicious IPs: hot when the IP has >= minOrders orders in (t - W, t].

@@ -165,7 +165,7 @@ export interface SourcePort {
 
 export type Decoded = { ok: true; order: Order } | { ok: false; reason: string };
 
-/** Turns a message's bytes into an order or a dead-letter reason (design.md section 1). */
+/** Turns a message's bytes into an order or a dead-letter reason (README.md, *The order event*). */
 export type Decoder = (value: Buffer | null) => Decoded;
 
 export interface StatePort {

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { DECISION_FIELDS, type DecisionField, type DecisionIndex } from '../alerts/decisions.js';
 
-/** Longer than any order field may be (design.md section 1). */
+/** Longer than any order field may be (README.md, *The order event*). */
 const MAX_VALUE = 100;
 
 /** The answer to one query string: the status and the JSON body. */

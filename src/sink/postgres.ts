@@ -1,7 +1,7 @@
 /**
  * The PostgreSQL sink: migrations, and one transaction per micro-batch holding the
  * rules' results, dead letters, late events and the consumed offsets together, so
- * results and progress can never disagree (design.md section 4).
+ * results and progress can never disagree (README.md, *What fraud-sql promises*).
  */
 import pg from 'pg';
 import { FraudSqlError } from '../errors.js';

@@ -4,10 +4,10 @@
  * rule file (sink/tables.ts) and created or grown after the migrations.
  *
  * Migration 1 predates that and created the four tables of the original design
- * with their names and columns (design.md section 2), which the built-in rules
+ * with their names and columns, which the built-in rules
  * derive exactly, so a database migrated by it is left as it is. Windowed results
  * are written per Kafka partition, so several processes can share the work
- * (design.md section 5): popular_products and realtime_stats are views that sum
+ * (README.md, *Scale out*): popular_products and realtime_stats are views that sum
  * the per-partition rows of the *_partial tables.
  */
 

@@ -1,6 +1,6 @@
 /**
  * The order decoder: one Kafka message in, a valid order or a dead-letter reason out.
- * Pure: no I/O, no clock. The rules are design.md section 1.
+ * Pure: no I/O, no clock. The rules are README.md, *The order event*.
  */
 import { isIP } from 'node:net';
 import type { Decoded } from '../engine/ports.js';
