@@ -18,6 +18,7 @@ t.test('rows, lists and the clock sent from the engines reach the answers', asyn
     rule: 'suspicious_ips',
     severity: 'high',
     activeMicros: 60_000_000,
+    replace: ['source_partition', 'ip_address'],
     names: ['source_partition', 'ip_address', 'window_start', 'window_end', 'order_count'],
     columns: [[0], ['10.0.0.1'], [at(0)], [at(20)], ['12']],
     rowCount: 1,

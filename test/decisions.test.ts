@@ -17,6 +17,7 @@ const burst = (ip: string, from: number, to: number, count: number): DetectionRo
   rule: 'suspicious_ips',
   severity: 'high',
   activeMicros: MIN,
+  replace: ['source_partition', 'ip_address'],
   names: ['source_partition', 'ip_address', 'window_start', 'window_end', 'order_count'],
   columns: [[0], [ip], [at(from)], [at(to)], [String(count)]],
   rowCount: 1,
@@ -26,6 +27,7 @@ const highValue = (ip: string, user: string, s: number): DetectionRows => ({
   rule: 'high_value_orders',
   severity: 'medium',
   activeMicros: 0,
+  replace: [],
   names: ['source_partition', 'order_time', 'order_id', 'ip_address', 'user_id'],
   columns: [[0], [at(s)], [`O${s}`], [ip], [user]],
   rowCount: 1,
@@ -35,6 +37,20 @@ const lists: List[] = [
   { name: 'allow_ips', file: 'allow_ips.csv', columns: ['ip_address', 'reason'], rows: [['10.0.0.9', 'office NAT']] },
   { name: 'block_users', file: 'block_users.csv', columns: ['user_id', 'reason'], rows: [['U-BAD', 'chargebacks']] },
 ];
+
+t.test("a burst whose start moved (two merged) is one detection, not the old start's too", async (t) => {
+  watermark = 0;
+  const index = new DecisionIndex(() => lists, clock);
+  index.feed(burst('10.0.0.5', 10, 20, 5));
+  index.feed(burst('10.0.0.6', 10, 20, 7));
+  // A later batch finds the key hot from earlier on: the burst now starts at 0 and has 11 orders.
+  index.feed(burst('10.0.0.5', 0, 25, 11));
+  t.same(
+    index.lookup({ ip_address: '10.0.0.5' }).keys.ip_address!.detections.map((d) => [d.since, d.count]),
+    [[at(0), 11]],
+  );
+  t.equal(index.lookup({ ip_address: '10.0.0.6' }).keys.ip_address!.detections.length, 1, "another key's burst stays");
+});
 
 t.test('a burst is reported while it can still grow, with its start and count; then no more', async (t) => {
   watermark = 0;

@@ -32,6 +32,12 @@ export interface DetectionRows {
   severity: string;
   /** How long after its last hot order a detection of the rule stays active, in µs (the burst rule's window). */
   activeMicros: number;
+  /**
+   * The rule's replace columns (a burst rule's partition and key): its rows hold every
+   * open detection of each key they name, so one of the key's not among them merged
+   * into another and is over.
+   */
+  replace: readonly string[];
   names: readonly string[];
   columns: readonly (readonly unknown[])[];
   rowCount: number;
@@ -44,6 +50,8 @@ export interface Decision {
 
 interface Entry extends ActiveDetection {
   expiresUs: number;
+  /** Where the index holds it: field, value and key in that value's map. */
+  at: [DecisionField, string, string][];
 }
 
 const micros = (iso: string) => Date.parse(iso) * 1000;
@@ -74,6 +82,12 @@ export class DecisionIndex {
     const count = col('order_count');
     const fields = DECISION_FIELDS.map((f) => [f, col(f)] as const).filter(([, c]) => c !== null);
     if (!start || !end || fields.length === 0) return;
+    for (const [field, values] of fields) {
+      if (!rows.replace.includes(field)) continue;
+      for (const value of new Set(values!.map(String))) {
+        for (const e of [...(this.entries.get(field)!.get(value)?.values() ?? [])]) if (e.rule === rows.rule) this.forget(e);
+      }
+    }
     for (let r = 0; r < rows.rowCount; r++) {
       const since = String(start[r]);
       const last = String(end[r]);
@@ -84,13 +98,16 @@ export class DecisionIndex {
         last,
         count: count ? Number(count[r]) : null,
         expiresUs: micros(last) + rows.activeMicros,
+        at: [],
       };
       for (const [field, values] of fields) {
         const byValue = this.entries.get(field)!;
         const value = String(values![r]);
         let byRule = byValue.get(value);
         if (!byRule) byValue.set(value, (byRule = new Map()));
-        byRule.set(`${rows.rule}\u0000${since}`, entry);
+        const key = `${rows.rule}\u0000${since}`;
+        byRule.set(key, entry);
+        entry.at.push([field, value, key]);
       }
     }
     this.fedSinceSweep += rows.rowCount;
@@ -127,10 +144,18 @@ export class DecisionIndex {
     this.fedSinceSweep = 0;
     const now = this.clock();
     for (const byValue of this.entries.values()) {
-      for (const [value, byRule] of byValue) {
-        for (const [k, e] of byRule) if (e.expiresUs < now) byRule.delete(k);
-        if (byRule.size === 0) byValue.delete(value);
-      }
+      for (const byRule of byValue.values()) for (const e of byRule.values()) if (e.expiresUs < now) this.forget(e);
+    }
+  }
+
+  /** Removes a detection under every key it is held by (a row may name an IP and a user). */
+  private forget(e: Entry): void {
+    for (const [field, value, key] of e.at) {
+      const byValue = this.entries.get(field)!;
+      const byRule = byValue.get(value);
+      if (byRule?.get(key) !== e) continue; // replaced since by a newer row of the same start
+      byRule.delete(key);
+      if (byRule.size === 0) byValue.delete(value);
     }
   }
 }

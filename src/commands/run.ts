@@ -487,7 +487,15 @@ function feedDecisions(index: DecisionServer, rules: RuleSet, results: readonly 
     const rule = rules.prepared().find((p) => p.rule.name === r.rule)?.rule;
     // Only detections that last (a window): a per-order rule's rows are not sent at all.
     if (!rule?.alert || rule.stateMicros === 0) continue;
-    index.feed({ rule: r.rule, severity: rule.alert.severity, activeMicros: rule.stateMicros, names: r.names, columns: r.columns, rowCount: r.rowCount });
+    index.feed({
+      rule: r.rule,
+      severity: rule.alert.severity,
+      activeMicros: rule.stateMicros,
+      replace: rule.replace,
+      names: r.names,
+      columns: r.columns,
+      rowCount: r.rowCount,
+    });
   }
 }
 
