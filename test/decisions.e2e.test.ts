@@ -1,6 +1,6 @@
 /**
  * GET /v1/decisions under a running `fraud-sql run` (real broker and PostgreSQL):
- * the checkout's question during a live bot burst, for an allow-listed IP in a
+ * the checkout's question during a live bot burst (and after a restart), for an allow-listed IP in a
  * burst of its own, and for a block-listed user.
  */
 import t from 'tap';
@@ -21,7 +21,7 @@ t.test('decisions: the bot while its burst is active, never the allow-listed IP,
   writeFileSync(`${dir}/lists/allow_ips.csv`, 'ip_address,reason\n10.9.9.9,office NAT\n');
   writeFileSync(`${dir}/lists/block_users.csv`, 'user_id,reason\nU-STOLEN,chargebacks\n');
   const s = await scenario(t, { partitions: 2 });
-  const app = await s.startApp({ queriesDir: dir });
+  let app = await s.startApp({ queriesDir: dir });
   const ask = async (query: string) => {
     const r = await fetch(`${app.decisionsUrl}/v1/decisions?${query}`);
     t.equal(r.status, 200, query);
@@ -47,6 +47,16 @@ t.test('decisions: the bot while its burst is active, never the allow-listed IP,
   t.same(office.keys.ip_address.detections, [], 'the allow-listed IP has no detection');
   t.same(office.keys.ip_address.lists, ['allow_ips']);
   t.equal(office.verdict, 'allow');
+
+  // A restart while the burst is open: it is read back with the results and still reported.
+  await app.stop();
+  app = await s.startApp({ queriesDir: dir });
+  let again = await ask('ip_address=10.8.8.8');
+  for (let i = 0; i < 100 && again.verdict !== 'review'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    again = await ask('ip_address=10.8.8.8');
+  }
+  t.match(again.keys.ip_address.detections, [{ rule: 'suspicious_ips', since: new Date(start).toISOString().slice(0, 19), count: 10 }], 'after a restart');
 
   // A minute and a half later, on both partitions (the event-time clock is the
   // slowest watermark): a blocked user's first order; the bot's burst is over.

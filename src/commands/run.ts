@@ -438,6 +438,14 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         feedDecisions(decisions, p.rules, b.results);
         tellDecisions();
       });
+      // Detections still open when the process stopped are read back with the rules'
+      // results: a restart must not clear a bot that is still buying.
+      p.engine.events.on('assigned', () => {
+        readOpenDetections(p.state, p.rules).then(
+          (results) => feedDecisions(decisions!, p.rules, results),
+          (err: Error) => logger.warn(`the decision lookup could not read back open detections: ${err.message}`),
+        );
+      });
     }
     const clockTimer = setInterval(tellDecisions, 1_000);
     life.defer(() => clearInterval(clockTimer));
@@ -481,6 +489,17 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     await life.release();
     throw err;
   }
+}
+
+/** The open rows of the detecting rules that last (burst rules), as restored into the engine's state. */
+async function readOpenDetections(state: DuckState, rules: RuleSet): Promise<RuleResult[]> {
+  const out: RuleResult[] = [];
+  for (const p of rules.prepared()) {
+    if (!p.rule.alert || p.rule.stateMicros === 0 || !p.mirrored) continue;
+    const rows = await state.query(`SELECT * FROM "result_${p.rule.name}"`);
+    out.push({ rule: p.rule.name, target: p.rule.target, names: rows.names, columns: rows.columns, rowCount: rows.rowCount });
+  }
+  return out;
 }
 
 /** The detecting rules' (those that alert) rows of a committed batch, to the decision lookup. */
