@@ -4,9 +4,10 @@
  * every loaded rule's latest rows, newest first.
  */
 import t from 'tap';
+import Fastify from 'fastify';
 import { runInMemory } from '../src/compose.js';
 import { loadConfig } from '../src/config.js';
-import { ResultsDashboard, RULE_ROWS } from '../src/http/dashboard.js';
+import { mountDashboard, ResultsDashboard, RULE_ROWS } from '../src/http/dashboard.js';
 
 const QUERIES = new URL('../queries', import.meta.url).pathname;
 const T0 = Date.parse('2025-12-30T12:00:00Z'); // a window boundary
@@ -103,4 +104,31 @@ t.test('a late order skipped by two engines counts once', async (t) => {
     `INSERT INTO late_events (topic, kafka_partition, kafka_offset, order_id, event_time) SELECT 'orders-by-ip_address', 0, 7, order_id, event_time FROM late_events`,
   );
   t.equal((await dashboard.snapshot()).totals.lateEvents, 1);
+});
+
+t.test('/api/evidence: a clear 400 for a question it cannot answer, 404 for a detection with none, the orders otherwise', async (t) => {
+  // A bot: 12 orders in 12 s from one IP, a burst of suspicious_ips.
+  const bot = Array.from({ length: 12 }, (_, i) => order(3000 + i, 20 + i, { ip_address: '10.6.6.6' }));
+  const { state, rules } = await runInMemory(loadConfig({ queriesDir: QUERIES }, {}), QUERIES, [
+    bot.map((o) => ({ partition: 0, value: Buffer.from(JSON.stringify(o)) })),
+  ]);
+  t.teardown(() => state.close());
+  const app = Fastify();
+  mountDashboard(app, new ResultsDashboard({ read: (sql, params) => state.query(sql, params) }, rules));
+  const ask = async (query: string) => {
+    const r = await app.inject({ method: 'GET', url: `/api/evidence?${query}` });
+    return { status: r.statusCode, body: r.json() };
+  };
+  const unknown = await ask('rule=%3Cscript%3E&key=10.6.6.6&window_start=2025-12-30T12:00:20.000Z');
+  t.equal(unknown.status, 400);
+  t.match(unknown.body.message, /no loaded rule of that name keeps evidence; these do: .*suspicious_ips/);
+  t.notMatch(unknown.body.message, /script/, "the caller's text is not repeated back");
+  const noStart = await ask('rule=suspicious_ips&key=10.6.6.6');
+  t.equal(noStart.status, 400);
+  t.match(noStart.body.message, /window_start/);
+  t.equal((await ask('rule=suspicious_ips&key=10.6.6.6&window_start=yesterday')).status, 400);
+  t.equal((await ask('rule=suspicious_ips&key=10.6.6.7&window_start=2025-12-30T12:00:20.000Z')).status, 404, 'no such detection');
+  const found = await ask('rule=suspicious_ips&key=10.6.6.6&window_start=2025-12-30T12:00:20.000Z');
+  t.equal(found.status, 200);
+  t.equal(found.body.orderCount, 12);
 });

@@ -74,6 +74,8 @@ export interface Dashboard {
 export interface DashboardSource {
   snapshot(): Promise<Dashboard>;
   evidence(d: DetectionId): Promise<StoredEvidence | null>;
+  /** The loaded rules that keep evidence; `windowed`: a burst rule, whose detections are told apart by their window_start. */
+  evidenceRules(): { name: string; windowed: boolean }[];
 }
 
 const num = (v: unknown) => (v === null || v === undefined ? 0 : Number(v));
@@ -205,6 +207,13 @@ export class ResultsDashboard implements DashboardSource {
     return readEvidence(this.reader, d);
   }
 
+  evidenceRules(): { name: string; windowed: boolean }[] {
+    return this.rules
+      .prepared()
+      .filter((p) => p.rule.evidence !== null)
+      .map((p) => ({ name: p.rule.name, windowed: p.rule.stateMicros > 0 }));
+  }
+
   private async ruleRows(p: PreparedRule): Promise<RuleRows> {
     const { rule } = p;
     const head = { name: rule.name, description: rule.description, severity: rule.severity, target: rule.target, key: rule.key };
@@ -236,9 +245,16 @@ export function mountDashboard(app: FastifyInstance, source: DashboardSource): v
   app.get('/api/evidence', async (req, reply) => {
     const q = req.query as Record<string, unknown>;
     const ws = q.window_start === undefined || q.window_start === '' ? null : q.window_start;
+    const usage = 'give rule, key and (for a burst rule) window_start as ISO-8601 UTC, e.g. 2026-11-26T10:00:00.000Z';
     if (typeof q.rule !== 'string' || typeof q.key !== 'string' || (ws !== null && (typeof ws !== 'string' || !ISO_TIME.test(ws)))) {
-      return reply.code(400).send({ message: 'give rule, key and (for a windowed rule) window_start as ISO-8601 UTC, e.g. 2026-11-26T10:00:00.000Z' });
+      return reply.code(400).send({ message: usage });
     }
+    const kept = source.evidenceRules();
+    const rule = kept.find((r) => r.name === q.rule);
+    // The rule name is the caller's text: not repeated back.
+    if (!rule)
+      return reply.code(400).send({ message: `no loaded rule of that name keeps evidence; these do: ${kept.map((r) => r.name).join(', ') || 'none'}` });
+    if (rule.windowed && ws === null) return reply.code(400).send({ message: `${usage}: a burst's detections are told apart by their start` });
     const e = await source.evidence({ rule: q.rule, keyValue: q.key, windowStart: ws as string | null });
     if (e === null) return reply.code(404).send({ message: 'no evidence is recorded for this detection' });
     return e;
