@@ -422,6 +422,37 @@ t.test('idle partitions finalise windows on wall-clock time, and only then', asy
   );
 });
 
+t.test('a loop that ends marks final what its last batches closed, even within the interval of the last marking', async (t) => {
+  const log: string[] = [];
+  const { ports, committed } = fakes(log);
+  let now = 1_000_000;
+  // Rows are marked final at most once a second, by a batch or by the ticker (off here).
+  const engine = new Engine(ports, { ...options(() => now), retentionIntervalMs: 1_000 });
+  const source = new ScriptedSource([
+    async () => {
+      await source.onAssign([0], ranges(0));
+      return [msg(0, 0, 100)];
+    },
+    async () => {
+      now += 300;
+      return [msg(0, 1, 200)];
+    },
+  ]);
+  await engine.run(source, loop);
+  t.same(
+    committed.map((c) => [...c.watermarks]),
+    [[[0, 95 * S]], [[0, 195 * S]]],
+    'the second batch moved the watermark 300 ms after the first one marked rows final',
+  );
+  t.same(
+    log.filter((l) => l.startsWith('finalize')),
+    ['finalize 0@195'],
+    'the end of the loop marks up to the last watermark',
+  );
+  await engine.tick();
+  t.equal(log.filter((l) => l.startsWith('finalize')).length, 1, 'and the ticker has nothing left to do');
+});
+
 t.test('a committed offset outside the topic: fail writes nothing; earliest and latest move the progress', async (t) => {
   // PostgreSQL says partition 0 is at offset 500; the topic now holds 0..120 (recreated) or 900..1000 (retention).
   const atFiveHundred = (log: string[]) =>

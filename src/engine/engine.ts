@@ -240,6 +240,11 @@ export class Engine {
       }
       await Promise.all(pending);
       if (failure) throw failure;
+      // Stopped or at the end of its input: the windows the last batches closed are
+      // marked final now, not left open until the next start (a batch marks them at
+      // most once per retention interval, and the idle ticker stops with the loop).
+      // Housekeeping: if it fails, the next start does it.
+      await this.finalizeWindows(false).catch((err) => this.events.safeEmit('tick:error', err as Error));
     } finally {
       if (ticker) clearInterval(ticker);
       this.events.off('batch:end', onCommitted);
@@ -506,6 +511,11 @@ export class Engine {
    * without new messages, a partition's watermark advances with the clock.
    */
   tick(): Promise<void> {
+    return this.finalizeWindows(true);
+  }
+
+  /** Marks final what the watermarks closed since the last time; `throttled`: not again within the retention interval. */
+  private finalizeWindows(throttled: boolean): Promise<void> {
     return this.serial(async () => {
       // After a failed commit (fenced: the state is about to be rebuilt) nothing is closed.
       const committed = await this.commits.then(
@@ -513,7 +523,7 @@ export class Engine {
         () => false,
       );
       if (!committed) return;
-      if (this.opts.now() - this.lastFinalizeMs < this.opts.retentionIntervalMs) return; // a batch just did
+      if (throttled && this.opts.now() - this.lastFinalizeMs < this.opts.retentionIntervalMs) return; // a batch just did
       const wms = this.effectiveWatermarks();
       const changed = [...wms].some(([p, w]) => this.lastFinalized.get(p) !== w);
       if (!changed) return;
