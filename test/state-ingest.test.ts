@@ -47,3 +47,16 @@ t.test('in a batch, the first delivery by partition and offset; one already reta
     t.same(await retained(s), ['A@100 0/0', 'A@200 0/2', 'B@300 0/3']);
   }
 });
+
+t.test('a batch whose event-time range holds many more retained orders than it has (one late order widens it) still finds its redeliveries', async (t) => {
+  const s = await DuckState.open(':memory:', { threads: 1 });
+  t.teardown(() => s.close());
+  {
+    const earlier = Array.from({ length: 500 }, (_, i) => row(`M${i}`, T + i * 1000, 0, i));
+    t.same(await s.ingest(earlier, 1), { inserted: 500, duplicates: 0 });
+    // Its range is all 500 retained orders: two of them again, and one new one.
+    const batch = [row('M0', T, 1, 0), row('N1', T + 499_000, 1, 1), row('M250', T + 250_000, 1, 2)];
+    t.same(await s.ingest(batch, 2), { inserted: 1, duplicates: 2 });
+    t.equal((await retained(s)).length, 501);
+  }
+});

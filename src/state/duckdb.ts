@@ -146,17 +146,21 @@ export class DuckState {
       if (r.order.eventUs < lo) lo = r.order.eventUs;
       if (r.order.eventUs > hi) hi = r.order.eventUs;
     }
-    // The ids as one list parameter, never in the SQL text: they are the producer's
-    // (a NUL would end the statement's text).
+    const sql = `SELECT epoch_us(event_time) || ' ' || order_id FROM orders
+       WHERE event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)`;
+    await this.turn();
+    // A batch most often spans a moment of event time, which holds few retained
+    // orders: all of them are read, which costs DuckDB less than matching the batch's
+    // ids (0.7 against 1.7 ms for one order, 0.9 against 4 ms for 1,000, with 60,000
+    // retained). A range holding many more orders than the batch (one late order
+    // widens it) is matched by id instead, so the rows read stay about the batch's.
+    const most = 4 * rows.length + 100;
+    const near = await this.conn.runAndReadAll(`${sql} LIMIT ${most + 1}`);
+    if (near.currentRowCount <= most) return new Set(near.getColumns()[0] as string[]);
+    // The ids as one list parameter, never in the SQL text: they are the producer's.
     const ids = [...new Set(rows.map((r) => r.order.orderId))];
     await this.turn();
-    const r = await this.conn.runAndReadAll(
-      `SELECT epoch_us(event_time) || ' ' || order_id FROM orders
-       WHERE event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)
-         AND order_id IN (SELECT unnest($1))`,
-      [listValue(ids)],
-      [LIST(VARCHAR)],
-    );
+    const r = await this.conn.runAndReadAll(`${sql} AND order_id IN (SELECT unnest($1))`, [listValue(ids)], [LIST(VARCHAR)]);
     return new Set(r.getColumns()[0] as string[]);
   }
 
