@@ -456,8 +456,11 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     life.defer(() => publisher.stop());
     for (const p of pipelines) p.engine.events.on('batch:end', (b) => b.alerts > 0 && publisher.nudge());
 
-    for (const p of pipelines) life.defer(() => p.source.stop());
-    if (repartitioner) life.defer(() => repartitioner.stop());
+    // All at once: each consumer's leaving waits for its fetch in flight (up to its
+    // 2 s wait), and one after the other a stop took 5-7 s at 15 orders/s.
+    life.defer(async () => {
+      await Promise.all([...pipelines.map((p) => p.source.stop()), repartitioner?.stop()]);
+    });
     // The hop creates the repartition topics the engines read: it starts first.
     const hopStarted = repartitioner ? repartitioner.start() : Promise.resolve();
     const loops = hopStarted.then(() =>
