@@ -30,7 +30,15 @@
  * 3. CPU: the processes' user + system time while idle (no input) and at 15
  *    orders/s (the original design's rate), as a share of one core.
  *
- * Ends with a verdict per target (see TARGETS).
+ * 4. Control, the same work without fraud-sql: a plain kafkajs consumer writing
+ *    each batch to PostgreSQL (bench/control-consumer.ts), idle and at 15 orders/s;
+ *    and a plain HTTP server answering a constant (bench/plain-server.ts), asked as
+ *    the decision lookup is while fraud-sql (the first setup) takes 1,000 orders/s.
+ *    What the machine gives before any detection runs: a target below it is out of
+ *    reach here.
+ *
+ * Ends with a verdict per target (see TARGETS), with the control's figure where
+ * there is one.
  */
 import { spawn, execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -96,6 +104,13 @@ interface SetupResult {
   decisions: Record<string, number>;
   cpu: CpuRow;
 }
+/** The same work without fraud-sql (see the header, 4). */
+interface Control {
+  /** The plain consumer's CPU, in % of one core. */
+  cpu: { idlePercent: number; at15PerSecondPercent: number };
+  /** The plain server's answers, in ms, while fraud-sql takes DECISION_ORDER_RATE orders/s. */
+  decisions: Record<string, number>;
+}
 const PARTITIONS = 4;
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
@@ -104,7 +119,7 @@ function assertAlive(runs: Run[]): void {
   const dead = runs.find((r) => r.child.exitCode !== null || r.child.signalCode !== null);
   if (dead)
     throw new Error(
-      `a fraud-sql run process exited (${dead.child.signalCode ?? `status ${dead.child.exitCode}`}):\n${dead.stderr().split('\n').slice(-15).join('\n')}`,
+      `${dead.child.spawnargs.slice(1).join(' ')} exited (${dead.child.signalCode ?? `status ${dead.child.exitCode}`}):\n${dead.stderr().split('\n').slice(-15).join('\n')}`,
     );
 }
 
@@ -120,22 +135,31 @@ function cpuSeconds(runs: Run[]): number {
 }
 
 /** The targets the project holds itself to (issue: fast at every rate), checked per setup. */
-const TARGETS: { what: string; value: (r: SetupResult) => number | undefined; max?: number; min?: number; unit: string }[] = [
+const TARGETS: {
+  what: string;
+  value: (r: SetupResult) => number | undefined;
+  /** The same figure without fraud-sql (see Control). */
+  control?: (c: Control) => number | undefined;
+  max?: number;
+  min?: number;
+  unit: string;
+}[] = [
   { what: 'backlog drain', value: (r) => r.throughput.ordersPerSecond, min: 50_000, unit: 'orders/s' },
   { what: 'backlog drain max RSS', value: (r) => r.throughput.maxRssMb, max: 500, unit: 'MB' },
   { what: '1,000 orders/s high-value p50', value: (r) => r.latency.find((l) => l.rate === 1000)?.highValue.p50, max: 50, unit: 'ms' },
   { what: '1,000 orders/s high-value p99', value: (r) => r.latency.find((l) => l.rate === 1000)?.highValue.p99, max: 120, unit: 'ms' },
   { what: '10,000 orders/s high-value p50', value: (r) => r.latency.find((l) => l.rate === 10_000)?.highValue.p50, max: 100, unit: 'ms' },
   { what: '10,000 orders/s high-value p99', value: (r) => r.latency.find((l) => l.rate === 10_000)?.highValue.p99, max: 250, unit: 'ms' },
-  { what: 'decision lookup p99 at 1,000 requests/s', value: (r) => r.decisions.p99, max: 5, unit: 'ms' },
-  { what: 'CPU at 15 orders/s', value: (r) => r.cpu.at15PerSecondPercent, max: 5, unit: '% of a core' },
-  { what: 'CPU idle', value: (r) => r.cpu.idlePercent, max: 1, unit: '% of a core' },
+  { what: 'decision lookup p99 at 1,000 requests/s', value: (r) => r.decisions.p99, control: (c) => c.decisions.p99, max: 5, unit: 'ms' },
+  { what: 'CPU at 15 orders/s', value: (r) => r.cpu.at15PerSecondPercent, control: (c) => c.cpu.at15PerSecondPercent, max: 5, unit: '% of a core' },
+  { what: 'CPU idle', value: (r) => r.cpu.idlePercent, control: (c) => c.cpu.idlePercent, max: 1, unit: '% of a core' },
 ];
 const BROKERS = (process.env.BENCH_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
 const PG_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 // Compiled to dist-bench/bench/: the repository is two levels up.
 const root = new URL('../../', import.meta.url).pathname;
 const CLI = `${root}dist/cli.js`;
+const here = new URL('.', import.meta.url).pathname;
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 
 const log = (s: string) => process.stderr.write(s + '\n');
@@ -229,6 +253,8 @@ type Run = {
   url: Promise<string>;
   /** Where the decision lookup listens (its own port). */
   decisionsUrl: Promise<string>;
+  /** Resolves with the first group of `re` once the process has logged it. */
+  logged: (re: RegExp) => Promise<string>;
   stderr: () => string;
 };
 
@@ -254,15 +280,30 @@ function startRun(topic: string, schema: string, setup: Setup): Run {
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  return watch(child);
+}
+
+/** The control consumer (see bench/control-consumer.ts) on `topic`. */
+function startControl(topic: string, schema: string): Run {
+  const child = spawn('node', [`${here}control-consumer.js`, BROKERS.join(','), topic, PG_URL, schema], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return watch(child);
+}
+
+/** A process of the bench's: its stderr kept (errors echoed), its RSS sampled every second. */
+function watch(child: ChildProcess): Run {
   let err = '';
-  // A run that dies before it logs the line fails the bench instead of leaving it waiting.
+  // A process that dies before it logs the line fails the bench instead of leaving it waiting.
   const logged = (re: RegExp) => {
     const line = new Promise<string>((resolve, reject) => {
-      child.stderr!.on('data', () => {
+      const look = () => {
         const m = re.exec(err);
         if (m) resolve(m[1]!);
-      });
-      child.on('exit', (code, signal) => reject(new Error(`fraud-sql run exited (${signal ?? `status ${code}`}):\n${err.split('\n').slice(-15).join('\n')}`)));
+      };
+      look();
+      child.stderr!.on('data', look);
+      child.on('exit', (code, signal) =>
+        reject(new Error(`${child.spawnargs.slice(1).join(' ')} exited (${signal ?? `status ${code}`}):\n${err.split('\n').slice(-15).join('\n')}`)),
+      );
     });
     line.catch(() => {}); // rejected only matters to whoever awaits it
     return line;
@@ -271,8 +312,6 @@ function startRun(topic: string, schema: string, setup: Setup): Run {
     err += d;
     if (/ERROR/.test(String(d))) process.stderr.write(d);
   });
-  const url = logged(/metrics and health on (\S+)/);
-  const decisionsUrl = logged(/decision lookup on (\S+)\/v1\/decisions/);
   const rss: { t: number; mb: number }[] = [];
   const start = Date.now();
   const timer = setInterval(() => {
@@ -284,7 +323,14 @@ function startRun(topic: string, schema: string, setup: Setup): Run {
     }
   }, 1_000);
   child.on('exit', () => clearInterval(timer));
-  return { child, rss, url, decisionsUrl, stderr: () => err };
+  return {
+    child,
+    rss,
+    url: logged(/metrics and health on (\S+)/),
+    decisionsUrl: logged(/decision lookup on (\S+)\/v1\/decisions/),
+    logged,
+    stderr: () => err,
+  };
 }
 
 interface Status {
@@ -335,6 +381,31 @@ async function drained(runs: Run[], topic: string, total: number, timeoutMs: num
     if (Date.now() - started > timeoutMs) throw new Error(`not drained in ${timeoutMs / 60_000} minutes`);
     await sleep(200);
   }
+}
+
+/**
+ * The share of one core `runs` use while idle, then while `topic` gets 15 orders/s,
+ * for CPU_SECONDS each, once started, joined and assigned (5 s).
+ */
+async function idleThenSlow(runs: Run[], producer: Producer, topic: string, setup: Setup): Promise<{ idlePercent: number; at15PerSecondPercent: number }> {
+  await sleep(5_000);
+  const idleFrom = cpuSeconds(runs);
+  await sleep(CPU_SECONDS * 1000);
+  const idleCpu = cpuSeconds(runs) - idleFrom;
+  const slow = generateOrders({ seed: 3, rate: 15, startMs: Date.now() });
+  const busyFrom = cpuSeconds(runs);
+  const slowStart = Date.now();
+  for (let i = 0; i < 15 * CPU_SECONDS; i++) {
+    const o = slow.next().value as GeneratedOrder;
+    await send(producer, topic, [{ key: keyOf(setup, o), value: o.value }]);
+    await sleep(Math.max(0, slowStart + ((i + 1) * 1000) / 15 - Date.now()));
+  }
+  const busyCpu = cpuSeconds(runs) - busyFrom;
+  const busySeconds = (Date.now() - slowStart) / 1000;
+  return {
+    idlePercent: Math.round((idleCpu / CPU_SECONDS) * 1000) / 10,
+    at15PerSecondPercent: Math.round((busyCpu / busySeconds) * 1000) / 10,
+  };
 }
 
 const stopRuns = async (runs: Run[]) => {
@@ -405,6 +476,17 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = { date: new Date().toISOString(), machine, orders: ORDERS, partitions: PARTITIONS };
   const bySetup: SetupResult[] = [];
   results.setups = bySetup;
+  const control: Control = { cpu: { idlePercent: NaN, at15PerSecondPercent: NaN }, decisions: {} };
+  results.control = control;
+  // The control's HTTP server (bench/plain-server.ts), started when first asked; it sends its URL.
+  const plain: { child?: ChildProcess; url?: Promise<string> } = {};
+  const plainServer = () => {
+    if (!plain.url) {
+      const child = (plain.child = fork(`${here}plain-server.js`));
+      plain.url = new Promise<string>((resolve) => child.once('message', (url) => resolve(String(url))));
+    }
+    return plain.url;
+  };
   try {
     for (const setup of SETUPS) {
       const tag = `${setup.name}-${stamp}`.toLowerCase();
@@ -441,15 +523,22 @@ async function main(): Promise<void> {
       // 2. Latency at fixed rates.
       const latency: LatencyRow[] = [];
       let decisions: Record<string, number> = {};
-      for (const { rate, ask } of [...RATES.map((rate) => ({ rate, ask: false })), { rate: DECISION_ORDER_RATE, ask: true }]) {
-        const topic = await newTopic(`bench-rate-${rate}${ask ? '-ask' : ''}-${tag}`);
-        const schema = schemaOf(`r${rate}${ask ? '_ask' : ''}`);
+      // The lookups are asked of fraud-sql, then (once) of the plain server while fraud-sql works.
+      const asks: { rate: number; ask: 'fraud-sql' | 'plain' | null }[] = [
+        ...RATES.map((rate) => ({ rate, ask: null })),
+        { rate: DECISION_ORDER_RATE, ask: 'fraud-sql' as const },
+        ...(setup === SETUPS[0] ? [{ rate: DECISION_ORDER_RATE, ask: 'plain' as const }] : []),
+      ];
+      for (const { rate, ask } of asks) {
+        const topic = await newTopic(`bench-rate-${rate}${ask ? `-${ask}` : ''}-${tag}`);
+        const schema = schemaOf(`r${rate}${ask ? `_${ask.replace('-', '_')}` : ''}`);
         schemas.push(schema);
         await freshProducer();
         const runs = startRuns(topic, schema, setup);
         const url = await runs[0]!.url;
         await sleep(3_000); // joined and assigned
-        log(`${setup.name}: ${rate} orders/s for ${SECONDS} s${ask ? `, asked GET /v1/decisions ${DECISION_RATE} times a second` : ''}`);
+        const askWhat = ask === 'plain' ? 'a plain HTTP server (the control)' : 'GET /v1/decisions';
+        log(`${setup.name}: ${rate} orders/s for ${SECONDS} s${ask ? `, asked ${askWhat} ${DECISION_RATE} times a second` : ''}`);
         const sentAt = new Map<string, number>();
         const gen = generateOrders({ seed: 2, rate, startMs: Date.now() });
         const total = rate * SECONDS;
@@ -458,7 +547,7 @@ async function main(): Promise<void> {
         const ips: string[] = [];
         let producing!: () => void;
         const produced = new Promise<void>((r) => (producing = r));
-        const asking = ask ? lookups(await runs[0]!.decisionsUrl, () => ips, produced) : null;
+        const asking = ask ? lookups(ask === 'plain' ? await plainServer() : await runs[0]!.decisionsUrl, () => ips, produced) : null;
         for (let sent = 0; sent < total;) {
           const due = Math.min(total, Math.floor(((Date.now() - started) / 1000) * rate));
           const batch: GeneratedOrder[] = [];
@@ -484,7 +573,9 @@ async function main(): Promise<void> {
         const lookupMs = asking ? await asking : null;
         await drained(runs, topic, total, 10 * 60_000);
         if (lookupMs) {
-          decisions = { n: lookupMs.length, p50: pct(lookupMs, 50), p99: pct(lookupMs, 99), max: lookupMs.reduce((a, b) => Math.max(a, b), -Infinity) };
+          const answers = { n: lookupMs.length, p50: pct(lookupMs, 50), p99: pct(lookupMs, 99), max: lookupMs.reduce((a, b) => Math.max(a, b), -Infinity) };
+          if (ask === 'plain') control.decisions = answers;
+          else decisions = answers;
           await stopRuns(runs);
           await dropTopic(topic);
           continue;
@@ -527,34 +618,29 @@ async function main(): Promise<void> {
       await freshProducer();
       const cpuRuns = startRuns(cpuTopic, schemaOf('cpu'), setup);
       await cpuRuns[0]!.url;
-      await sleep(5_000); // started, joined and assigned: what follows is the steady state
       log(`${setup.name}: idle for ${CPU_SECONDS} s, then 15 orders/s for ${CPU_SECONDS} s`);
-      const idleFrom = cpuSeconds(cpuRuns);
-      await sleep(CPU_SECONDS * 1000);
-      const idleCpu = cpuSeconds(cpuRuns) - idleFrom;
-      const slow = generateOrders({ seed: 3, rate: 15, startMs: Date.now() });
-      const busyFrom = cpuSeconds(cpuRuns);
-      const slowStart = Date.now();
-      for (let i = 0; i < 15 * CPU_SECONDS; i++) {
-        const o = slow.next().value as GeneratedOrder;
-        await send(producer, cpuTopic, [{ key: keyOf(setup, o), value: o.value }]);
-        await sleep(Math.max(0, slowStart + ((i + 1) * 1000) / 15 - Date.now()));
-      }
-      const busyCpu = cpuSeconds(cpuRuns) - busyFrom;
-      const busySeconds = (Date.now() - slowStart) / 1000;
+      const shares = await idleThenSlow(cpuRuns, producer, cpuTopic, setup);
       await drained(cpuRuns, cpuTopic, 15 * CPU_SECONDS, 5 * 60_000);
       const cpuStages = await stageSeconds(await cpuRuns[0]!.url);
       await stopRuns(cpuRuns);
       await dropTopic(cpuTopic);
-      const cpu: CpuRow = {
-        seconds: CPU_SECONDS,
-        idlePercent: Math.round((idleCpu / CPU_SECONDS) * 1000) / 10,
-        at15PerSecondPercent: Math.round((busyCpu / busySeconds) * 1000) / 10,
-        msPerBatchByStage: cpuStages,
-      };
+      const cpu: CpuRow = { seconds: CPU_SECONDS, ...shares, msPerBatchByStage: cpuStages };
       bySetup.push({ setup: setup.name, throughput, latency, decisions, cpu });
     }
+
+    // 4. Control: the plain consumer, idle and at 15 orders/s (its lookup figure came with the first setup).
+    const controlTopic = await newTopic(`bench-control-${stamp}`.toLowerCase());
+    const controlSchema = `bench_control_${stamp.toLowerCase().replace(/-/g, '_')}`;
+    schemas.push(controlSchema);
+    await freshProducer();
+    const controlRun = startControl(controlTopic, controlSchema);
+    await controlRun.logged(/(control consumer ready)/);
+    log(`control: a plain consumer writing to PostgreSQL, idle for ${CPU_SECONDS} s, then 15 orders/s for ${CPU_SECONDS} s`);
+    control.cpu = await idleThenSlow([controlRun], producer, controlTopic, SETUPS[0]!);
+    await stopRuns([controlRun]);
+    await dropTopic(controlTopic);
   } finally {
+    plain.child?.kill();
     await producer.disconnect();
     for (const s of schemas) await pool.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`).catch(() => {});
     await pool.end();
@@ -583,14 +669,24 @@ async function main(): Promise<void> {
         .join(', ')}`,
     ]),
     '',
-    'targets:',
+    'control, the same work without fraud-sql:',
+    `  a plain kafkajs consumer writing each batch to PostgreSQL, cpu (% of one core): idle ${control.cpu.idlePercent}, at 15 orders/s ${control.cpu.at15PerSecondPercent}`,
+    ...(control.decisions.n === undefined
+      ? []
+      : [
+          `  a plain HTTP server answering a constant, asked ${DECISION_RATE.toLocaleString('en-US')} times a second while fraud-sql (${SETUPS[0]!.name}) takes ${DECISION_ORDER_RATE.toLocaleString('en-US')} orders/s: ms p50 / p99 / max ${[control.decisions.p50!, control.decisions.p99!, control.decisions.max!].map((x) => x.toFixed(2)).join(' / ')}`,
+        ]),
+    '',
+    'targets (in brackets: the control):',
     ...bySetup.flatMap((r) =>
       TARGETS.flatMap((target) => {
         const v = target.value(r);
         if (v === undefined || !Number.isFinite(v)) return [];
         const met = target.max !== undefined ? v <= target.max : v >= target.min!;
         const bound = target.max !== undefined ? `<= ${target.max.toLocaleString('en-US')}` : `>= ${target.min!.toLocaleString('en-US')}`;
-        return [`  ${met ? 'met ' : 'MISS'}  ${r.setup}: ${target.what} ${bound} ${target.unit}: ${Math.round(v * 10) / 10}`];
+        const c = target.control?.(control);
+        const without = c === undefined || !Number.isFinite(c) ? '' : ` (${Math.round(c * 10) / 10})`;
+        return [`  ${met ? 'met ' : 'MISS'}  ${r.setup}: ${target.what} ${bound} ${target.unit}: ${Math.round(v * 10) / 10}${without}`];
       }),
     ),
   ];
