@@ -186,6 +186,13 @@ interface ParsedNode {
  * Runs every prepared rule over the current batch, in order. A rule's rows go to
  * changed_<name> when they are read again (`mirrored`: by a rule, or for its own
  * result_<name>) or when `keepChanged` (the DuckDB sink copies them from there).
+ *
+ * Each statement is planned anew every batch, though planning is much of a small
+ * batch's cost: a DuckDB prepared statement (1.5) keeps the plan it made from the
+ * tables' statistics at the time, and gave wrong rows once the data changed (a
+ * `price >= 500000` filter prepared over cheaper orders matched none of the
+ * expensive ones inserted after; a GROUP BY prepared over an empty table returned
+ * garbled strings).
  */
 export async function runRules(state: DuckState, prepared: readonly PreparedRule[], keepChanged = false): Promise<RuleRun[]> {
   const runs: RuleRun[] = [];
