@@ -192,7 +192,7 @@ interface ParsedNode {
  * tables' statistics at the time, and gave wrong rows once the data changed (a
  * `price >= 500000` filter prepared over cheaper orders matched none of the
  * expensive ones inserted after; a GROUP BY prepared over an empty table returned
- * garbled strings): duckdb/duckdb#23704, fixed upstream by #24696 after 1.5.6.
+ * garbled strings): duckdb/duckdb#23704, fixed upstream by #24696, still so in 1.5.6.
  */
 export async function runRules(state: DuckState, prepared: readonly PreparedRule[], keepChanged = false): Promise<RuleRun[]> {
   const runs: RuleRun[] = [];
