@@ -138,8 +138,8 @@ function cpuSeconds(runs: Run[]): number {
 const TARGETS: {
   what: string;
   value: (r: SetupResult) => number | undefined;
-  /** The same figure without fraud-sql (see Control). */
-  control?: (c: Control) => number | undefined;
+  /** The same figure without fraud-sql (see Control), for this setup's row. */
+  control?: (c: Control, r: SetupResult) => number | undefined;
   max?: number;
   min?: number;
   unit: string;
@@ -150,7 +150,14 @@ const TARGETS: {
   { what: '1,000 orders/s high-value p99', value: (r) => r.latency.find((l) => l.rate === 1000)?.highValue.p99, max: 120, unit: 'ms' },
   { what: '10,000 orders/s high-value p50', value: (r) => r.latency.find((l) => l.rate === 10_000)?.highValue.p50, max: 100, unit: 'ms' },
   { what: '10,000 orders/s high-value p99', value: (r) => r.latency.find((l) => l.rate === 10_000)?.highValue.p99, max: 250, unit: 'ms' },
-  { what: 'decision lookup p99 at 1,000 requests/s', value: (r) => r.decisions.p99, control: (c) => c.decisions.p99, max: 5, unit: 'ms' },
+  {
+    what: 'decision lookup p99 at 1,000 requests/s',
+    value: (r) => r.decisions.p99,
+    // Measured under the first setup's load only.
+    control: (c, r) => (r.setup === SETUPS[0]!.name ? c.decisions.p99 : undefined),
+    max: 5,
+    unit: 'ms',
+  },
   { what: 'CPU at 15 orders/s', value: (r) => r.cpu.at15PerSecondPercent, control: (c) => c.cpu.at15PerSecondPercent, max: 5, unit: '% of a core' },
   { what: 'CPU idle', value: (r) => r.cpu.idlePercent, control: (c) => c.cpu.idlePercent, max: 1, unit: '% of a core' },
 ];
@@ -285,7 +292,10 @@ function startRun(topic: string, schema: string, setup: Setup): Run {
 
 /** The control consumer (see bench/control-consumer.ts) on `topic`. */
 function startControl(topic: string, schema: string): Run {
-  const child = spawn('node', [`${here}control-consumer.js`, BROKERS.join(','), topic, PG_URL, schema], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('node', [`${here}control-consumer.js`, BROKERS.join(','), topic, schema], {
+    env: { ...process.env, BENCH_DATABASE_URL: PG_URL },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   return watch(child);
 }
 
@@ -684,7 +694,7 @@ async function main(): Promise<void> {
         if (v === undefined || !Number.isFinite(v)) return [];
         const met = target.max !== undefined ? v <= target.max : v >= target.min!;
         const bound = target.max !== undefined ? `<= ${target.max.toLocaleString('en-US')}` : `>= ${target.min!.toLocaleString('en-US')}`;
-        const c = target.control?.(control);
+        const c = target.control?.(control, r);
         const without = c === undefined || !Number.isFinite(c) ? '' : ` (${Math.round(c * 10) / 10})`;
         return [`  ${met ? 'met ' : 'MISS'}  ${r.setup}: ${target.what} ${bound} ${target.unit}: ${Math.round(v * 10) / 10}${without}`];
       }),

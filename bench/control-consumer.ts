@@ -5,20 +5,22 @@
  * orders and the partition's next offset written in one PostgreSQL transaction,
  * the offset committed to Kafka after it. Its CPU at 15 orders/s and idle is what
  * this machine spends before any rule runs.
- * Usage (by the bench): node control-consumer.js <brokers> <topic> <database url> <schema>
+ * Usage (by the bench): node control-consumer.js <brokers> <topic> <schema>, the
+ * database URL in BENCH_DATABASE_URL (not on the command line, where ps shows it).
  */
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
-import '../src/source/kafkajs-fix.js';
+import { consumerConfig } from '../src/source/kafka.js';
 
-const [brokers, topic, databaseUrl, schema] = process.argv.slice(2) as [string, string, string, string];
-const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+const [brokers, topic, schema] = process.argv.slice(2) as [string, string, string];
+const pool = new pg.Pool({ connectionString: process.env.BENCH_DATABASE_URL, max: 1 });
 await pool.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
 await pool.query(`CREATE TABLE IF NOT EXISTS "${schema}".orders (order_id text PRIMARY KEY, total_price bigint)`);
 await pool.query(`CREATE TABLE IF NOT EXISTS "${schema}".progress (kafka_partition integer PRIMARY KEY, next_offset bigint)`);
 const kafka = new Kafka({ clientId: 'fraud-sql-bench-control', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
-// The same fetch wait as fraud-sql's consumers (src/source/kafka.ts).
-const consumer = kafka.consumer({ groupId: `control-${topic}`, maxWaitTimeInMs: 2_000 });
+// Configured as fraud-sql's consumers are (fetch wait, heartbeats, sizes); importing
+// src/source/kafka.ts applies its fixes of kafkajs' idle timers too.
+const consumer = kafka.consumer(consumerConfig({ groupId: `control-${topic}` }));
 await consumer.connect();
 await consumer.subscribe({ topic, fromBeginning: true });
 await consumer.run({

@@ -449,8 +449,30 @@ t.test('a loop that ends marks final what its last batches closed, even within t
     ['finalize 0@195'],
     'the end of the loop marks up to the last watermark',
   );
+  now += 1_000;
   await engine.tick();
-  t.equal(log.filter((l) => l.startsWith('finalize')).length, 1, 'and the ticker has nothing left to do');
+  t.equal(log.filter((l) => l.startsWith('finalize')).length, 1, 'and the ticker, a second later, has nothing left to do');
+});
+
+t.test('a loop that fails marks nothing final on its way out', async (t) => {
+  const log: string[] = [];
+  const { ports } = fakes(log, {
+    async commit() {
+      throw new Error('PostgreSQL is gone');
+    },
+  });
+  const engine = new Engine(ports, { ...options(() => 1_000_000), retentionIntervalMs: 1_000 });
+  const source = new ScriptedSource([
+    async () => {
+      await source.onAssign([0], ranges(0));
+      return [msg(0, 0, 100)];
+    },
+  ]);
+  await t.rejects(engine.run(source, loop), /PostgreSQL is gone/);
+  t.notOk(
+    log.some((l) => l.startsWith('finalize')),
+    'the failed batch is redone after a restart, which marks what it closes',
+  );
 });
 
 t.test('a committed offset outside the topic: fail writes nothing; earliest and latest move the progress', async (t) => {

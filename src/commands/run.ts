@@ -459,7 +459,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     // All at once: each consumer's leaving waits for its fetch in flight (up to its
     // 2 s wait), and one after the other a stop took 5-7 s at 15 orders/s.
     life.defer(async () => {
-      await Promise.all([...pipelines.map((p) => p.source.stop()), repartitioner?.stop()]);
+      await Promise.allSettled([...pipelines.map((p) => p.source.stop()), repartitioner?.stop()]);
     });
     // The hop creates the repartition topics the engines read: it starts first.
     const hopStarted = repartitioner ? repartitioner.start() : Promise.resolve();
