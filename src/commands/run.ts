@@ -457,7 +457,7 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     for (const p of pipelines) p.engine.events.on('batch:end', (b) => b.alerts > 0 && publisher.nudge());
 
     // All at once: each consumer's leaving waits for its fetch in flight (up to its
-    // 2 s wait), and one after the other a stop took 5-7 s at 15 orders/s.
+    // 2 s wait), so one after the other the waits added up.
     life.defer(async () => {
       await Promise.allSettled([...pipelines.map((p) => p.source.stop()), repartitioner?.stop()]);
     });

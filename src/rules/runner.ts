@@ -188,7 +188,7 @@ interface ParsedNode {
  * result_<name>) or when `keepChanged` (the DuckDB sink copies them from there).
  *
  * Each statement is planned anew every batch, though planning is much of a small
- * batch's cost: a DuckDB prepared statement (1.5) keeps the plan it made from the
+ * batch's cost: a DuckDB prepared statement keeps the plan it made from the
  * tables' statistics at the time, and gave wrong rows once the data changed (a
  * `price >= 500000` filter prepared over cheaper orders matched none of the
  * expensive ones inserted after; a GROUP BY prepared over an empty table returned
