@@ -48,6 +48,10 @@ await consumer.run({
         next,
       ]);
       await c.query('COMMIT');
+    } catch (err) {
+      // The connection goes back to the pool outside any transaction.
+      await c.query('ROLLBACK').catch(() => {});
+      throw err;
     } finally {
       c.release();
     }
