@@ -1,6 +1,7 @@
 /**
- * The kafkajs request-queue fixes (src/source/kafkajs-fix.ts), on kafkajs' own
- * RequestQueue class with no broker: which timers an idle connection keeps.
+ * The kafkajs fixes (src/source/kafkajs-fix.ts), on kafkajs' own classes with no
+ * broker: which timers an idle connection keeps (RequestQueue), and whether a
+ * failed group-coordinator lookup lets a consumer restart (Cluster).
  */
 import t from 'tap';
 import { createRequire } from 'node:module';
@@ -81,4 +82,32 @@ t.test('requests past their timeout are still timed out, by a check once a secon
   const slow = queue({ requestTimeout: 30_000 });
   t.same(timeoutCheckPeriods(slow), [REQUEST_TIMEOUT_CHECK_MS], 'with a 30 s timeout: once a second, not every 100 ms');
   slow.destroy();
+});
+
+t.test('a group-coordinator lookup no broker answered is retriable: the consumer restarts instead of stopping for good', async (t) => {
+  const Cluster = require('kafkajs/src/cluster/index.js') as new (opts: object) => {
+    brokerPool: { brokers: Record<string, unknown> };
+    findGroupCoordinatorMetadata(args: { groupId: string }): Promise<unknown>;
+  };
+  const { KafkaJSConnectionClosedError } = require('kafkajs/src/errors.js') as { KafkaJSConnectionClosedError: new (msg: string) => Error };
+  const cluster = new Cluster({ logger: { namespace: () => logger }, brokers: ['127.0.0.1:1'], connectionTimeout: 100, retry: { retries: 0 } });
+  // A broker kafkajs holds as connected while it shuts down: every request fails.
+  let asked = 0;
+  cluster.brokerPool.brokers = {
+    1: {
+      isConnected: () => true,
+      connect: async () => {},
+      findGroupCoordinator: async () => {
+        asked++;
+        throw new KafkaJSConnectionClosedError('Closed connection');
+      },
+    },
+  };
+  const err = (await cluster.findGroupCoordinatorMetadata({ groupId: 'g' }).then(
+    () => null,
+    (e: unknown) => e,
+  )) as (Error & { retriable?: boolean }) | null;
+  t.equal(asked, 1, 'the broker was asked');
+  t.equal(err?.name, 'KafkaJSGroupCoordinatorNotFound');
+  t.equal(err?.retriable, true, 'kafkajs would not restart its consumer after this');
 });

@@ -1,7 +1,7 @@
 /**
- * Two fixes for kafkajs 2.2.4, which is no longer maintained: importing this
- * module applies them to every kafkajs client in the process. Both are timers
- * each broker connection runs while idle; a process here holds about ten
+ * Three fixes for kafkajs 2.2.4, which is no longer maintained: importing this
+ * module applies them to every kafkajs client in the process. The first two are
+ * timers each broker connection runs while idle; a process here holds about ten
  * connections (a consumer per engine, the hop's producer and consumer, the
  * dead-letter producer, the admin).
  *
@@ -19,6 +19,14 @@
  * Timeouts are tens of seconds (30 s by default); once a second finds them as
  * surely, with a tenth of the wake-ups (`strace -c` of an idle process: 112
  * epoll wake-ups a second before, for 42 reads and writes in 20 s).
+ *
+ * 3. A consumer whose group-coordinator lookup no broker answered crashes with an
+ * error kafkajs calls non-retriable, so it never restarts: consumption ends for
+ * good although the brokers are only restarting (kafkajs issues 1445 and 1630).
+ * It happens when the heartbeat that finds the coordinator gone (a broker shutting
+ * down) is followed by a lookup while no broker accepts connections. The lookup is
+ * marked retriable here, so the consumer restarts with backoff like after any
+ * other connection loss.
  */
 import { createRequire } from 'node:module';
 
@@ -76,3 +84,20 @@ export function scheduleRequestTimeoutCheck(this: RequestQueueLike): void {
 const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as { prototype: RequestQueueLike };
 RequestQueue.prototype.scheduleCheckPendingRequests = scheduleCheckPendingRequests;
 RequestQueue.prototype.scheduleRequestTimeoutCheck = scheduleRequestTimeoutCheck;
+
+/** The part of kafkajs' Cluster this fix wraps. */
+export interface ClusterLike {
+  findGroupCoordinatorMetadata(args: { groupId: string; coordinatorType?: number }): Promise<unknown>;
+}
+
+const Cluster = require('kafkajs/src/cluster/index.js') as { prototype: ClusterLike };
+const findGroupCoordinatorMetadata = Cluster.prototype.findGroupCoordinatorMetadata;
+Cluster.prototype.findGroupCoordinatorMetadata = async function (this: ClusterLike, args) {
+  try {
+    return await findGroupCoordinatorMetadata.call(this, args);
+  } catch (err) {
+    // Thrown only after every known broker failed the lookup.
+    if ((err as Error).name === 'KafkaJSGroupCoordinatorNotFound') (err as { retriable: boolean }).retriable = true;
+    throw err;
+  }
+};
