@@ -311,7 +311,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '',
     optional: true,
     secret: true,
-    describe: 'testing aid: kill the process at a point of the batch cycle, e.g. before-commit:3',
+    describe: 'testing aid: kill the process at a point of the batch cycle (e.g. before-commit:3), or fail there (fetch-error, repartition-check-error)',
   },
 ];
 

@@ -4,7 +4,7 @@
  * The fault tests use it to prove that no order is lost or counted twice wherever
  * a crash lands. Unset, it costs one comparison per point.
  */
-import { FAILPOINTS, type FailpointName } from './engine/ports.js';
+import { ERROR_POINTS, FAILPOINTS, type FailpointName } from './engine/ports.js';
 
 /** Parses `name:count`; returns a problem description for a bad spec. */
 export function parseFailpoint(spec: string): { name: FailpointName; hit: number } | string {
@@ -13,9 +13,15 @@ export function parseFailpoint(spec: string): { name: FailpointName; hit: number
   return { name: m[1] as FailpointName, hit: Number(m[2] ?? 1) };
 }
 
-/** The hit kills the process like a power cut; `fetch-error` throws instead, as a broken client would. */
+/** What an error point throws. */
+const INJECTED: Record<(typeof ERROR_POINTS)[number], string> = {
+  'fetch-error': 'injected fetch error',
+  'repartition-check-error': 'injected failure of the repartition assignment check',
+};
+
+/** The hit kills the process like a power cut; an error point throws instead. */
 const defaultHit = (name: FailpointName) => {
-  if (name === 'fetch-error') throw new Error('injected fetch error (FRAUD_SQL_FAILPOINT)');
+  if (name in INJECTED) throw new Error(`${INJECTED[name as keyof typeof INJECTED]} (FRAUD_SQL_FAILPOINT)`);
   process.kill(process.pid, 'SIGKILL');
 };
 

@@ -261,7 +261,9 @@ export const KILL_POINTS = [
   'after-repartition-produce',
 ] as const;
 /** Every named failpoint: the kill points, and `fetch-error`, where the Kafka client's fetch handler throws. */
-export const FAILPOINTS = [...KILL_POINTS, 'fetch-error'] as const;
+/** Points that throw instead, as a broken client or a broker still loading would. */
+export const ERROR_POINTS = ['fetch-error', 'repartition-check-error'] as const;
+export const FAILPOINTS = [...KILL_POINTS, ...ERROR_POINTS] as const;
 export type FailpointName = (typeof FAILPOINTS)[number];
 
 export interface EngineOptions {

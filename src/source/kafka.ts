@@ -163,6 +163,34 @@ export function consumerConfig(opts: Pick<KafkaOptions, 'groupId' | 'sessionTime
   };
 }
 
+/** How long an assignment may keep failing before consumption ends. */
+export const ASSIGNMENT_RETRY_MS = 60_000;
+
+/**
+ * Applies an assignment (`apply`). A failure that can pass (a rebalance racing this
+ * one, a broker just restarted and still loading, a PostgreSQL hiccup) is retried
+ * with backoff while the assignment is `current`; an offset gap, or failing for a
+ * minute, goes to `fail` and ends consumption: partitions that are never set up
+ * would otherwise stop being consumed in silence.
+ */
+export async function applyAssignment(
+  apply: () => Promise<void>,
+  opts: { current: () => boolean; signal?: AbortSignal; logger: Logger; fail: (err: Error) => void },
+): Promise<void> {
+  const started = Date.now();
+  for (let attempt = 1; opts.current() && !opts.signal?.aborted; attempt++) {
+    try {
+      await apply();
+      return;
+    } catch (err) {
+      if ((err instanceof FraudSqlError && err.code === 'OFFSET_GAP') || Date.now() - started > ASSIGNMENT_RETRY_MS) return opts.fail(err as Error);
+      const wait = backoffMs(DEFAULT_RETRY, attempt, Math.random());
+      opts.logger.warn(`partition assignment failed: ${(err as Error).message}; retrying in ${(wait / 1000).toFixed(1)} s`);
+      await sleep(wait, opts.signal);
+    }
+  }
+}
+
 /** Connects kafkajs clients, retrying with backoff while the broker is unreachable. */
 export async function connectRetrying(
   clients: readonly { connect(): Promise<void> }[],
@@ -339,25 +367,13 @@ export class KafkaSource implements SourcePort {
     if (waited && !signal?.aborted) logger.info(`topic "${topic}" exists now`);
   }
 
-  /**
-   * Applies an assignment. A failure that can pass (a rebalance racing this one, a
-   * broker or PostgreSQL hiccup) is retried with backoff until a newer assignment
-   * arrives; an offset gap, or failing for a minute, ends consumption: partitions
-   * that are never set up would otherwise stop being consumed in silence.
-   */
-  private async assignRetrying(partitions: number[], generation: number): Promise<void> {
-    const started = Date.now();
-    for (let attempt = 1; generation === this.generation && !this.opts.signal?.aborted; attempt++) {
-      try {
-        await this.handleAssignment(partitions);
-        return;
-      } catch (err) {
-        if ((err instanceof FraudSqlError && err.code === 'OFFSET_GAP') || Date.now() - started > 60_000) return this.fail(err as Error);
-        const wait = backoffMs(DEFAULT_RETRY, attempt, Math.random());
-        this.opts.logger.warn(`partition assignment failed: ${(err as Error).message}; retrying in ${(wait / 1000).toFixed(1)} s`);
-        await sleep(wait, this.opts.signal);
-      }
-    }
+  private assignRetrying(partitions: number[], generation: number): Promise<void> {
+    return applyAssignment(() => this.handleAssignment(partitions), {
+      current: () => generation === this.generation,
+      signal: this.opts.signal,
+      logger: this.opts.logger,
+      fail: (err) => this.fail(err),
+    });
   }
 
   reassign(): Promise<void> {

@@ -19,6 +19,7 @@ import { sleep } from '../retry.js';
 import { findGap, gapError, resumeAfterGap, type OffsetGap } from '../engine/gap.js';
 import type { OffsetGapPolicy } from '../engine/ports.js';
 import {
+  applyAssignment,
   connectRetrying,
   consumerConfig,
   BYTES_HEADER,
@@ -53,8 +54,8 @@ export interface RepartitionOptions extends Pick<KafkaOptions, 'brokers' | 'secu
   onGap?: (gap: OffsetGap) => void;
   /** How long a caught-up input partition stays quiet before it is announced idle. */
   idleMs: number;
-  /** A testing aid: called at `after-repartition-produce` (see failpoint.ts). */
-  failpoint?: (name: 'after-repartition-produce') => void;
+  /** A testing aid: called at `after-repartition-produce` and `repartition-check-error` (see failpoint.ts). */
+  failpoint?: (name: 'after-repartition-produce' | 'repartition-check-error') => void;
 }
 
 export class Repartitioner {
@@ -70,6 +71,8 @@ export class Repartitioner {
   private topicsReady = false;
   /** The current assignment's offset-gap check: nothing is forwarded before it passed. */
   private checked: Promise<void> = Promise.resolve();
+  /** Counts group joins: a check still being retried gives way to a newer assignment's. */
+  private generation = 0;
   /** Told to the engines with every copy: how many input partitions feed each repartitioned one. */
   private inputPartitions = 0;
   /** Partitions of each repartition topic: every one gets the watermark marks. */
@@ -124,7 +127,15 @@ export class Repartitioner {
       this.assigned = parts;
       this.quietSince = new Map(parts.map((p) => [p, Date.now()]));
       this.idle = new Set(parts);
-      this.checked = this.checked.then(() => this.checkAssignment(parts)).catch((err) => this.failure!(err as Error));
+      const generation = ++this.generation;
+      this.checked = this.checked.then(() =>
+        applyAssignment(() => this.checkAssignment(parts), {
+          current: () => generation === this.generation,
+          signal,
+          logger,
+          fail: (err) => this.failure!(err),
+        }),
+      );
       // Partitions added to the input later feed the engines too.
       this.admin
         .fetchTopicMetadata({ topics: [topic] })
@@ -191,6 +202,7 @@ export class Repartitioner {
    */
   private async checkAssignment(partitions: readonly number[]): Promise<void> {
     if (partitions.length === 0) return;
+    this.opts.failpoint?.('repartition-check-error');
     const { topic, groupId } = this.opts;
     const [ranges, committed] = await Promise.all([this.admin.fetchTopicOffsets(topic), this.admin.fetchOffsets({ groupId, topics: [topic] })]);
     for (const p of partitions) {
