@@ -237,7 +237,7 @@ export interface RunProcess {
 }
 
 /** Starts `fraud-sql run` as its own process (the built CLI), as an operator would. */
-function spawnRun(teardown: Teardown, topic: string, schema: string, env: Record<string, string> = {}): RunProcess {
+function spawnRun(t: Test, topic: string, schema: string, env: Record<string, string> = {}): RunProcess {
   const child = spawn('node', [CLI, 'run'], {
     env: {
       ...process.env,
@@ -265,7 +265,9 @@ function spawnRun(teardown: Teardown, topic: string, schema: string, env: Record
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on('exit', (code, signal) => resolve({ code, signal })),
   );
-  teardown(async () => {
+  t.teardown(async () => {
+    // A failure the process caused says why in its own words: its last lines.
+    if (!t.passing()) process.stderr.write(`--- last lines of fraud-sql run (${topic}):\n${out.split('\n').slice(-80).join('\n')}\n---\n`);
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
       await exited;
@@ -424,7 +426,7 @@ export class Scenario {
 
   /** Starts `fraud-sql run` as its own process; `env` adds to or overrides its FRAUD_SQL_* settings. */
   startCli(env: Record<string, string> = {}): RunProcess {
-    return spawnRun(this.t.teardown, this.topic, this.schema, env);
+    return spawnRun(this.t, this.topic, this.schema, env);
   }
 
   /** Waits until the in-process `app` has committed every message produced so far. */
