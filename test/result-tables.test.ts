@@ -351,3 +351,19 @@ t.test('every fixture writes the same rows to PostgreSQL as to DuckDB', async (t
     }
   }
 });
+
+t.test('closing windows on the watermark alone never lowers a partition watermark another instance has advanced', async (t) => {
+  const { name, pool } = await schema(t);
+  const sink = await PgSink.open({ databaseUrl: PG_URL, schema: name, consumerGroup: 'g', topic: 'orders', logger: silentLogger });
+  t.teardown(() => sink.close());
+  const us = (iso: string) => Date.parse(iso) * 1000;
+  // The partition's new owner has committed up to 12:00:30; a stopping instance still holds 12:00:10.
+  await pool.query(
+    `INSERT INTO consumer_progress (consumer_group, topic, kafka_partition, next_offset, restore_from, watermark) VALUES ('g', 'orders', 0, 10, 0, '2026-11-27T12:00:30Z')`,
+  );
+  const watermark = async () => (await pool.query(`SELECT watermark FROM consumer_progress WHERE kafka_partition = 0`)).rows[0].watermark.toISOString();
+  await sink.finalize([], new Map([[0, us('2026-11-27T12:00:10Z')]]));
+  t.equal(await watermark(), '2026-11-27T12:00:30.000Z', 'an older watermark leaves it as it is');
+  await sink.finalize([], new Map([[0, us('2026-11-27T12:00:40Z')]]));
+  t.equal(await watermark(), '2026-11-27T12:00:40.000Z', 'a newer one advances it');
+});

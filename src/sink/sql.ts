@@ -232,8 +232,13 @@ SELECT p.kafka_partition, p.next_offset::text, p.restore_from::text,
 FROM consumer_progress p
 WHERE p.consumer_group = $1 AND p.topic = $2 AND p.kafka_partition = ANY($3::integer[])`;
 
+/**
+ * Advances watermarks without moving offsets (windows closed by the clock alone).
+ * Never lowers one: an instance stopping after its partition moved still finalizes
+ * what it holds, and the new owner may have committed past it already.
+ */
 export const UPDATE_WATERMARKS = `
 UPDATE consumer_progress p SET watermark = u.wm
 FROM unnest($3::integer[], $4::timestamptz[]) AS u(kafka_partition, wm)
 WHERE p.consumer_group = $1 AND p.topic = $2 AND p.kafka_partition = u.kafka_partition
-  AND p.watermark IS DISTINCT FROM u.wm`;
+  AND (p.watermark IS NULL OR p.watermark < u.wm)`;
