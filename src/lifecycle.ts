@@ -50,3 +50,21 @@ export class Lifecycle {
     return stop;
   }
 }
+
+/**
+ * Runs the main loops (`run`, stopping when the signal it is given aborts) beside
+ * a helper whose `failed` rejects when the helper stops for good (the repartition
+ * hop, which feeds them). That stops the loops too, and the result rejects with the
+ * helper's error once they have ended (their batches in flight committed), so that
+ * nothing is released under them.
+ */
+export async function alongside(run: (signal: AbortSignal) => Promise<unknown>, signal: AbortSignal, failed?: Promise<never>): Promise<void> {
+  const down = new AbortController();
+  let failure: { err: unknown } | null = null;
+  failed?.catch((err: unknown) => {
+    failure = { err };
+    down.abort();
+  });
+  await run(AbortSignal.any([signal, down.signal]));
+  if (failure) throw (failure as { err: unknown }).err;
+}

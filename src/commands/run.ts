@@ -24,7 +24,7 @@ import { LISTS_CHANNEL, readListEntries } from '../sink/list-entries.js';
 import type { RuleResult } from '../types.js';
 import { DuckState } from '../state/duckdb.js';
 import { Precedence } from '../engine/precedence.js';
-import { Lifecycle } from '../lifecycle.js';
+import { alongside, Lifecycle } from '../lifecycle.js';
 import { failpoint } from '../failpoint.js';
 import { formatDiagnostic, loadRules } from '../rules/loader.js';
 import { KeyingSample, orderFieldValue, planPipelines, planShape, type Pipeline } from '../plan.js';
@@ -463,10 +463,14 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     });
     // The hop creates the repartition topics the engines read: it starts first.
     const hopStarted = repartitioner ? repartitioner.start() : Promise.resolve();
-    const loops = hopStarted.then(() =>
-      Promise.all(pipelines.map((p) => p.engine.run(p.input, loopOptions(config, signal, precedence !== null && !p.plan.perOrder)))),
+    const done = alongside(
+      (loopSignal) =>
+        hopStarted.then(() =>
+          Promise.all(pipelines.map((p) => p.engine.run(p.input, loopOptions(config, loopSignal, precedence !== null && !p.plan.perOrder)))),
+        ),
+      signal,
+      repartitioner?.failed,
     );
-    const done = Promise.race([loops.then(() => {}), ...(repartitioner ? [repartitioner.failed] : [])]);
     logger.info(
       `consuming ${config.topic} from ${config.brokers.join(',')} as group ${config.groupId}` +
         (hop ? `, repartitioned by ${hop.targets.map((t) => t.key).join(', ')} (${hop.targets.map((t) => t.topic).join(', ')})` : ''),
