@@ -1,12 +1,13 @@
 /**
- * Applying a partition assignment (src/source/kafka.ts, used by every consumer and
- * by the repartition hop): what is retried, what ends consumption, and when a
- * newer assignment takes over. Pure logic: `apply` stands in for the broker calls.
+ * Applying a partition assignment, and restarting a crashed consumer
+ * (src/source/kafka.ts, used by every consumer and by the repartition hop): what is
+ * retried, what ends consumption, and when a newer assignment takes over. Pure
+ * logic: `apply` stands in for the broker calls, a fake clock for time.
  */
 import t from 'tap';
 import { FraudSqlError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
-import { applyAssignment } from '../src/source/kafka.js';
+import { applyAssignment, ASSIGNMENT_RETRY_MS, restartPolicy } from '../src/source/kafka.js';
 
 function setup() {
   const lines: string[] = [];
@@ -76,4 +77,40 @@ t.test('stopping ends the retries without failing', async (t) => {
   );
   t.equal(attempts, 1);
   t.same(failed, []);
+});
+
+/** kafkajs' crash as its consumer reports it: the lookup's error wrapped by a retrier. */
+const coordinatorNotFound = () =>
+  Object.assign(new Error('Failed to find group coordinator'), {
+    name: 'KafkaJSNonRetriableError',
+    cause: Object.assign(new Error('Failed to find group coordinator'), { name: 'KafkaJSGroupCoordinatorNotFound', retriable: true }),
+  });
+
+function fakeClock() {
+  const clock = { t: 0, waited: [] as number[], now: () => clock.t, sleep: async (ms: number) => void clock.waited.push(ms) };
+  return clock;
+}
+
+t.test('a consumer whose coordinator lookup keeps failing is restarted with backoff, then given up after a minute', async (t) => {
+  const clock = fakeClock();
+  const restart = restartPolicy(undefined, clock);
+  t.equal(await restart(new Error('Connection error')), true, 'any other retriable crash: restarted at once, as kafkajs would');
+  t.same(clock.waited, []);
+  const answers: boolean[] = [];
+  while (clock.t <= ASSIGNMENT_RETRY_MS + 5_000) {
+    answers.push(await restart(coordinatorNotFound()));
+    clock.t += 5_000;
+  }
+  t.ok(answers.slice(0, -1).every(Boolean), 'restarted while the episode is under a minute (a broker restarting)');
+  t.equal(answers.at(-1), false, 'then given up: a missing group ACL fails the same way, forever');
+  t.ok(clock.waited[1]! > clock.waited[0]!, `each restart waits longer (${clock.waited.slice(0, 4).join(', ')} ms)`);
+  clock.t += 60_000;
+  t.equal(await restart(coordinatorNotFound()), true, 'a later episode starts over');
+});
+
+t.test('a stop ends the restarts', async (t) => {
+  const stop = new AbortController();
+  const restart = restartPolicy(stop.signal, fakeClock());
+  stop.abort();
+  t.equal(await restart(coordinatorNotFound()), false);
 });

@@ -136,8 +136,42 @@ export function mapKafkaError(err: unknown, brokers: readonly string[]): FraudSq
   return new FraudSqlError('KAFKA_FAILED', `Kafka error: ${msg}`, { retriable: e.retriable ?? false, cause: err });
 }
 
+/** kafkajs wraps errors in `cause` chains: the innermost one says what happened. */
+function rootCause(err: unknown): { name?: string } {
+  let e = err as { cause?: unknown; name?: string };
+  while (e?.cause) e = e.cause as { cause?: unknown; name?: string };
+  return e ?? {};
+}
+
+/**
+ * Whether kafkajs restarts a consumer after a crash it calls retriable (it asks before
+ * every restart). A group-coordinator lookup that every broker failed (retriable
+ * through kafkajs-fix.ts) is a broker restarting, or a lasting refusal such as a
+ * missing group ACL: it is restarted with backoff, and once such crashes have gone on
+ * for a minute, given up, which ends consumption with the reason. Anything else is
+ * restarted as kafkajs would.
+ */
+export function restartPolicy(signal?: AbortSignal, clock = { now: Date.now, sleep }): (err: Error) => Promise<boolean> {
+  let first = 0;
+  let last = -Infinity;
+  let attempt = 0;
+  return async (err) => {
+    if (rootCause(err).name !== 'KafkaJSGroupCoordinatorNotFound') return true;
+    const now = clock.now();
+    // Crashes further apart than a few of the longest backoffs are separate episodes.
+    if (now - last > 3 * DEFAULT_RETRY.maxMs) {
+      first = now;
+      attempt = 0;
+    }
+    last = now;
+    if (now - first > ASSIGNMENT_RETRY_MS || signal?.aborted) return false;
+    await clock.sleep(backoffMs(DEFAULT_RETRY, ++attempt, Math.random()), signal);
+    return !signal?.aborted;
+  };
+}
+
 /** How every fraud-sql consumer fetches. */
-export function consumerConfig(opts: Pick<KafkaOptions, 'groupId' | 'sessionTimeoutMs'>): ConsumerConfig {
+export function consumerConfig(opts: Pick<KafkaOptions, 'groupId' | 'sessionTimeoutMs' | 'signal'>): ConsumerConfig {
   return {
     groupId: opts.groupId,
     // A deleted topic must not come back empty by asking for it (see ensureTopics).
@@ -159,7 +193,7 @@ export function consumerConfig(opts: Pick<KafkaOptions, 'groupId' | 'sessionTime
     // these, draining as fast.
     maxBytesPerPartition: 512 * 1024,
     maxBytes: 2 * 1024 * 1024,
-    retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8 },
+    retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 8, restartOnFailure: restartPolicy(opts.signal) },
   };
 }
 
@@ -310,6 +344,8 @@ export class KafkaSource implements SourcePort {
     // kafkajs restarts its consumer after a retriable crash; after any other one it
     // just stops fetching while the process looks alive. That ends consumption here.
     this.consumer.on(this.consumer.events.CRASH, (e) => {
+      // Stopping: the consumer is being disconnected anyway.
+      if (signal?.aborted) return;
       const err = mapKafkaError(e.payload.error, brokers);
       this.opts.onCrash?.(e.payload.restart);
       if (e.payload.restart) {

@@ -20,13 +20,13 @@
  * surely, with a tenth of the wake-ups (`strace -c` of an idle process: 112
  * epoll wake-ups a second before, for 42 reads and writes in 20 s).
  *
- * 3. A consumer whose group-coordinator lookup no broker answered crashes with an
- * error kafkajs calls non-retriable, so it never restarts: consumption ends for
- * good although the brokers are only restarting (kafkajs issues 1445 and 1630).
+ * 3. A consumer whose group-coordinator lookup every connected broker failed crashes
+ * with an error kafkajs calls non-retriable, so it never restarts: consumption ends
+ * for good although the brokers are only restarting (kafkajs issues 1445 and 1630).
  * It happens when the heartbeat that finds the coordinator gone (a broker shutting
- * down) is followed by a lookup while no broker accepts connections. The lookup is
- * marked retriable here, so the consumer restarts with backoff like after any
- * other connection loss.
+ * down) is followed by a lookup the closing broker fails. The error is marked
+ * retriable here; how often and how long such a consumer is restarted (a missing
+ * group ACL fails the same way) is restartPolicy's, in kafka.ts.
  */
 import { createRequire } from 'node:module';
 
