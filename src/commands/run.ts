@@ -466,7 +466,11 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
     const done = alongside(
       (loopSignal) =>
         hopStarted.then(() =>
-          Promise.all(pipelines.map((p) => p.engine.run(p.input, loopOptions(config, loopSignal, precedence !== null && !p.plan.perOrder)))),
+          // A hop that failed while starting: the engines do not start (their consumers
+          // would join, or wait for a broker, under a process that is stopping).
+          loopSignal.aborted
+            ? undefined
+            : Promise.all(pipelines.map((p) => p.engine.run(p.input, loopOptions(config, loopSignal, precedence !== null && !p.plan.perOrder)))),
         ),
       signal,
       repartitioner?.failed,

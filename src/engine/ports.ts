@@ -260,9 +260,13 @@ export const KILL_POINTS = [
   // The repartition hop: copies sent, input offsets not yet committed.
   'after-repartition-produce',
 ] as const;
-/** Every named failpoint: the kill points, and `fetch-error`, where the Kafka client's fetch handler throws. */
-/** Points that throw instead, as a broken client or a broker still loading would. */
+/**
+ * Points that throw instead, as a broken client or a broker still loading would:
+ * `fetch-error` in the Kafka client's fetch handler, `repartition-check-error` in
+ * the repartition hop's check of a new assignment.
+ */
 export const ERROR_POINTS = ['fetch-error', 'repartition-check-error'] as const;
+/** Every named failpoint. */
 export const FAILPOINTS = [...KILL_POINTS, ...ERROR_POINTS] as const;
 export type FailpointName = (typeof FAILPOINTS)[number];
 

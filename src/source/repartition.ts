@@ -73,6 +73,8 @@ export class Repartitioner {
   private checked: Promise<void> = Promise.resolve();
   /** Counts group joins: a check still being retried gives way to a newer assignment's. */
   private generation = 0;
+  /** The group join whose check passed. */
+  private passed = -1;
   /** Told to the engines with every copy: how many input partitions feed each repartitioned one. */
   private inputPartitions = 0;
   /** Partitions of each repartition topic: every one gets the watermark marks. */
@@ -118,6 +120,8 @@ export class Repartitioner {
     if (signal?.aborted) return;
     this.topicsReady = true;
     this.consumer.on(this.consumer.events.CRASH, (e) => {
+      // Stopping: the consumer is being disconnected anyway.
+      if (signal?.aborted) return;
       const err = mapKafkaError(e.payload.error, this.opts.brokers);
       if (e.payload.restart) logger.warn(`${err.message}; the repartitioning consumer restarts`);
       else this.failure!(new FraudSqlError('SOURCE_STOPPED', `repartitioning ${topic} stopped: ${err.message}`, { cause: err }));
@@ -129,12 +133,18 @@ export class Repartitioner {
       this.idle = new Set(parts);
       const generation = ++this.generation;
       this.checked = this.checked.then(() =>
-        applyAssignment(() => this.checkAssignment(parts), {
-          current: () => generation === this.generation,
-          signal,
-          logger,
-          fail: (err) => this.failure!(err),
-        }),
+        applyAssignment(
+          async () => {
+            await this.checkAssignment(parts);
+            this.passed = generation;
+          },
+          {
+            current: () => generation === this.generation,
+            signal,
+            logger,
+            fail: (err) => this.failure!(err),
+          },
+        ),
       );
       // Partitions added to the input later feed the engines too.
       this.admin
@@ -236,8 +246,16 @@ export class Repartitioner {
     this.failure!(gapError(gap, true));
   }
 
-  private async forward({ batch, resolveOffset, isStale }: EachBatchPayload): Promise<void> {
-    await this.checked;
+  private async forward({ batch, resolveOffset, isStale, heartbeat }: EachBatchPayload): Promise<void> {
+    if (this.passed !== this.generation) {
+      // The check is still being retried (or was given up, or superseded): nothing is
+      // forwarded before it passes. Returning without resolving makes kafkajs fetch the
+      // batch again; waiting a little first, heartbeating, keeps that from spinning and
+      // the member in its group (kafkajs heartbeats only between batches).
+      await Promise.race([this.checked, sleep(1_000)]);
+      await heartbeat().catch(() => {});
+      if (this.passed !== this.generation) return;
+    }
     if (this.stopped || isStale() || batch.messages.length === 0) return;
     await this.checkJump(batch.partition, BigInt(batch.firstOffset()!));
     if (this.stopped) return;
