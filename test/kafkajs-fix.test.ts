@@ -69,7 +69,7 @@ function timeoutCheckPeriods(q: Queue): number[] {
   return periods;
 }
 
-t.test('requests past their timeout are still timed out, by a check once a second', async (t) => {
+t.test('requests past their timeout are still timed out, by a check every few seconds', async (t) => {
   const q = queue({ requestTimeout: 100 });
   t.same(timeoutCheckPeriods(q), [100], 'never longer than the timeout itself');
   let timedOut = 0;
@@ -80,7 +80,7 @@ t.test('requests past their timeout are still timed out, by a check once a secon
   q.destroy();
 
   const slow = queue({ requestTimeout: 30_000 });
-  t.same(timeoutCheckPeriods(slow), [REQUEST_TIMEOUT_CHECK_MS], 'with a 30 s timeout: once a second, not every 100 ms');
+  t.same(timeoutCheckPeriods(slow), [REQUEST_TIMEOUT_CHECK_MS], 'with a 30 s timeout: every 5 s, not every 100 ms');
   slow.destroy();
 });
 
