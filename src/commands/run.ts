@@ -439,12 +439,18 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         tellDecisions();
       });
       // Detections still open when the process stopped are read back with the rules'
-      // results: a restart must not clear a bot that is still buying.
+      // results: a restart must not clear a bot that is still buying. Read on the
+      // engine's turn, right after the assignment restored them: a statement beside a
+      // batch's on the same DuckDB connection closes the batch's pending result, and
+      // the batch fails ("Attempting to execute an unsuccessful or closed pending
+      // query result").
       p.engine.events.on('assigned', () => {
-        readOpenDetections(p.state, p.rules).then(
-          (results) => feedDecisions(decisions!, p.rules, results),
-          (err: Error) => logger.warn(`the decision lookup could not read back open detections: ${err.message}`),
-        );
+        p.engine
+          .exclusive(() => readOpenDetections(p.state, p.rules))
+          .then(
+            (results) => feedDecisions(decisions!, p.rules, results),
+            (err: Error) => logger.warn(`the decision lookup could not read back open detections: ${err.message}`),
+          );
       });
     }
     const clockTimer = setInterval(tellDecisions, 1_000);
