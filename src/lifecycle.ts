@@ -60,11 +60,12 @@ export class Lifecycle {
  */
 export async function alongside(run: (signal: AbortSignal) => Promise<unknown>, signal: AbortSignal, failed?: Promise<never>): Promise<void> {
   const down = new AbortController();
-  let failure: { err: unknown } | null = null;
+  // Declared wider than its first value: it is set in the callback, read after the await.
+  let failure = null as { err: unknown } | null;
   failed?.catch((err: unknown) => {
     failure = { err };
     down.abort();
   });
   await run(AbortSignal.any([signal, down.signal]));
-  if (failure) throw (failure as { err: unknown }).err;
+  if (failure) throw failure.err;
 }

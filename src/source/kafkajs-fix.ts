@@ -1,9 +1,10 @@
 /**
  * Three fixes for kafkajs 2.2.4, which is no longer maintained: importing this
  * module applies them to every kafkajs client in the process. The first two are
- * timers each broker connection runs while idle; a process here holds about ten
- * connections (a consumer per engine, the hop's producer and consumer, the
- * dead-letter producer, the admin).
+ * timers each broker connection runs while idle; an idle process here holds about
+ * thirty of them (counted by their timers: a consumer per engine, the hop's producer
+ * and consumer, the dead-letter and alert producers, the admins, most with more than
+ * one connection).
  *
  * 1. Each connection's request queue re-arms a timer to look at its pending
  * requests even when there are none, with a negative delay (it is "until the
