@@ -26,7 +26,8 @@ export function duckErrorToDiagnostic(rule: Pick<Rule, 'file' | 'substitutions' 
   return { file: rule.file, line, column: Math.max(1, originalColumn(line, caretColumn, rule.substitutions)), message: first };
 }
 
-function stripSemicolon(sql: string): string {
+/** A rule's SQL as one statement to embed or run: without its closing semicolon. */
+export function stripSemicolon(sql: string): string {
   return sql.replace(/;\s*$/, '');
 }
 
