@@ -60,7 +60,7 @@ await consumer.run({
       }
       await lane.state.ingest(rows, ++batchId);
       await lane.state.setBatch(batchId);
-      for (const sql of lane.sql) await lane.state.repeat(sql);
+      for (const sql of lane.sql) await lane.state.query(sql);
     }
     const c = await pool.connect();
     try {
