@@ -60,33 +60,3 @@ t.test('a batch whose event-time range holds many more retained orders than it h
     t.equal((await retained(s)).length, 501);
   }
 });
-
-t.test('a statement kept prepared (repeat) answers for the data and the batch of each run, not those it was planned with', async (t) => {
-  const s = await DuckState.open(':memory:', { threads: 1 });
-  t.teardown(() => s.close());
-  const priced = (id: string, price: bigint, productName: string, offset: number): IngestRow => {
-    const r = row(id, T + offset, 0, offset);
-    return { ...r, order: { ...r.order, price, productName } };
-  };
-  const expensive = 'SELECT count(*) AS n FROM batch_orders WHERE price * quantity >= 500000';
-  const names = 'SELECT product_name, count(*) AS n FROM orders GROUP BY product_name ORDER BY product_name';
-  // Planned over an empty state, then over cheap orders only.
-  t.equal((await s.repeat(names)).rowCount, 0);
-  await s.ingest([priced('o1', 10n, 'pen', 1)], 1);
-  await s.setBatch(1);
-  t.same((await s.repeat(expensive)).columns, [['0']]);
-  const long = 'a product name longer than any before it';
-  await s.ingest([priced('o2', 900_000n, long, 2), priced('o3', 700_000n, 'tv', 3)], 2);
-  await s.setBatch(2);
-  t.same((await s.repeat(expensive)).columns, [['2']], 'the expensive orders of the new batch are seen');
-  t.same(
-    (await s.repeat(names)).columns,
-    [
-      [long, 'pen', 'tv'],
-      ['1', '1', '1'],
-    ],
-    'strings longer than any planned with come back whole',
-  );
-  await s.setBatch(-1);
-  t.same((await s.repeat(expensive)).columns, [['2']], 'batch -1: every retained order');
-});

@@ -59,8 +59,6 @@ export async function prepareRules(
   const diagnostics: Diagnostic[] = [];
   const prepared: PreparedRule[] = [];
   const read = new Set(rules.flatMap((r) => r.after));
-  // The statements prepared for the rules before were made for tables replaced here.
-  state.forgetStatements();
   const failed = new Set<string>();
   for (const rule of rules) {
     const blocked = rule.after.filter((a) => failed.has(a));
@@ -117,9 +115,8 @@ export async function prepareRules(
     const kept = plan !== null && 'statements' in plan && plan.statements.length === 0;
     if (mirrored && !kept) {
       for (const sql of createTableSql('duckdb', derived, mirror, { replace: true })) await state.run(sql);
+      await state.run(`CREATE OR REPLACE TEMP TABLE changed_${rule.name} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
     }
-    // Filled by each batch (see runRules), for the rules that read it and for the DuckDB sink.
-    await state.run(`CREATE OR REPLACE TEMP TABLE changed_${rule.name} AS SELECT * FROM (${stripSemicolon(rule.sql)}\n) WHERE false`);
     const gate = rule.burst ? burstGateSql(rule.name, rule.burst) : null;
     if (gate !== null) {
       try {
@@ -191,9 +188,12 @@ interface ParsedNode {
  * changed_<name> when they are read again (`mirrored`: by a rule, or for its own
  * result_<name>) or when `keepChanged` (the DuckDB sink copies them from there).
  *
- * Every statement here has the same text from batch to batch, so each is planned
- * once and kept prepared (DuckState.repeat): changed_<name> is emptied and filled,
- * not created anew, which would make DuckDB plan again whatever reads it.
+ * Each statement is planned anew every batch, though planning is much of a small
+ * batch's cost: a DuckDB prepared statement keeps the plan it made from the
+ * tables' statistics at the time, and gave wrong rows once the data changed (a
+ * `price >= 500000` filter prepared over cheaper orders matched none of the
+ * expensive ones inserted after; a GROUP BY prepared over an empty table returned
+ * garbled strings): duckdb/duckdb#23704, fixed upstream by #24696, still so in 1.5.6.
  */
 export async function runRules(state: DuckState, prepared: readonly PreparedRule[], keepChanged = false): Promise<RuleRun[]> {
   const runs: RuleRun[] = [];
@@ -204,7 +204,7 @@ export async function runRules(state: DuckState, prepared: readonly PreparedRule
       const changed = `changed_${rule.name}`;
       if (p.gate !== null && !(await isBusy(state, p.gate))) {
         // Nothing to change: no rows, and none for the rules that read changed_<name>.
-        await state.repeat(`DELETE FROM ${changed}`);
+        await state.run(`DELETE FROM ${changed}`);
         runs.push({
           rule,
           result: { names: p.columns, types: p.types, columns: p.columns.map(() => []), rowCount: 0 },
@@ -214,12 +214,13 @@ export async function runRules(state: DuckState, prepared: readonly PreparedRule
       }
       if (!p.mirrored && !keepChanged) {
         // Its text starts on the file's first line (its header comment): DuckDB's line numbers are the file's.
-        runs.push({ rule, result: await state.repeat(stripSemicolon(rule.sql)), durationMs: performance.now() - started });
+        runs.push({ rule, result: await state.query(stripSemicolon(rule.sql)), durationMs: performance.now() - started });
         continue;
       }
-      await refill(state, changed, rule.sql);
+      // Same first line as the file (its header comment), so DuckDB's line numbers are the file's.
+      await state.run(`CREATE OR REPLACE TEMP TABLE ${changed} AS ${stripSemicolon(rule.sql)}`);
       if (p.mirrored) await updateMirror(state, p, changed);
-      const result = await state.repeat(`SELECT * FROM ${changed}`);
+      const result = await state.query(`SELECT * FROM ${changed}`);
       runs.push({ rule, result, durationMs: performance.now() - started });
     } catch (err) {
       runs.push({ rule, error: duckErrorToDiagnostic(rule, err), durationMs: performance.now() - started });
@@ -228,15 +229,8 @@ export async function runRules(state: DuckState, prepared: readonly PreparedRule
   return runs;
 }
 
-/** changed_<name> (created by prepareRules) holds the rule's rows of this batch. */
-async function refill(state: DuckState, changed: string, sql: string): Promise<void> {
-  await state.repeat(`DELETE FROM ${changed}`);
-  // Same first line as the file (its header comment), so DuckDB's line numbers are the file's.
-  await state.repeat(`INSERT INTO ${changed} ${stripSemicolon(sql)}`);
-}
-
 async function isBusy(state: DuckState, gate: string): Promise<boolean> {
-  const r = await state.repeat(gate);
+  const r = await state.query(gate);
   return r.columns[0]![0] === true;
 }
 
@@ -245,7 +239,7 @@ export async function rebuildMirrors(state: DuckState, prepared: readonly Prepar
   for (const p of prepared) {
     if (!p.mirrored || (only && !only.has(p.rule.name))) continue;
     const changed = `changed_${p.rule.name}`;
-    await refill(state, changed, p.rule.sql);
+    await state.run(`CREATE OR REPLACE TEMP TABLE ${changed} AS ${stripSemicolon(p.rule.sql)}`);
     await updateMirror(state, p, changed);
   }
 }
@@ -255,8 +249,8 @@ async function updateMirror(state: DuckState, p: PreparedRule, changed: string):
   const { rule, table } = p;
   const mirror = `result_${rule.name}`;
   const from = rowsFrom('duckdb', table.columns, changed);
-  if (rule.replace.length > 0) await state.repeat(replaceSql(table, mirror, rule.replace, from));
-  await state.repeat(upsertSql(table, mirror, p.columns, from, sqlString(rule.version), rule.grows));
+  if (rule.replace.length > 0) await state.run(replaceSql(table, mirror, rule.replace, from));
+  await state.run(upsertSql(table, mirror, p.columns, from, sqlString(rule.version), rule.grows));
 }
 
 /** Marks the mirrors' rows final as the sinks' finalize step does, with the same watermarks. */

@@ -6,20 +6,10 @@
  * - orders: every retained order, with its Kafka partition/offset and the batch that
  *   brought it (orders replayed to rebuild state after a restart come in batches
  *   of their own, which no rule runs on).
- * - batch_orders (view): the orders of the current micro-batch (batch_now holds its id).
+ * - batch_orders (view): the orders of the current micro-batch.
  * - result_<rule>: current rows of a rule that another rule reads.
  */
-import {
-  DuckDBConnection,
-  DuckDBInstance,
-  DuckDBTimestampValue,
-  LIST,
-  listValue,
-  VARCHAR,
-  type DuckDBPreparedStatement,
-  type DuckDBResultReader,
-  type DuckDBValue,
-} from '@duckdb/node-api';
+import { DuckDBConnection, DuckDBInstance, DuckDBTimestampValue, LIST, listValue, VARCHAR, type DuckDBValue } from '@duckdb/node-api';
 import { FraudSqlError } from '../errors.js';
 import type { Columns, EvidenceFound, EvidenceRequest, IngestRow } from '../engine/ports.js';
 import { duckTimestamp, sqlString } from '../sink/sql.js';
@@ -50,15 +40,10 @@ CREATE TABLE IF NOT EXISTS orders (
  */
 const CHECKPOINT_AFTER_DELETED = 125_000;
 
-/** Statements kept prepared per connection (see repeat); rule sets hold a few dozen. */
-const MAX_PREPARED = 128;
-
 export class DuckState {
   private deletedSinceCheckpoint = 0;
   /** See read(). */
   private readerTurn: Promise<unknown> = Promise.resolve();
-  /** See repeat(): by SQL text, oldest first. */
-  private readonly statements = new Map<string, DuckDBPreparedStatement>();
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -84,14 +69,6 @@ export class DuckState {
         // Memory a batch's queries freed goes back to the system past this much
         // (DuckDB's default keeps 128 MB cached per database, and run has one per engine).
         allocator_flush_threshold: '16MB',
-        // Statements that run every batch are prepared once (see repeat). A prepared
-        // plan keeps what these two optimizers derived from the tables' statistics
-        // at the time, and gave wrong rows once the data changed (a `price >= 500000`
-        // filter prepared over cheaper orders matched none of the expensive ones
-        // inserted after; a GROUP BY prepared over an empty table returned garbled
-        // strings: duckdb/duckdb#23704, fixed upstream by #24696, still so in 1.5.6).
-        // Without them, plans hold nothing that depends on the data.
-        disabled_optimizers: 'statistics_propagation,compressed_materialization',
       });
     } catch (err) {
       const msg = (err as Error).message;
@@ -103,11 +80,9 @@ export class DuckState {
     const conn = await instance.connect();
     const s = new DuckState(instance, conn, await instance.connect(), file === ':memory:', opts.yieldTo ?? null);
     await conn.run(ORDERS_DDL);
-    // The current batch's id in a table, not a variable: DuckDB reads a variable
-    // once, when a statement is prepared.
-    await conn.run('CREATE OR REPLACE TABLE batch_now AS SELECT 0::BIGINT AS id');
+    await conn.run('SET VARIABLE batch_id = 0');
     // Batch -1 stands for every retained order: a changed rule rebuilds its results from all of them.
-    await conn.run('CREATE OR REPLACE VIEW batch_orders AS SELECT o.* FROM orders o, batch_now b WHERE o.batch_id = b.id OR b.id = -1');
+    await conn.run("CREATE OR REPLACE VIEW batch_orders AS SELECT * FROM orders WHERE batch_id = getvariable('batch_id') OR getvariable('batch_id') = -1");
     return s;
   }
 
@@ -191,7 +166,8 @@ export class DuckState {
 
   /** The batch that batch_orders shows; -1 shows every retained order. */
   async setBatch(batchId: number): Promise<void> {
-    await this.repeat('UPDATE batch_now SET id = $1', [batchId]);
+    await this.turn();
+    await this.conn.run(`SET VARIABLE batch_id = ${batchId}`);
   }
 
   /** Before each of the engine's statements: the work that goes first, if any, starts first. */
@@ -203,42 +179,11 @@ export class DuckState {
   /** Runs a query ($1, $2, ... take `params`) and returns its result column-major, converted to plain values. */
   async query(sql: string, params?: readonly (string | number | null)[]): Promise<Columns> {
     await this.turn();
-    return columnsOf(await this.conn.runAndReadAll(sql, params ? [...params] : undefined));
-  }
-
-  /**
-   * query(), for a statement that runs again and again (a rule, its gate, its
-   * mirror's upsert): planned once and kept prepared. DuckDB plans it again by
-   * itself when a table it reads was replaced; one that fails is dropped and
-   * prepared anew on its next run.
-   */
-  async repeat(sql: string, params?: readonly (string | number | null)[]): Promise<Columns> {
-    await this.turn();
-    let statement = this.statements.get(sql);
-    if (statement === undefined) {
-      statement = await this.conn.prepare(sql);
-      if (this.statements.size >= MAX_PREPARED) this.forget(this.statements.keys().next().value!);
-      this.statements.set(sql, statement);
-    }
-    let reader: DuckDBResultReader;
-    try {
-      if (params) statement.bind([...params]);
-      reader = await statement.runAndReadAll();
-    } catch (err) {
-      this.forget(sql);
-      throw err;
-    }
-    return columnsOf(reader);
-  }
-
-  /** Drops the prepared statements (a new rule set's texts differ); see repeat. */
-  forgetStatements(): void {
-    for (const sql of [...this.statements.keys()]) this.forget(sql);
-  }
-
-  private forget(sql: string): void {
-    this.statements.get(sql)?.destroySync();
-    this.statements.delete(sql);
+    const reader = await this.conn.runAndReadAll(sql, params ? [...params] : undefined);
+    const names = reader.columnNames();
+    const types = reader.columnTypes().map(String);
+    const columns = reader.getColumns().map((col) => col.map(toPlain));
+    return { names, types, columns, rowCount: reader.currentRowCount };
   }
 
   async run(sql: string): Promise<number> {
@@ -310,7 +255,7 @@ export class DuckState {
         FROM (VALUES ${rows.join(', ')}) AS q(i, v, t0, t1, after, before_us, before_id)
         JOIN (SELECT * FROM orders o WHERE ${bounds.join(' AND ')}) o
           ON o.${quote(field)} = q.v AND (q.t0 IS NULL OR o.event_time >= q.t0) AND (q.t1 IS NULL OR o.event_time <= q.t1)
-         AND (q.after IS NULL OR o.batch_id = (SELECT id FROM batch_now) OR o.event_time > q.after)),
+         AND (q.after IS NULL OR o.batch_id = getvariable('batch_id') OR o.event_time > q.after)),
       counted AS (SELECT i, count(*) AS n FROM m GROUP BY i),
       listed AS (
         SELECT i, order_id, epoch_us(event_time) AS us FROM m
@@ -335,7 +280,15 @@ export class DuckState {
    * stopped the demo). They see what the batches have committed.
    */
   read(sql: string, params?: readonly (string | number | null)[]): Promise<Columns> {
-    const next = this.readerTurn.then(async () => columnsOf(await this.readerConn.runAndReadAll(sql, params ? [...params] : undefined)));
+    const next = this.readerTurn.then(async () => {
+      const reader = await this.readerConn.runAndReadAll(sql, params ? [...params] : undefined);
+      return {
+        names: reader.columnNames(),
+        types: reader.columnTypes().map(String),
+        columns: reader.getColumns().map((col) => col.map(toPlain)),
+        rowCount: reader.currentRowCount,
+      };
+    });
     this.readerTurn = next.catch(() => {});
     return next;
   }
@@ -352,21 +305,10 @@ export class DuckState {
   }
 
   close(): void {
-    this.forgetStatements();
     this.readerConn.closeSync();
     this.conn.closeSync();
     this.instance.closeSync();
   }
-}
-
-/** A result, column-major, values converted (see toPlain). */
-function columnsOf(reader: DuckDBResultReader): Columns {
-  return {
-    names: reader.columnNames(),
-    types: reader.columnTypes().map(String),
-    columns: reader.getColumns().map((col) => col.map(toPlain)),
-    rowCount: reader.currentRowCount,
-  };
 }
 
 /**
