@@ -106,6 +106,8 @@ start() {
       -c "$RUN/server.properties" >/dev/null
   fi
   log "starting on 127.0.0.1:$KAFKA_PORT (log: $RUN/kafka.log)"
+  # The last run's log is kept: a broker that exited on its own says why there.
+  if [ -f "$RUN/kafka.log" ]; then mv -f "$RUN/kafka.log" "$RUN/kafka.log.1"; fi
   java "${JAVA_ARGS[@]}" kafka.Kafka "$RUN/server.properties" >"$RUN/kafka.log" 2>&1 </dev/null &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 120); do
