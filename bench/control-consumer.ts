@@ -86,7 +86,7 @@ await consumer.run({
 });
 process.stderr.write('control consumer ready\n');
 
-/** The per-order lane's rules in `dir`, loaded into a state of their own; null when the rules make no lane. */
+/** The per-order lane's rules in `dir`, loaded into a state of their own; throws when the rules make no lane. */
 async function laneRules(dir: string): Promise<{ state: DuckState; sql: string[] }> {
   const { plan } = planPipelines(loadRules(dir).rules, { topic, group: 'control', inputKeyedBy: null });
   const names = plan.pipelines.find((p) => p.perOrder)?.rules ?? [];
