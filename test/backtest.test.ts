@@ -1,7 +1,7 @@
 /** `fraud-sql backtest`: recorded orders through the rules, in memory, scored per rule against the labels. */
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { backtest } from '../src/commands/backtest.js';
 import { loadConfig } from '../src/config.js';
@@ -209,6 +209,22 @@ t.test('the CLI: generated traffic scored per rule, and --compare shows what a c
   t.equal(Number(line![1]), 0, 'a stricter rule adds no burst');
   t.ok(Number(line![2]) > 0, `it drops ${line![2]} bursts of 10-12 orders`);
   t.match(cmp.stdout, /high_value_orders: 0 rows only with .*, 0 rows only with .*, 0 rows with other values/, 'other rules are unaffected');
+});
+
+t.test('--compare with a rule added on one side and removed on the other lists each, and compares the rest', async (t) => {
+  const dir = t.testdir();
+  const input = recording(dir);
+  cpSync(QUERIES, `${dir}/other`, { recursive: true });
+  rmSync(`${dir}/other/high_value_orders.sql`);
+  writeFileSync(
+    `${dir}/other/big_baskets.sql`,
+    '-- name: big_baskets\n-- description: three or more of one product in one order\n-- target: big_baskets\n-- key: order_id\n-- state: 0s\nSELECT kafka_partition AS source_partition, order_id, quantity FROM batch_orders WHERE quantity >= 3\n',
+  );
+  const r = await backtest(loadConfig({ queriesDir: QUERIES, batchMaxSize: 10 }, {}), { input, compare: `${dir}/other` });
+  const text = r.lines.join('\n');
+  t.match(text, new RegExp(`high_value_orders: written only by the rules of ${QUERIES} \\(1 rows\\)`), 'the removed rule');
+  t.match(text, /big_baskets: written only by the rules of .*other \(0 rows\)/, 'the added rule');
+  t.match(text, /suspicious_ips: 0 rows only with .*other, 0 rows only with .*, 0 rows with other values/, 'the rules both have');
 });
 
 t.test('lists in a backtest: the blocked scenario is found, the allow-listed office never', async (t) => {

@@ -123,13 +123,21 @@ export async function backtest(
         const file = path.join(opts.output, `${rule.name}.csv`);
         await writeFile(file, toCsv(await main.state.query(`SELECT ${columns.join(', ')} FROM ${rule.target} ORDER BY ${rule.key.join(', ')}`)));
       }
-      out.push(`rows of every rule written to ${opts.output}/<rule>.csv`);
+      out.push(`rows of every rule written to ${path.join(opts.output, '<rule>.csv')}`);
     }
     if (opts.compare) {
       const other = await run(config, opts.compare, lines, tick(opts.compare));
       try {
         out.push(`compared with ${opts.compare}:`);
-        for (const table of new Set([...main.rules.prepared(), ...other.rules.prepared()].map((p) => p.rule.target))) {
+        const mine = new Set(main.rules.prepared().map((p) => p.rule.target));
+        const theirs = new Set(other.rules.prepared().map((p) => p.rule.target));
+        for (const table of new Set([...mine, ...theirs])) {
+          // A rule one side has and the other not (added or removed): its rows, with nothing to match them against.
+          if (!mine.has(table) || !theirs.has(table)) {
+            const [side, state] = mine.has(table) ? [dir, main.state] : [opts.compare, other.state];
+            out.push(`  ${table}: written only by the rules of ${side} (${(await tableRows(state, table)).length} rows)`);
+            continue;
+          }
           const key = [...main.rules.tables(), ...other.rules.tables()].find((t) => t.name === table)!.key;
           const id = (r: Record<string, unknown>) => key.map((k) => String(r[k])).join('|');
           const a = new Map((await tableRows(main.state, table)).map((r) => [id(r), r]));
