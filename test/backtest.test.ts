@@ -176,6 +176,11 @@ t.test('--output writes every rule as CSV that a spreadsheet shows as text', asy
     'source_partition,ip_address,window_start,window_end,order_count,total_spent\r\n',
     'no burst: the header alone',
   );
+  t.equal(
+    readFileSync(`${dir}/out/shared_ip_accounts.csv`, 'utf8'),
+    'source_partition,ip_address,window_start,window_end,order_count,user_count\r\n',
+    'the output columns, not the distinct user ids fraud-sql keeps for itself (user_count_values)',
+  );
   t.equal(csvField(-5, false), '-5', 'a negative number stays a number');
   t.equal(csvField('+82 10', true), `"'+82 10"`);
   t.equal(csvField('\tx', true), `"'\tx"`);

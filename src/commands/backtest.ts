@@ -18,6 +18,7 @@ import { expectedKeys, keyOf, type TruthOrder } from '../generator/truth.js';
 import type { RuleLabel } from '../rules/loader.js';
 import { parseEventTime } from '../time.js';
 import { toCsv } from '../csv.js';
+import { quoteIdent, shownColumns } from '../rules/view.js';
 import { runInMemory } from '../compose.js';
 import { configFrom, withSettings } from './common.js';
 import { RULE_RUN_KEYS } from './rules.js';
@@ -119,8 +120,10 @@ export async function backtest(
     }
     if (opts.output) {
       await mkdir(opts.output, { recursive: true });
-      for (const { rule, columns } of main.rules.prepared()) {
+      for (const p of main.rules.prepared()) {
+        const { rule } = p;
         const file = path.join(opts.output, `${rule.name}.csv`);
+        const columns = shownColumns(p).map(quoteIdent);
         await writeFile(file, toCsv(await main.state.query(`SELECT ${columns.join(', ')} FROM ${rule.target} ORDER BY ${rule.key.join(', ')}`)));
       }
       out.push(`rows of every rule written to ${path.join(opts.output, '<rule>.csv')}`);

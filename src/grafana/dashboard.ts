@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import type { PreparedRule } from '../rules/runner.js';
-import { quoteIdent, recentRowsSql, timeColumns } from '../rules/view.js';
+import { quoteIdent, recentRowsSql, timeColumns, type RuleShape } from '../rules/view.js';
 
 const PG = { type: 'grafana-postgresql-datasource', uid: 'fraud-sql-pg' };
 const PROM = { type: 'prometheus', uid: 'fraud-sql-prom' };
@@ -172,7 +172,7 @@ const BASE_BOTTOM = 49;
  * range when that time is; one with several (a window, a burst) when its span
  * overlaps the range, so a burst that began earlier and is still active shows.
  */
-export function rulePanelSql(p: Pick<PreparedRule, 'columns' | 'types'> & { rule: { target: string } }): string {
+export function rulePanelSql(p: RuleShape & { rule: { target: string } }): string {
   const times = timeColumns(p).map(quoteIdent);
   const where =
     times.length === 0 ? null : times.length === 1 ? `$__timeFilter(${times[0]})` : `${times[0]} <= $__timeTo() AND ${times.at(-1)} >= $__timeFrom()`;

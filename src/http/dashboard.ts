@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Columns } from '../engine/ports.js';
 import type { PreparedRule } from '../rules/runner.js';
-import { recentRowsSql } from '../rules/view.js';
+import { recentRowsSql, shownColumns } from '../rules/view.js';
 import { PAGE } from './page.js';
 import { rowsOf } from '../types.js';
 import { detectionRows } from '../alerts/alert.js';
@@ -226,7 +226,7 @@ export class ResultsDashboard implements DashboardSource {
     } catch (err) {
       return {
         ...head,
-        columns: p.columns.map((name) => ({ name, kind: 'text' as const })),
+        columns: shownColumns(p).map((name) => ({ name, kind: 'text' as const })),
         rows: [],
         detections: null,
         error: (err as Error).message.split('\n')[0]!,

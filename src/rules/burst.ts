@@ -209,16 +209,18 @@ export function burstFields(
   };
 }
 
+/**
+ * The columns a burst rule's rows carry for fraud-sql alone: per count(DISTINCT x),
+ * the values seen so far (a JSON list that may hold thousands of ids). Left out
+ * wherever rows are shown or sent: alerts, the page, Grafana, backtest's CSV.
+ */
+export function burstBookkeeping(spec: BurstSpec | null): string[] {
+  return spec ? spec.aggregates.filter((a) => a.distinct).map((a) => `${a.alias}_values`) : [];
+}
+
 /** The result columns of a burst rule, in output order. */
 export function burstColumns(spec: BurstSpec): string[] {
-  return [
-    'source_partition',
-    spec.key,
-    'window_start',
-    'window_end',
-    ...spec.aggregates.map((a) => a.alias),
-    ...spec.aggregates.filter((a) => a.distinct).map((a) => `${a.alias}_values`),
-  ];
+  return ['source_partition', spec.key, 'window_start', 'window_end', ...spec.aggregates.map((a) => a.alias), ...burstBookkeeping(spec)];
 }
 
 /**

@@ -8,7 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { evalDuration, parseParamValue, substitute, type ParamValue, type Substitution } from './params.js';
 import type { Diagnostic, RuleOutput } from '../engine/ports.js';
-import { burstFields, burstSql, parseBurstBody, parseBurstHeader, type BurstSpec } from './burst.js';
+import { burstBookkeeping, burstFields, burstSql, parseBurstBody, parseBurstHeader, type BurstSpec } from './burst.js';
 import { SCENARIOS } from '../generator/orders.js';
 import { parseAlertHeader, type AlertSpec } from '../alerts/alert.js';
 import { EVIDENCE_DEFAULT_MAX, evidenceSpec, parseEvidenceHeader, type EvidenceSpec } from '../alerts/evidence.js';
@@ -230,7 +230,7 @@ export function parseRule(file: string, text: string, overrides: ParamOverrides 
   if (alertField && key.length > 0) {
     const a = parseAlertHeader(alertField.value, severity, key, ORDER_KEY_FIELDS);
     if (typeof a === 'string') report(alertField.line, 1, a);
-    else alert = { ...a, omit: burst ? burst.aggregates.filter((g) => g.distinct).map((g) => `${g.alias}_values`) : [] };
+    else alert = { ...a, omit: burstBookkeeping(burst) };
   }
 
   // Detections (alerting rules) keep their orders unless they say otherwise; other rules when they ask.

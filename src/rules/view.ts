@@ -3,9 +3,17 @@
  * generated Grafana panels), so both read them the same way: the rule's output
  * columns, newest first, from its target table.
  */
+import { burstBookkeeping } from './burst.js';
+import type { Rule } from './loader.js';
 import type { PreparedRule } from './runner.js';
 
-export type RuleShape = Pick<PreparedRule, 'columns' | 'types'>;
+export type RuleShape = Pick<PreparedRule, 'columns' | 'types'> & { rule: Pick<Rule, 'burst'> };
+
+/** The output columns a reader is shown: all but those fraud-sql keeps for itself (see burstBookkeeping). */
+export function shownColumns(p: RuleShape): string[] {
+  const own = burstBookkeeping(p.rule.burst);
+  return p.columns.filter((c) => !own.includes(c));
+}
 
 /** An SQL identifier, quoted for DuckDB and PostgreSQL alike (a column may be named like a keyword). */
 export function quoteIdent(name: string): string {
@@ -29,7 +37,7 @@ export function newestFirst(p: RuleShape): string {
 /** SELECT of a rule's most recent rows in its target table. */
 export function recentRowsSql(p: RuleShape & { rule: { target: string } }, where: string | null, limit: number): string {
   return (
-    `SELECT ${p.columns.map(quoteIdent).join(', ')} FROM ${quoteIdent(p.rule.target)}` +
+    `SELECT ${shownColumns(p).map(quoteIdent).join(', ')} FROM ${quoteIdent(p.rule.target)}` +
     (where ? ` WHERE ${where}` : '') +
     ` ORDER BY ${newestFirst(p)} LIMIT ${Math.floor(limit)}`
   );
