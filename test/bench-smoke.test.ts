@@ -57,3 +57,11 @@ t.test('npm run bench -- --smoke reports throughput, latency percentiles and RSS
     t.ok(cpu.idlePercent >= 0 && cpu.at15PerSecondPercent > 0, `${setup}: CPU measured (idle ${cpu.idlePercent} %, 15 orders/s ${cpu.at15PerSecondPercent} %)`);
   }
 });
+
+t.test('npm run bench:rules prints each rule its milliseconds per batch, of the rules directory given', async (t) => {
+  const { stdout } = await run('npm', ['run', '-s', 'bench:rules', '--', '--seconds', '6', '--rate', '200', '--batch', '100'], { cwd: root });
+  t.match(stdout, /^1,200 orders at 200\/s in batches of 100, rules of .*queries; [\d,]+ orders retained at the end; [\d.]+ s$/m);
+  const rules = [...stdout.matchAll(/^ {2}(\w+) +([\d.]+) +([\d.]+)$/gm)].map((m) => m[1]);
+  t.same(rules.sort(), ['blocked_activity', 'card_testing', 'high_value_orders', 'popular_products', 'realtime_stats', 'shared_ip_accounts', 'suspicious_ips']);
+  t.match(stdout, /^ {2}stage rules +[\d.]+ +[\d.]+$/m, 'the engine stages too');
+});
