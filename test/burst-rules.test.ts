@@ -97,12 +97,12 @@ t.test('DuckDB errors in the author text point at its line', async (t) => {
   };
   t.same(await check(rule(GOOD_BURST, GOOD_BODY)), [], 'the rule checks out against the card_testing table');
   t.match(await check(rule(GOOD_BURST, 'SELECT\n  count(*) AS order_count,\n  count(DISTINCT payment_methd) AS method_count\nFROM burst\n')), [
-    /^card_testing\.sql:9:1: .*payment_methd/,
+    /^card_testing\.sql:9:18: .*payment_methd/,
   ]);
-  t.match(await check(rule('user_id when count(DISTINCT paymnt) >= 3 within $window', GOOD_BODY)), [/^card_testing\.sql:3:1: .*paymnt/]);
+  t.match(await check(rule('user_id when count(DISTINCT paymnt) >= 3 within $window', GOOD_BODY)), [/^card_testing\.sql:3:39: .*paymnt/]);
   t.match(
     await check(rule(GOOD_BURST, GOOD_BODY.replace(/FROM burst\n?$/, 'FROM burst\nWHERE\n  user_id NOT IN (SELECT user_id FROM allow_userz)\n'))),
-    [/^card_testing\.sql:12:1: .*allow_userz/],
+    [/^card_testing\.sql:12:39: .*allow_userz/],
     'a mistake in the WHERE, at its line',
   );
   t.same(

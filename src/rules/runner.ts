@@ -3,6 +3,7 @@
  * schema without running it (DESCRIBE): output columns, key, target types. A
  * rule that fails is reported with file:line:column and skipped; the others go on.
  */
+import { readFileSync } from 'node:fs';
 import type { DuckState } from '../state/duckdb.js';
 import type { Columns, Diagnostic, RuleRun } from '../engine/ports.js';
 import { createTableSql, deriveTable, planTable, quote, sameTable, type ResultTable } from '../sink/tables.js';
@@ -19,11 +20,28 @@ export function duckErrorToDiagnostic(rule: Pick<Rule, 'file' | 'substitutions' 
   const m = /\nLINE (\d+): (.*)\n( *)\^/.exec(message);
   if (!m) return { file: rule.file, line: 1, column: 1, message: first };
   const line = Number(m[1]) - lineOffset;
-  // A burst rule's SQL is generated around the author's text: the line is the file's, the column is not.
-  if (rule.burst) return { file: rule.file, line, column: 1, message: first };
   const caretColumn = m[3]!.length - `LINE ${m[1]}: `.length + 1;
+  // A burst rule's SQL is generated around the author's text: the line is the file's, the
+  // column is where the word under DuckDB's caret stands in it.
+  if (rule.burst) return { file: rule.file, line, column: wordColumn(rule.file, line, m[2]!, caretColumn - 1) ?? 1, message: first };
   // DuckDB shows a window of long lines starting with "..."; columns are then approximate.
   return { file: rule.file, line, column: Math.max(1, originalColumn(line, caretColumn, rule.substitutions)), message: first };
+}
+
+/** Where the word at index `at` of `shown` (DuckDB's copy of the line) first stands as a whole word in line `line` of `file`; null when it does not. */
+function wordColumn(file: string, line: number, shown: string, at: number): number | null {
+  let start = Math.min(at, shown.length);
+  while (start > 0 && /\w/.test(shown[start - 1]!)) start--;
+  const word = /^\w+/.exec(shown.slice(start))?.[0];
+  if (!word) return null;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').split('\n')[line - 1] ?? '';
+  } catch {
+    return null;
+  }
+  const hit = new RegExp(`\\b${word}\\b`).exec(text);
+  return hit ? hit.index + 1 : null;
 }
 
 /** A rule's SQL as one statement to embed or run: without its closing semicolon. */
