@@ -227,7 +227,7 @@ t.test('--compare with a rule added on one side and removed on the other lists e
   );
   const r = await backtest(loadConfig({ queriesDir: QUERIES, batchMaxSize: 10 }, {}), { input, compare: `${dir}/other` });
   const text = r.lines.join('\n');
-  t.match(text, new RegExp(`high_value_orders: written only by the rules of ${QUERIES} \\(1 rows\\)`), 'the removed rule');
+  t.ok(text.includes(`high_value_orders: written only by the rules of ${QUERIES} (1 row)`), 'the removed rule');
   t.match(text, /big_baskets: written only by the rules of .*other \(0 rows\)/, 'the added rule');
   t.match(text, /suspicious_ips: 0 rows only with .*other, 0 rows only with .*, 0 rows with other values/, 'the rules both have');
 });

@@ -124,7 +124,10 @@ export async function backtest(
         const { rule } = p;
         const file = path.join(opts.output, `${rule.name}.csv`);
         const columns = shownColumns(p).map(quoteIdent);
-        await writeFile(file, toCsv(await main.state.query(`SELECT ${columns.join(', ')} FROM ${rule.target} ORDER BY ${rule.key.join(', ')}`)));
+        await writeFile(
+          file,
+          toCsv(await main.state.query(`SELECT ${columns.join(', ')} FROM ${quoteIdent(rule.target)} ORDER BY ${rule.key.map(quoteIdent).join(', ')}`)),
+        );
       }
       out.push(`rows of every rule written to ${path.join(opts.output, '<rule>.csv')}`);
     }
@@ -138,7 +141,8 @@ export async function backtest(
           // A rule one side has and the other not (added or removed): its rows, with nothing to match them against.
           if (!mine.has(table) || !theirs.has(table)) {
             const [side, state] = mine.has(table) ? [dir, main.state] : [opts.compare, other.state];
-            out.push(`  ${table}: written only by the rules of ${side} (${(await tableRows(state, table)).length} rows)`);
+            const n = (await tableRows(state, table)).length;
+            out.push(`  ${table}: written only by the rules of ${side} (${n} ${n === 1 ? 'row' : 'rows'})`);
             continue;
           }
           const key = [...main.rules.tables(), ...other.rules.tables()].find((t) => t.name === table)!.key;

@@ -7,6 +7,7 @@ import type { CommandModule } from 'yargs';
 import { paramOverrides, type Config } from '../config.js';
 import { FraudSqlError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { burstBookkeeping } from '../rules/burst.js';
 import { loadRules } from '../rules/loader.js';
 import type { Rule } from '../rules/loader.js';
 import { openSink } from '../compose.js';
@@ -90,7 +91,12 @@ export async function explain(config: Readonly<Config>, ruleName: string, key: s
         `${rule.name} has no detection of ${columns.join(',')} = ${safe(key)}${at === null ? '' : ` at ${safe(at)}`} in schema ${config.pgSchema}`,
       );
     }
-    const detection = Object.fromEntries(Object.entries(rows[0]!).map(([k, v]) => [k, v instanceof Date ? v.toISOString() : v]));
+    const own = burstBookkeeping(rule.burst);
+    const detection = Object.fromEntries(
+      Object.entries(rows[0]!)
+        .filter(([k]) => !own.includes(k))
+        .map(([k, v]) => [k, v instanceof Date ? v.toISOString() : v]),
+    );
     const evidence = rule.evidence ? await readEvidence(sink, { rule: rule.name, keyValue: key, windowStart: iso(detection.window_start) }) : null;
     return {
       rule: rule.name,

@@ -1,7 +1,7 @@
 /**
  * How a rule's rows are listed wherever they are shown (the built-in page, the
  * generated Grafana panels), so both read them the same way: the rule's output
- * columns, newest first, from its target table.
+ * columns but fraud-sql's own (shownColumns), newest first, from its target table.
  */
 import { burstBookkeeping } from './burst.js';
 import type { Rule } from './loader.js';
