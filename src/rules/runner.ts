@@ -40,7 +40,8 @@ function wordColumn(file: string, line: number, shown: string, at: number): numb
   } catch {
     return null;
   }
-  const hit = new RegExp(`\\b${word}\\b`).exec(text);
+  // Case aside: generated SQL may spell a keyword otherwise. The first occurrence: a word twice on a line is ambiguous.
+  const hit = new RegExp(`\\b${word}\\b`, 'i').exec(text);
   return hit ? hit.index + 1 : null;
 }
 
