@@ -49,12 +49,9 @@ import { Kafka, Partitioners, logLevel, type Producer } from 'kafkajs';
 import pg from 'pg';
 import { generateOrders, type GeneratedOrder } from '../src/generator/orders.js';
 import type { LookupMessage } from './lookups.js';
+import { opt, pct } from './options.js';
 
 const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1]! : def;
-};
 const smoke = args.includes('--smoke');
 const ORDERS = Number(opt('orders', smoke ? '20000' : '2000000'));
 const RATES = opt('rates', smoke ? '1000' : '1000,5000,10000,20000')
@@ -207,12 +204,6 @@ async function lookups(url: string, ips: () => string[], until: Promise<unknown>
   const { latencies, failure } = await done;
   if (failure) throw new Error(`decision lookup: ${failure}`);
   return latencies;
-}
-
-function pct(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 async function newTopic(name: string): Promise<string> {

@@ -3,36 +3,44 @@
  * Kafka and no PostgreSQL. Generated orders (the generator's usual mix, bots
  * included) at a fixed rate are cut into batches of a fixed size and run through
  * the real engine on an in-memory DuckDB, as `rules test` runs them: every rule in
- * one engine, retention after every batch. Once the state holds what the rules
- * keep (the second half of the run), prints per rule its milliseconds per batch,
- * median and 90th percentile, and the engine's own stages.
+ * one engine, retention after every batch. Prints per rule its milliseconds per
+ * batch, median and 90th percentile, over the second half of the run (the state
+ * then holds from half to all of the run's orders, at most what the rules keep:
+ * ten minutes of event time for the built-in card_testing), and the engine's own
+ * stages.
  *
  * Where `npm run bench` says how fast fraud-sql is, this says where a batch's time
  * goes, and whether it grows with the batch or with the state: run it with two
  * batch sizes, or two lengths. Options:
  *   --rate N      orders per second of event time (default 1000)
- *   --seconds S   event time covered (default 240; the second half is measured)
+ *   --seconds S   event time covered (default 240)
  *   --batch B     orders per micro-batch (default 250: a window engine's batch at
  *                 1,000 orders/s, started every 250 ms)
  *   --queries D   the rules directory (default: the built-in queries/)
  */
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config.js';
 import { runInMemory } from '../src/compose.js';
 import { generateOrders } from '../src/generator/orders.js';
 import type { RecordedMessage } from '../src/source/recorded.js';
+import { opt, pct } from './options.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1]! : def;
-};
 const RATE = Number(opt('rate', '1000'));
 const SECONDS = Number(opt('seconds', '240'));
 const BATCH = Number(opt('batch', '250'));
-const QUERIES = path.resolve(opt('queries', new URL('../../queries', import.meta.url).pathname));
+const QUERIES = path.resolve(opt('queries', fileURLToPath(new URL('../../queries', import.meta.url))));
+const problems = [
+  ...(Number.isFinite(RATE) && RATE > 0 ? [] : ['--rate: a number of orders per second above 0']),
+  ...(Number.isFinite(SECONDS) && SECONDS > 0 ? [] : ['--seconds: a number of seconds above 0']),
+  ...(Number.isInteger(BATCH) && BATCH >= 1 ? [] : ['--batch: a whole number of orders, at least 1']),
+];
+if (problems.length > 0) {
+  console.error(`bench:rules: ${problems.join('; ')}`);
+  process.exit(2);
+}
 
-const total = RATE * SECONDS;
+const total = Math.round(RATE * SECONDS);
 const batches = Math.ceil(total / BATCH);
 
 function* cut(): Generator<RecordedMessage[]> {
@@ -43,11 +51,6 @@ function* cut(): Generator<RecordedMessage[]> {
     yield batch;
   }
 }
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
 
 const config = loadConfig({}, {}, { queriesDir: QUERIES });
 const perRule = new Map<string, number[]>();

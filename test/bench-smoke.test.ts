@@ -58,7 +58,7 @@ t.test('npm run bench -- --smoke reports throughput, latency percentiles and RSS
   }
 });
 
-t.test('npm run bench:rules prints each rule its milliseconds per batch, of the rules directory given', async (t) => {
+t.test('npm run bench:rules prints each built-in rule its milliseconds per batch, and the engine stages', async (t) => {
   const { stdout } = await run('npm', ['run', '-s', 'bench:rules', '--', '--seconds', '6', '--rate', '200', '--batch', '100'], { cwd: root });
   t.match(stdout, /^1,200 orders at 200\/s in batches of 100, rules of .*queries; [\d,]+ orders retained at the end; [\d.]+ s$/m);
   const rules = [...stdout.matchAll(/^ {2}(\w+) +([\d.]+) +([\d.]+)$/gm)].map((m) => m[1]);
