@@ -97,6 +97,9 @@ t.test('each rule is scored against its label at its actual parameters', async (
   });
   const strictHv = await backtest(config(['high_value_orders.threshold=600000']), { input });
   t.same([strictHv.scores.high_value_orders!.expected, strictHv.scores.high_value_orders!.found], [0, 0]);
+  // Nothing to find and nothing found is no figure, not a perfect one.
+  t.same([strictHv.scores.high_value_orders!.recall, strictHv.scores.high_value_orders!.precision], [null, null]);
+  t.match(strictHv.lines.join('\n'), /high_value_orders\s+recall n\/a \(0 of 0 expected\)\s+precision n\/a \(0 of 0 found\)/);
 });
 
 t.test('an unlabelled recording gets row counts only', async (t) => {
@@ -239,7 +242,11 @@ t.test('lists in a backtest: the blocked scenario is found, the allow-listed off
   const { stdout } = await exec('node', [CLI, 'backtest', '--input', input]);
   t.match(stdout, /blocked_activity\s+recall 100\.0% \(([1-9]\d*) of \1 expected\)\s+precision 100\.0%/, 'every blocked order, nothing else');
   t.match(stdout, /suspicious_ips\s+recall 100\.0% \(\d+ of \d+ expected\)\s+precision 100\.0%/, 'the office NAT is no bot');
-  t.match(stdout, /shared_ip_accounts\s+recall [\d.]+% \(\d+ of \d+ expected\)\s+precision 100\.0%|shared_ip_accounts\s+no row/, 'nor a shared IP');
+  t.match(
+    stdout,
+    /shared_ip_accounts\s+recall (?:[\d.]+%|n\/a) \(\d+ of \d+ expected\)\s+precision (?:100\.0% \(\d+|n\/a \(0) of \d+ found\)/,
+    'nor a shared IP',
+  );
   // The same orders without the allow list's entry: the office is reported.
   cpSync(QUERIES, `${dir}/q`, { recursive: true });
   writeFileSync(`${dir}/q/lists/allow_ips.csv`, 'ip_address,reason\n');

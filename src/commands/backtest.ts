@@ -61,8 +61,9 @@ export interface RuleScore {
   hits: number;
   /** Key values with a labelled order, whether it meets the condition or not. */
   labelled: number;
-  recall: number;
-  precision: number;
+  /** Null when there is nothing to divide by: no order meets the label, or the rule found nothing. */
+  recall: number | null;
+  precision: number | null;
 }
 
 export interface BacktestReport {
@@ -112,7 +113,8 @@ export async function backtest(
       }
       const v = await score(main.state, rule.target, rule.label, orders);
       scores[rule.name] = v;
-      const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+      // "100.0% (0 of 0)" would read as a pass; with nothing to score there is no figure.
+      const pct = (x: number | null) => (x === null ? 'n/a' : `${(100 * x).toFixed(1)}%`);
       out.push(
         `  ${rule.name.padEnd(20)} recall ${pct(v.recall)} (${v.hits} of ${v.expected} expected)  precision ${pct(v.precision)} (${v.hits} of ${v.found} found)`,
       );
@@ -200,8 +202,7 @@ async function score(state: DuckState, target: string, label: RuleLabel, orders:
   const { expected, labelled } = expectedKeys(orders, label);
   const found = new Set(rowsOf(await state.query(`SELECT DISTINCT ${label.keyFields.join(', ')} FROM ${target}`)).map((r) => keyOf(label.keyFields, r)));
   const hits = [...found].filter((k) => expected.has(k)).length;
-  // Nothing to find and nothing found is a perfect score, not a division by zero.
-  const ratio = (a: number, b: number) => (b === 0 ? 1 : a / b);
+  const ratio = (a: number, b: number) => (b === 0 ? null : a / b);
   return {
     label: label.text,
     keyFields: label.keyFields,
