@@ -13,6 +13,12 @@ const row = (orderId: string, eventUs: number, partition: number, offset: number
   offset: BigInt(offset),
 });
 
+/** Both ways of checking for redeliveries: in JavaScript (small batches) and in DuckDB (large ones). */
+const WAYS = [
+  { way: 'in JavaScript', stagedFrom: Infinity },
+  { way: 'in DuckDB', stagedFrom: 1 },
+];
+
 const retained = async (s: DuckState) => {
   const r = await s.query(
     'SELECT order_id, epoch_us(event_time) - $1::BIGINT, kafka_partition, kafka_offset FROM orders ORDER BY kafka_partition, kafka_offset',
@@ -21,42 +27,47 @@ const retained = async (s: DuckState) => {
   return r.columns[0]!.map((id, i) => `${String(id)}@${String(r.columns[1]![i])} ${String(r.columns[2]![i])}/${String(r.columns[3]![i])}`);
 };
 
-t.test('ids the producer wrote: NUL, quotes and SQL, lone surrogates; a redelivery is recognised', async (t) => {
-  const s = await DuckState.open(':memory:', { threads: 1 });
-  t.teardown(() => s.close());
-  {
-    for (const id of ['a\u0000b', "x'); DROP TABLE orders; --", 'z\ud800', 'back\\slash']) {
-      t.same(await s.ingest([row(id, T, 0, 1)], 1), { inserted: 1, duplicates: 0 }, `${JSON.stringify(id)} is ingested`);
-      t.same(await s.ingest([row(id, T, 1, 2)], 2), { inserted: 0, duplicates: 1 }, `${JSON.stringify(id)} again is a redelivery`);
+for (const { way, stagedFrom } of WAYS) {
+  t.test(`${way}: ids the producer wrote: NUL, quotes and SQL, lone surrogates; a redelivery is recognised`, async (t) => {
+    const s = await DuckState.open(':memory:', { threads: 1, stagedFrom });
+    t.teardown(() => s.close());
+    {
+      for (const id of ['a\u0000b', "x'); DROP TABLE orders; --", 'z\ud800', 'back\\slash']) {
+        t.same(await s.ingest([row(id, T, 0, 1)], 1), { inserted: 1, duplicates: 0 }, `${JSON.stringify(id)} is ingested`);
+        t.same(await s.ingest([row(id, T, 1, 2)], 2), { inserted: 0, duplicates: 1 }, `${JSON.stringify(id)} again is a redelivery`);
+      }
+      // DuckDB stores text as UTF-8: both become "q\ufffd", one order.
+      t.same(await s.ingest([row('q\ud800', T, 0, 5), row('q\udc00', T, 0, 6)], 3), { inserted: 1, duplicates: 1 });
+      t.equal((await retained(s)).length, 5);
     }
-    // DuckDB stores text as UTF-8: both become "q\ufffd", one order.
-    t.same(await s.ingest([row('q\ud800', T, 0, 5), row('q\udc00', T, 0, 6)], 3), { inserted: 1, duplicates: 1 });
-    t.equal((await retained(s)).length, 5);
-  }
-});
+  });
 
-t.test('in a batch, the first delivery by partition and offset; one already retained does not count', async (t) => {
-  const s = await DuckState.open(':memory:', { threads: 1 });
-  t.teardown(() => s.close());
-  {
-    t.same(await s.ingest([row('A', T + 100, 0, 0)], 1), { inserted: 1, duplicates: 0 });
-    // The batch repeats A as retained (same event time) and brings an order with A's id at
-    // another time: that one is new. B comes twice; partition 0 offset 3 is its first.
-    const batch = [row('B', T + 300, 1, 9), row('A', T + 100, 0, 1), row('A', T + 200, 0, 2), row('B', T + 300, 0, 3)];
-    t.same(await s.ingest(batch, 2), { inserted: 2, duplicates: 2 });
-    t.same(await retained(s), ['A@100 0/0', 'A@200 0/2', 'B@300 0/3']);
-  }
-});
+  t.test(`${way}: in a batch, the first delivery by partition and offset; one already retained does not count`, async (t) => {
+    const s = await DuckState.open(':memory:', { threads: 1, stagedFrom });
+    t.teardown(() => s.close());
+    {
+      t.same(await s.ingest([row('A', T + 100, 0, 0)], 1), { inserted: 1, duplicates: 0 });
+      // The batch repeats A as retained (same event time) and brings an order with A's id at
+      // another time: that one is new. B comes twice; partition 0 offset 3 is its first.
+      const batch = [row('B', T + 300, 1, 9), row('A', T + 100, 0, 1), row('A', T + 200, 0, 2), row('B', T + 300, 0, 3)];
+      t.same(await s.ingest(batch, 2), { inserted: 2, duplicates: 2 });
+      t.same(await retained(s), ['A@100 0/0', 'A@200 0/2', 'B@300 0/3']);
+    }
+  });
 
-t.test('a batch whose event-time range holds many more retained orders than it has (one late order widens it) still finds its redeliveries', async (t) => {
-  const s = await DuckState.open(':memory:', { threads: 1 });
-  t.teardown(() => s.close());
-  {
-    const earlier = Array.from({ length: 500 }, (_, i) => row(`M${i}`, T + i * 1000, 0, i));
-    t.same(await s.ingest(earlier, 1), { inserted: 500, duplicates: 0 });
-    // Its range is all 500 retained orders: two of them again, and one new one.
-    const batch = [row('M0', T, 1, 0), row('N1', T + 499_000, 1, 1), row('M250', T + 250_000, 1, 2)];
-    t.same(await s.ingest(batch, 2), { inserted: 1, duplicates: 2 });
-    t.equal((await retained(s)).length, 501);
-  }
-});
+  t.test(
+    `${way}: a batch whose event-time range holds many more retained orders than it has (one late order widens it) still finds its redeliveries`,
+    async (t) => {
+      const s = await DuckState.open(':memory:', { threads: 1, stagedFrom });
+      t.teardown(() => s.close());
+      {
+        const earlier = Array.from({ length: 500 }, (_, i) => row(`M${i}`, T + i * 1000, 0, i));
+        t.same(await s.ingest(earlier, 1), { inserted: 500, duplicates: 0 });
+        // Its range is all 500 retained orders: two of them again, and one new one.
+        const batch = [row('M0', T, 1, 0), row('N1', T + 499_000, 1, 1), row('M250', T + 250_000, 1, 2)];
+        t.same(await s.ingest(batch, 2), { inserted: 1, duplicates: 2 });
+        t.equal((await retained(s)).length, 501);
+      }
+    },
+  );
+}

@@ -23,7 +23,7 @@ export interface List {
 
 const NAME = /^[a-z_][a-z0-9_]*$/;
 /** The state's own tables and views, which a list cannot replace. */
-const RESERVED = /^(orders|batch_orders|burst|result_.*|changed_.*)$/;
+const RESERVED = /^(orders|batch_orders|incoming_orders|burst|result_.*|changed_.*)$/;
 
 /** The lists of a rules directory (its `lists/` folder; none without one), with every problem found. */
 export function loadLists(rulesDir: string): { lists: List[]; diagnostics: Diagnostic[] } {
