@@ -248,7 +248,9 @@ export async function startRun(config: Readonly<Config>, logger: Logger): Promis
         { failpoint: fail, recordsDeadLetters: p.deadLetters, alerts: true, precedence: p.perOrder ? (precedence ?? undefined) : undefined },
       );
       wireEngine(engine, logger, print, p.deadLetters);
-      engine.events.on('batch:end', (b) => logger.debug('batch committed', { topic: p.topic, batch: b.batchId, messages: b.messages, orders: b.orders }));
+      engine.events.on('batch:end', (b) =>
+        logger.debug('batch committed', { topic: p.topic, group: p.group, batch: b.batchId, messages: b.messages, orders: b.orders }),
+      );
       metrics.attach(engine.events, p.topic, { countsInput: p.deadLetters, alongside: p.perOrder });
       pipelines.push({ plan: p, engine, source, input, sink, rules, state });
     }
