@@ -39,7 +39,8 @@ export const MANAGED_COLUMNS: readonly string[] = ['id', 'is_final', 'rule_versi
 export const PARTITION_COLUMN = 'source_partition';
 
 /** fraud-sql's own tables and views, in PostgreSQL or in the DuckDB state, which no rule may target. */
-const RESERVED = /^(orders|batch_orders|incoming_orders|dead_letters|late_events|consumer_progress|schema_migrations|popular_products|realtime_stats|(result|changed)_.*)$/;
+const RESERVED =
+  /^(orders|batch_orders|incoming_orders|dead_letters|late_events|consumer_progress|schema_migrations|popular_products|realtime_stats|(result|changed)_.*)$/;
 
 const INTEGER: Omit<TableColumn, 'name'> = { pg: 'integer', duck: 'INTEGER' };
 const BIGINT: Omit<TableColumn, 'name'> = { pg: 'bigint', duck: 'BIGINT' };
