@@ -17,8 +17,9 @@ import { quote } from '../sink/tables.js';
 import { formatMicros } from '../time.js';
 import type { Precedence } from '../engine/precedence.js';
 
-const ORDERS_DDL = `
-CREATE TABLE IF NOT EXISTS orders (
+/** The retained orders' table, and the staging table of large batches (see ingestStaged). */
+const ordersDdl = (table: 'orders' | 'incoming_orders') => `
+CREATE TABLE IF NOT EXISTS ${table} (
   order_id        VARCHAR NOT NULL,
   event_time      TIMESTAMP NOT NULL,   -- UTC
   user_id         VARCHAR NOT NULL,
@@ -32,13 +33,6 @@ CREATE TABLE IF NOT EXISTS orders (
   kafka_offset    BIGINT NOT NULL,
   batch_id        BIGINT NOT NULL
 )`;
-
-/**
- * The staging table of large batches (see ingestStaged). A table of the database,
- * not a temporary one: a temporary table keeps the rows deleted from it until a
- * checkpoint, and a checkpoint does not cover it.
- */
-const INCOMING_DDL = ORDERS_DDL.replace('orders', 'incoming_orders');
 
 /**
  * From this many orders a batch is checked for redeliveries in DuckDB, below it in
@@ -96,9 +90,12 @@ export class DuckState {
     }
     const conn = await instance.connect();
     const s = new DuckState(instance, conn, await instance.connect(), file === ':memory:', opts.yieldTo ?? null, opts.stagedFrom ?? STAGED_FROM);
-    await conn.run(ORDERS_DDL);
-    await conn.run(INCOMING_DDL);
-    // A file's staging table can hold a batch a crash interrupted: it was never ingested.
+    await conn.run(ordersDdl('orders'));
+    // A table of the database, not a temporary one: a temporary table keeps the rows
+    // deleted from it until a checkpoint, and a checkpoint does not cover it.
+    await conn.run(ordersDdl('incoming_orders'));
+    // What a crash left in a file's staging table is either in orders already or was
+    // never committed: not the next batch's either way.
     await conn.run('DELETE FROM incoming_orders');
     await conn.run('SET VARIABLE batch_id = 0');
     // Batch -1 stands for every retained order: a changed rule rebuilds its results from all of them.
@@ -134,19 +131,16 @@ export class DuckState {
    * ingest() for a large batch (a backlog being caught up on): the same rule, applied
    * by DuckDB. The batch is appended to a staging table and copied over without its
    * redeliveries, so the retained orders of its time range never come back to
-   * JavaScript as strings: that read, not the copy, was most of the ingest's time on
-   * the JavaScript thread, which a backlog keeps busy.
+   * JavaScript as strings: reading them costs the JavaScript thread, which a backlog
+   * keeps busy, per retained order.
    */
   private async ingestStaged(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }> {
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const r of rows) {
-      if (r.order.eventUs < lo) lo = r.order.eventUs;
-      if (r.order.eventUs > hi) hi = r.order.eventUs;
-    }
-    await this.append('incoming_orders', rows, batchId);
-    await this.turn();
-    const res = await this.conn.run(`
+    const { lo, hi } = eventTimeRange(rows);
+    let inserted: number;
+    try {
+      await this.append('incoming_orders', rows, batchId);
+      await this.turn();
+      const res = await this.conn.run(`
       INSERT INTO orders
       SELECT i.* FROM incoming_orders i
       WHERE NOT EXISTS (
@@ -154,11 +148,13 @@ export class DuckState {
         WHERE o.event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)
           AND o.order_id = i.order_id AND o.event_time = i.event_time)
       QUALIFY row_number() OVER (PARTITION BY i.order_id ORDER BY i.kafka_partition, i.kafka_offset) = 1`);
-    await this.turn();
-    await this.conn.run('DELETE FROM incoming_orders');
+      inserted = Number(res.rowsChanged);
+    } finally {
+      // Emptied even when the copy failed: left there, the batch would come with the next one.
+      await this.conn.run('DELETE FROM incoming_orders');
+    }
     // Its deleted rows hold memory until a checkpoint, as retention's do.
     this.deletedSinceCheckpoint += rows.length;
-    const inserted = Number(res.rowsChanged);
     return { inserted, duplicates: rows.length - inserted };
   }
 
@@ -195,12 +191,7 @@ export class DuckState {
    * so the check does not scan the whole retained history.
    */
   private async retainedDeliveries(rows: readonly IngestRow[]): Promise<Set<string>> {
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const r of rows) {
-      if (r.order.eventUs < lo) lo = r.order.eventUs;
-      if (r.order.eventUs > hi) hi = r.order.eventUs;
-    }
+    const { lo, hi } = eventTimeRange(rows);
     const sql = `SELECT epoch_us(event_time) || ' ' || order_id FROM orders
        WHERE event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)`;
     await this.turn();
@@ -364,6 +355,17 @@ export class DuckState {
     this.conn.closeSync();
     this.instance.closeSync();
   }
+}
+
+/** The earliest and the latest event time of the rows (µs). */
+function eventTimeRange(rows: readonly IngestRow[]): { lo: number; hi: number } {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const r of rows) {
+    if (r.order.eventUs < lo) lo = r.order.eventUs;
+    if (r.order.eventUs > hi) hi = r.order.eventUs;
+  }
+  return { lo, hi };
 }
 
 /**
