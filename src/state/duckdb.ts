@@ -36,9 +36,9 @@ CREATE TABLE IF NOT EXISTS ${table} (
 
 /**
  * From this many orders a batch is checked for redeliveries in DuckDB, below it in
- * JavaScript: the check in DuckDB is one more statement to plan (a few ms), reading
- * the retained orders back costs per order. A 5,000-order batch of a backlog spent
- * most of its ingest reading them back on the JavaScript thread.
+ * JavaScript: the check in DuckDB costs one more statement to plan (a few ms) and a
+ * staging copy; the check in JavaScript costs the JavaScript thread per retained
+ * order it reads back, and a backlog's batches of thousands keep that thread busy.
  */
 const STAGED_FROM = 1_000;
 
