@@ -6,7 +6,8 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { Kafka, Partitioners, logLevel, type Producer } from 'kafkajs';
+import { Kafka, logLevel, type Producer } from 'kafkajs';
+import { KeyPartitioner } from '../source/partitioner.js';
 import { FraudSqlError } from '../errors.js';
 import { compressionType, type Compression } from '../source/codecs.js';
 import type { GeneratedOrder } from './orders.js';
@@ -30,7 +31,7 @@ export async function kafkaOutput(brokers: string[], topic: string, { compressio
     retry: { retries: 2, initialRetryTime: 300 },
     connectionTimeout: 3_000,
   });
-  const producer: Producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: true });
+  const producer: Producer = kafka.producer({ createPartitioner: KeyPartitioner, allowAutoTopicCreation: true });
   try {
     await producer.connect();
   } catch (err) {

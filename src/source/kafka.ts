@@ -10,7 +10,6 @@
  */
 import {
   Kafka,
-  Partitioners,
   logLevel,
   type ConsumerConfig,
   type IHeaders,
@@ -23,6 +22,7 @@ import {
 } from 'kafkajs';
 import './codecs.js';
 import './kafkajs-fix.js';
+import { KeyPartitioner } from './partitioner.js';
 import { FraudSqlError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { backoffMs, DEFAULT_RETRY, retrying, sleep } from '../retry.js';
@@ -275,7 +275,7 @@ export async function openProducer(
 ): Promise<Producer> {
   const kafka = newKafka(opts);
   const admin = kafka.admin();
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: KeyPartitioner });
   await connectRetrying([admin, producer], opts);
   try {
     await admin.createTopics({ topics: [{ topic, numPartitions: create.partitions, replicationFactor: create.replicationFactor }], waitForLeaders: true });
@@ -321,7 +321,7 @@ export class KafkaSource implements SourcePort {
       allowAutoTopicCreation: true,
       idempotent: true,
       maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: KeyPartitioner,
     });
     this.admin = this.kafka.admin();
   }

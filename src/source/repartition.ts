@@ -13,8 +13,9 @@
  * coordinates, carried in the `fraud-sql-source` header). So the hop is
  * at-least-once and the results exactly-once.
  */
-import { Partitioners, type Admin, type Consumer, type EachBatchPayload, type Kafka, type Message, type Producer } from 'kafkajs';
+import { type Admin, type Consumer, type EachBatchPayload, type Kafka, type Message, type Producer } from 'kafkajs';
 import { FraudSqlError } from '../errors.js';
+import { KeyPartitioner } from './partitioner.js';
 import { sleep } from '../retry.js';
 import { findGap, gapError, resumeAfterGap, type OffsetGap } from '../engine/gap.js';
 import type { OffsetGapPolicy } from '../engine/ports.js';
@@ -97,7 +98,7 @@ export class Repartitioner {
   constructor(private readonly opts: RepartitionOptions) {
     this.kafka = newKafka(opts);
     this.consumer = this.kafka.consumer(consumerConfig(opts));
-    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: KeyPartitioner });
     this.admin = this.kafka.admin();
     this.failed = new Promise<never>((_, reject) => {
       this.failure = (err) => {
