@@ -1,6 +1,6 @@
 /** The pure alert logic: the header, which rows alert, stable ids, the JSON. */
 import t from 'tap';
-import { alertCandidates, alertId, alertPayload, parseAlertHeader, type AlertSpec } from '../src/alerts/alert.js';
+import { alertCandidates, alertId, alertPayloads, parseAlertHeader, type AlertSpec } from '../src/alerts/alert.js';
 import { retryDelayMs, signature } from '../src/alerts/publisher.js';
 import type { ResultSet } from '../src/engine/ports.js';
 import { loadRules, ORDER_KEY_FIELDS } from '../src/rules/loader.js';
@@ -95,7 +95,7 @@ t.test('the JSON: exact integers, no bookkeeping column, hostile values kept as 
   const hostile = `<script>alert(1)</script>'; DROP TABLE orders; --"\u0000\u001b[31m`;
   const rs = rows([10], hostile);
   const [c] = alertCandidates(rs, spec);
-  const text = alertPayload(rs, spec, c!, { orderIds: ['A"1'], orderCount: 1 }, '2026-01-01T00:02:00.000Z');
+  const text = alertPayloads(rs, spec, '2026-01-01T00:02:00.000Z')(c!, { orderIds: ['A"1'], orderCount: 1 });
   t.notOk(
     [...text].some((ch) => ch.charCodeAt(0) < 0x20),
     'control characters are escaped in the JSON text',
@@ -108,7 +108,7 @@ t.test('the JSON: exact integers, no bookkeeping column, hostile values kept as 
   t.same(alert.evidence, { order_ids: ['A"1'], order_count: 1 });
   const carried = { ...rs, names: [...rs.names, 'total_spent_values'], types: [...rs.types, 'VARCHAR'], columns: [...rs.columns, ['["a"]']] };
   const omitting = { ...spec, omit: ['total_spent_values'] };
-  t.notOk('total_spent_values' in JSON.parse(alertPayload(carried, omitting, c!, { orderIds: [], orderCount: 0 }, '')).row, 'nor a burst’s carried values');
+  t.notOk('total_spent_values' in JSON.parse(alertPayloads(carried, omitting, '')(c!, { orderIds: [], orderCount: 0 })).row, 'nor a burst’s carried values');
 });
 
 t.test('a burst rule’s alert leaves out the values it carries for itself', async (t) => {

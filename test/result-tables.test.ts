@@ -367,3 +367,37 @@ t.test('closing windows on the watermark alone never lowers a partition watermar
   await sink.finalize([], new Map([[0, us('2026-11-27T12:00:40Z')]]));
   t.equal(await watermark(), '2026-11-27T12:00:40.000Z', 'a newer one advances it');
 });
+
+t.test('alert payloads reach the outbox exactly as built, whatever the order fields held', async (t) => {
+  const { name, pool } = await schema(t);
+  const sink = await PgSink.open({ databaseUrl: PG_URL, schema: name, consumerGroup: 'g', topic: 'orders', logger: silentLogger });
+  t.teardown(() => sink.close());
+  const fields = [
+    `<script>alert("x")</script>`,
+    `'; DROP TABLE orders; --`,
+    'back\\slash "quoted" \\"',
+    '\u0000\u001b[31m\n\t',
+    '\ud800 lone surrogate',
+    '주문 \u{1F600}',
+    '{"a":[1,2]}',
+    '',
+  ];
+  const alerts = fields.map((field, i) => ({
+    id: `alert-${i}`,
+    rule: 'high_value_orders',
+    key: `key "${i}"`,
+    payload: JSON.stringify({ alert_id: `alert-${i}`, row: { product_name: field }, evidence: { order_ids: [field] } }),
+  }));
+  await sink.commit({ results: [], deadLetters: [], late: [], progress: [], finalizers: [], watermarks: new Map(), alerts, evidence: [] });
+  const rows = (await pool.query(`SELECT alert_id, alert_key, payload FROM alert_outbox ORDER BY alert_id`)).rows;
+  t.same(
+    rows.map((r) => [r.alert_id, r.alert_key, r.payload]),
+    alerts.map((a) => [a.id, a.key, a.payload]),
+    'each payload and key as built, in its own row',
+  );
+  t.same(
+    rows.map((r) => JSON.parse(r.payload).row.product_name),
+    fields,
+    'and each field back from the JSON, a lone surrogate included',
+  );
+});

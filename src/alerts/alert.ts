@@ -143,42 +143,52 @@ export function alertCandidates(rs: ResultSet, spec: AlertSpec): AlertCandidate[
   return out;
 }
 
+const EXACT_INTEGER = /^(HUGEINT|BIGINT|UBIGINT|UHUGEINT|DECIMAL\(\d+,0\))$/;
+
 /**
  * A result value as JSON: integers stay exact (a number while one is exact, else
  * a decimal string), timestamps are ISO-8601 UTC strings as the row holds them.
  */
-function jsonValue(v: unknown, type: string): unknown {
+function jsonValue(v: unknown, exactInteger: boolean): unknown {
   if (v === null || v === undefined) return null;
-  if (/^(HUGEINT|BIGINT|UBIGINT|UHUGEINT|DECIMAL\(\d+,0\))$/.test(type.toUpperCase())) {
+  if (exactInteger) {
     const n = BigInt(String(v));
     return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
   }
   return v;
 }
 
-/** The alert as published: schemas/alert.schema.json describes it. */
-export function alertPayload(
+/**
+ * The alerts of one result set as published (schemas/alert.schema.json describes
+ * them): which columns an alert's row carries, and how each is written, is worked
+ * out once for the batch, not once per alert (a drain alerts on every high-value
+ * order).
+ */
+export function alertPayloads(
   rs: ResultSet,
   spec: AlertSpec,
-  c: AlertCandidate,
-  evidence: { orderIds: readonly string[]; orderCount: number },
   detectedAt: string,
-): string {
-  const row: Record<string, unknown> = {};
-  rs.names.forEach((name, i) => {
-    if (!BOOKKEEPING.has(name) && !spec.omit?.includes(name)) row[name] = jsonValue(rs.columns[i]![c.row], rs.types[i] ?? '');
-  });
-  return JSON.stringify({
-    alert_id: c.id,
-    rule: rs.rule,
-    rule_version: rs.version,
-    severity: spec.severity,
-    key: { name: spec.keyColumns.join(','), value: c.keyValue },
-    window_start: c.windowStart,
-    window_end: c.windowEnd,
-    step: c.step,
-    row,
-    evidence: { order_ids: evidence.orderIds, order_count: evidence.orderCount },
-    detected_at: detectedAt,
-  });
+): (c: AlertCandidate, evidence: { orderIds: readonly string[]; orderCount: number }) => string {
+  const carried = rs.names.flatMap((name, i) =>
+    BOOKKEEPING.has(name) || spec.omit?.includes(name)
+      ? []
+      : [{ name, values: rs.columns[i]!, exactInteger: EXACT_INTEGER.test((rs.types[i] ?? '').toUpperCase()) }],
+  );
+  return (c, evidence) => {
+    const row: Record<string, unknown> = {};
+    for (const col of carried) row[col.name] = jsonValue(col.values[c.row], col.exactInteger);
+    return JSON.stringify({
+      alert_id: c.id,
+      rule: rs.rule,
+      rule_version: rs.version,
+      severity: spec.severity,
+      key: { name: spec.keyColumns.join(','), value: c.keyValue },
+      window_start: c.windowStart,
+      window_end: c.windowEnd,
+      step: c.step,
+      row,
+      evidence: { order_ids: evidence.orderIds, order_count: evidence.orderCount },
+      detected_at: detectedAt,
+    });
+  };
 }

@@ -6,7 +6,7 @@
  * batch; after a restart the outbox's unique alert_id drops what is sent again.
  */
 import type { ResultSet, StatePort } from '../engine/ports.js';
-import { alertCandidates, alertPayload, type OutboxAlert } from './alert.js';
+import { alertCandidates, alertPayloads, type OutboxAlert } from './alert.js';
 import { RecentMap } from './evidence.js';
 
 export class AlertStage {
@@ -42,7 +42,8 @@ export class AlertStage {
             : [];
       const byCandidate = new Map(traced.map((c, i) => [c, found[i]!]));
       const evidence = fresh.map((c) => byCandidate.get(c) ?? none);
-      fresh.forEach((c, i) => out.push({ id: c.id, rule: rs.rule, key: c.keyValue, payload: alertPayload(rs, spec, c, evidence[i]!, detectedAt) }));
+      const payload = alertPayloads(rs, spec, detectedAt);
+      fresh.forEach((c, i) => out.push({ id: c.id, rule: rs.rule, key: c.keyValue, payload: payload(c, evidence[i]!) }));
     }
     return out;
   }

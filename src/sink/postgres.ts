@@ -354,7 +354,7 @@ export class PgSink implements SinkPort {
         a.map((x) => x.id),
         a.map((x) => x.rule),
         a.map((x) => x.key),
-        a.map((x) => x.payload),
+        JSON.stringify(a.map((x) => x.payload)),
         [...(this.opts.alertWebhooks ?? [])],
       ]);
     }

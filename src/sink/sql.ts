@@ -180,11 +180,16 @@ ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING`;
 /**
  * New alerts into the outbox, each with a delivery per webhook URL ($5). An id
  * already there (a replayed batch, a restart) adds nothing: it was sent or will be.
+ * The payloads ($4) come as one JSON array of strings, not a text[]: node-postgres
+ * escapes each array element in JavaScript, quote by quote, which for a drain's
+ * alerts (about 500 characters of JSON each) cost several times what
+ * JSON.stringify does. A payload is JSON.stringify output, so it holds no lone
+ * surrogate, which PostgreSQL's JSON parser would refuse.
  */
 export const INSERT_ALERTS = `
 WITH added AS (
   INSERT INTO alert_outbox (alert_id, rule, alert_key, payload)
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+  SELECT * FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), json_array_elements_text($4::json))
   ON CONFLICT (alert_id) DO NOTHING
   RETURNING alert_id
 )
