@@ -111,6 +111,28 @@ t.test('the JSON: exact integers, no bookkeeping column, hostile values kept as 
   t.notOk('total_spent_values' in JSON.parse(alertPayloads(carried, omitting, '')(c!, { orderIds: [], orderCount: 0 })).row, 'nor a burst’s carried values');
 });
 
+t.test('each alert of a batch carries its own row: values per row, nulls, exact decimals', async (t) => {
+  const spec = parseAlertHeader('new', 'high', KEY, ORDER_KEY_FIELDS) as AlertSpec;
+  const base = rows([3, 7, 12]);
+  const rs: ResultSet = {
+    ...base,
+    names: [...base.names, 'avg_price', 'total_decimal'],
+    types: [...base.types, 'DOUBLE', 'DECIMAL(38,0)'],
+    columns: [base.columns[0]!, ['10.0.0.1', '10.0.0.2', null], ...base.columns.slice(2), [1.5, null, 2.25], ['12345678901234567890', '5', null]],
+  };
+  const payload = alertPayloads(rs, spec, '2026-01-01T00:02:00.000Z');
+  const alerts = alertCandidates(rs, spec).map((c) => JSON.parse(payload(c, { orderIds: [], orderCount: 0 })));
+  t.same(
+    alerts.map((a) => [a.row.ip_address, a.row.order_count, a.row.avg_price, a.row.total_decimal, a.window_start]),
+    [
+      ['10.0.0.1', 3, 1.5, '12345678901234567890', '2026-01-01T00:00:00.000000Z'],
+      ['10.0.0.2', 7, null, 5, '2026-01-01T00:00:01.000000Z'],
+      [null, 12, 2.25, null, '2026-01-01T00:00:02.000000Z'],
+    ],
+    'row by row, as each row holds it',
+  );
+});
+
 t.test('a burst rule’s alert leaves out the values it carries for itself', async (t) => {
   const { rules } = loadRules(new URL('../queries', import.meta.url).pathname);
   t.same(rules.find((r) => r.name === 'shared_ip_accounts')!.alert!.omit, ['user_count_values']);

@@ -181,10 +181,10 @@ ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING`;
  * New alerts into the outbox, each with a delivery per webhook URL ($5). An id
  * already there (a replayed batch, a restart) adds nothing: it was sent or will be.
  * The payloads ($4) come as one JSON array of strings, not a text[]: node-postgres
- * escapes each array element in JavaScript, quote by quote, which for a drain's
- * alerts (about 500 characters of JSON each) cost several times what
- * JSON.stringify does. A payload is JSON.stringify output, so it holds no lone
- * surrogate, which PostgreSQL's JSON parser would refuse.
+ * escapes each element of an array in JavaScript, and a payload (JSON itself, about
+ * 500 characters) is full of quotes; JSON.stringify escapes them natively. A payload
+ * is JSON.stringify output, so it holds no lone surrogate, which PostgreSQL's JSON
+ * parser would refuse.
  */
 export const INSERT_ALERTS = `
 WITH added AS (

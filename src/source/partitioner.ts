@@ -1,9 +1,9 @@
 /**
  * Which partition a produced message goes to: the rule of Kafka's Java producer and
  * of kafkajs' DefaultPartitioner (murmur2 of the key), in 32-bit integer arithmetic.
- * kafkajs computes the same hash with a 64-bit Long object per step, which was the
- * largest single cost of producing alerts (a drain writes one per high-value order)
- * and of the repartition hop (one message per order). The result must stay exactly
+ * kafkajs computes the same hash with a new 64-bit Long object per step, for every
+ * message the alert producer (one per high-value order) and the repartition hop
+ * (one per order and key) send. The result must stay exactly
  * kafkajs' and Java's: a key moved to another partition of a repartition topic would
  * split its windows across engines, and a topic keyed by a standard producer is read
  * as it is partitioned.
