@@ -165,8 +165,15 @@ export class AlertPublisher {
   private async publishKafka(): Promise<number> {
     const { producer, topic } = this.opts;
     return this.opts.transaction(async (c) => {
+      // The claim walks alert_outbox_unpublished in seq order and stops after CLAIM
+      // rows. Left to its estimates (a table not analyzed yet, or unpublished rows piled
+      // up since it was), the planner reads every unpublished row and sorts them all,
+      // so that each pass of a backlog costs the whole backlog.
+      await c.query('SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off');
+      // seq as it is (node-postgres gives a bigint as a string): ORDER BY names the
+      // output column, and ordering a text cast would put seq 10 before seq 9.
       const r = await c.query<{ seq: string; alert_key: string; payload: string }>(
-        `SELECT seq::text, alert_key, payload FROM alert_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ${CLAIM} FOR UPDATE SKIP LOCKED`,
+        `SELECT seq, alert_key, payload FROM alert_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ${CLAIM} FOR UPDATE SKIP LOCKED`,
       );
       if (r.rows.length === 0) return 0;
       await producer!.send({ topic, acks: -1, messages: r.rows.map((a) => ({ key: a.alert_key, value: a.payload })) });
