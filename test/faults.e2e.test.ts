@@ -119,6 +119,7 @@ t.test('SIGTERM mid-stream: a clean exit within seconds, the group left, an exac
   const took = Date.now() - termAt;
   t.equal(exit.code, 0, 'exit code 0');
   t.ok(took < 10_000, `exited ${took} ms after SIGTERM`);
+  t.match(r.output(), /SIGTERM: stopping[\s\S]*\n\S+ INFO {2}stopped\n$/, 'the last log line says it stopped');
   const admin = new Kafka({ clientId: 'fraud-sql-test', brokers: BROKERS, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   const group = (await admin.describeGroups([s.group])).groups[0]!;

@@ -43,7 +43,11 @@ export function onSignals(stop: () => Promise<void>, logger: Logger): void {
       logger.error(`shutdown took longer than ${SHUTDOWN_GRACE_MS / 1000} s; exiting`);
       process.exit(1);
     }, SHUTDOWN_GRACE_MS).unref();
-    void stop().then(() => process.exit(process.exitCode ?? 0));
+    void stop().then(() => {
+      // The last line says the stop finished: without it a quiet exit looks like a crash.
+      logger.info('stopped');
+      process.exit(process.exitCode ?? 0);
+    });
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);

@@ -589,7 +589,12 @@ export const runCommand: CommandModule<object, Record<string, unknown>> = {
   handler: async (argv) => {
     const config = configFrom(argv);
     const logger = createLogger(config.logLevel);
-    logger.info('starting fraud-sql run', { brokers: config.brokers.join(','), database: redactUrl(config.databaseUrl), topic: config.topic });
+    logger.info('starting fraud-sql run', {
+      brokers: config.brokers.join(','),
+      database: redactUrl(config.databaseUrl),
+      schema: config.pgSchema,
+      topic: config.topic,
+    });
     const app = await startRun(config, logger);
     await untilDone(app, logger);
   },
