@@ -49,7 +49,7 @@ async function kafkaTopic(teardown: Teardown, partitions: number): Promise<strin
   return topic;
 }
 
-async function pgSchema(teardown: Teardown): Promise<{ schema: string; pool: pg.Pool }> {
+export async function pgSchema(teardown: Teardown): Promise<{ schema: string; pool: pg.Pool }> {
   const schema = uniqueName('t');
   const pool = new pg.Pool({ connectionString: PG_URL, max: 2, options: `-c search_path=${schema} -c TimeZone=UTC` });
   // Some tests restart PostgreSQL: idle connections then fail, and are replaced.

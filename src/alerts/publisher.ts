@@ -51,6 +51,22 @@ const COALESCE_MS = 20;
 /** Webhook requests in flight at once. */
 const PARALLEL_DELIVERIES = 8;
 
+/**
+ * Run first in a claim's transaction: the claims walk their partial index
+ * (alert_outbox_unpublished, alert_deliveries_due) in order and stop at their limit.
+ * Left to its estimates (a table not analyzed yet, or unpublished rows piled up
+ * since it was), the planner reads every waiting row and sorts them all, so that
+ * each claim of a backlog costs the whole backlog.
+ */
+export const WALK_INDEXES = 'SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off';
+
+/**
+ * The next alerts to publish, in the order they were written. seq as it is
+ * (node-postgres gives a bigint as a string): ORDER BY names the output column, and
+ * ordering a text cast would put seq 10 before seq 9.
+ */
+export const CLAIM_ALERTS = `SELECT seq, alert_key, payload FROM alert_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ${CLAIM} FOR UPDATE SKIP LOCKED`;
+
 /** The X-Fraud-SQL-Signature header's value for `body`. */
 export function signature(secret: string, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
@@ -165,16 +181,8 @@ export class AlertPublisher {
   private async publishKafka(): Promise<number> {
     const { producer, topic } = this.opts;
     return this.opts.transaction(async (c) => {
-      // The claim walks alert_outbox_unpublished in seq order and stops after CLAIM
-      // rows. Left to its estimates (a table not analyzed yet, or unpublished rows piled
-      // up since it was), the planner reads every unpublished row and sorts them all,
-      // so that each pass of a backlog costs the whole backlog.
-      await c.query('SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off');
-      // seq as it is (node-postgres gives a bigint as a string): ORDER BY names the
-      // output column, and ordering a text cast would put seq 10 before seq 9.
-      const r = await c.query<{ seq: string; alert_key: string; payload: string }>(
-        `SELECT seq, alert_key, payload FROM alert_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ${CLAIM} FOR UPDATE SKIP LOCKED`,
-      );
+      await c.query(WALK_INDEXES);
+      const r = await c.query<{ seq: string; alert_key: string; payload: string }>(CLAIM_ALERTS);
       if (r.rows.length === 0) return 0;
       await producer!.send({ topic, acks: -1, messages: r.rows.map((a) => ({ key: a.alert_key, value: a.payload })) });
       await c.query('UPDATE alert_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])', [r.rows.map((a) => a.seq)]);
@@ -190,16 +198,17 @@ export class AlertPublisher {
    */
   private async deliverWebhooks(): Promise<number> {
     const lease = Math.ceil(this.opts.webhookTimeoutMs / 1000) + 30;
-    const due = await this.opts.transaction((c) =>
-      c.query<{ alert_id: string; url: string; attempts: number; payload: string }>(
+    const due = await this.opts.transaction(async (c) => {
+      await c.query(WALK_INDEXES);
+      return c.query<{ alert_id: string; url: string; attempts: number; payload: string }>(
         `UPDATE alert_deliveries d SET next_attempt_at = now() + ${lease} * interval '1 second'
          FROM alert_outbox o
          WHERE o.alert_id = d.alert_id AND (d.alert_id, d.url) IN (
            SELECT alert_id, url FROM alert_deliveries WHERE delivered_at IS NULL AND next_attempt_at <= now()
            ORDER BY next_attempt_at LIMIT ${PARALLEL_DELIVERIES} FOR UPDATE SKIP LOCKED)
          RETURNING d.alert_id, d.url, o.payload`,
-      ),
-    );
+      );
+    });
     // Every one settles before the next claim, a failed one included.
     const settled = await Promise.allSettled(due.rows.map((d) => this.deliver(d)));
     const failed = settled.find((r) => r.status === 'rejected');
