@@ -7,7 +7,8 @@
 import t from 'tap';
 import { FraudSqlError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
-import { applyAssignment, ASSIGNMENT_RETRY_MS, restartPolicy } from '../src/source/kafka.js';
+import { logLevel } from 'kafkajs';
+import { applyAssignment, ASSIGNMENT_RETRY_MS, logCreator, restartPolicy } from '../src/source/kafka.js';
 
 function setup() {
   const lines: string[] = [];
@@ -113,4 +114,16 @@ t.test('a stop ends the restarts', async (t) => {
   const restart = restartPolicy(stop.signal, fakeClock());
   stop.abort();
   t.equal(await restart(coordinatorNotFound()), false);
+});
+
+t.test("kafkajs' own log: what it retries itself is debug, anything else a warning", async (t) => {
+  const lines: string[] = [];
+  const log = logCreator(createLogger('debug', (l) => lines.push(l)))();
+  const entry = (level: number, message: string, error?: string) =>
+    log({ namespace: 'Connection', level, label: '', log: { timestamp: '', message, broker: '127.0.0.1:9092', error } });
+  entry(logLevel.ERROR, 'Response JoinGroup(key: 11, version: 5)', "The coordinator is loading and hence can't process requests for this group");
+  entry(logLevel.ERROR, 'Response Produce(key: 0, version: 7)', 'Not authorized to access topics: [Topic authorization failed]');
+  t.match(lines[0], / DEBUG kafka Connection: Response JoinGroup.*coordinator is loading/, 'a coordinator loading after a start: debug');
+  t.match(lines[1], / WARN {2}kafka Connection: Response Produce.*Not authorized/, 'an error it does not retry (no ACL): a warning');
+  t.equal(lines.length, 2);
 });

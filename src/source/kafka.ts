@@ -103,7 +103,7 @@ function repartitioned(headers: IHeaders | undefined): Pick<SourceMessage, 'orig
 }
 
 /** kafkajs log entries to one readable line each; its connection chatter is debug. */
-function logCreator(logger: Logger) {
+export function logCreator(logger: Logger) {
   return () =>
     ({ namespace, level, log }: LogEntry) => {
       const { message, broker, error } = log as { message: string; broker?: string; error?: string };
@@ -111,8 +111,10 @@ function logCreator(logger: Logger) {
       if (level === logLevel.ERROR || level === logLevel.WARN) {
         // Reconnect attempts are reported once per retry by the adapter, and crashes by
         // its CRASH handler (one line, with what happens next); keep kafkajs' own at debug.
+        // A coordinator loading its group state (a broker just started) answers that it
+        // is, and kafkajs asks again: a lasting failure ends as a crash, reported.
         if (
-          /Connection error|Failed to connect|ECONNREFUSED|Crash: |Error when calling eachBatch|Restarting the consumer|rebalanc|Topic creation errors|Limiting retries|switched default partitioner/i.test(
+          /Connection error|Failed to connect|ECONNREFUSED|Crash: |Error when calling eachBatch|Restarting the consumer|rebalanc|Topic creation errors|Limiting retries|switched default partitioner|coordinator is loading/i.test(
             text,
           )
         )
