@@ -262,8 +262,9 @@ function spawnRun(t: Test, topic: string, schema: string, env: Record<string, st
     out += d;
     if (process.env.TEST_LOG) process.stderr.write(d);
   });
+  // 'close', not 'exit': its output is read to the end by then.
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
+    child.on('close', (code, signal) => resolve({ code, signal })),
   );
   t.teardown(async () => {
     // A failure the process caused says why in its own words: its last lines.

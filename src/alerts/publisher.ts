@@ -67,6 +67,16 @@ export const WALK_INDEXES = 'SET LOCAL enable_bitmapscan = off; SET LOCAL enable
  */
 export const CLAIM_ALERTS = `SELECT seq, alert_key, payload FROM alert_outbox WHERE published_at IS NULL ORDER BY seq LIMIT ${CLAIM} FOR UPDATE SKIP LOCKED`;
 
+/** The next webhook deliveries due, leased for `leaseSeconds`, with their payloads. */
+export function claimDeliveries(leaseSeconds: number): string {
+  return `UPDATE alert_deliveries d SET next_attempt_at = now() + ${leaseSeconds} * interval '1 second'
+    FROM alert_outbox o
+    WHERE o.alert_id = d.alert_id AND (d.alert_id, d.url) IN (
+      SELECT alert_id, url FROM alert_deliveries WHERE delivered_at IS NULL AND next_attempt_at <= now()
+      ORDER BY next_attempt_at LIMIT ${PARALLEL_DELIVERIES} FOR UPDATE SKIP LOCKED)
+    RETURNING d.alert_id, d.url, o.payload`;
+}
+
 /** The X-Fraud-SQL-Signature header's value for `body`. */
 export function signature(secret: string, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
@@ -200,14 +210,7 @@ export class AlertPublisher {
     const lease = Math.ceil(this.opts.webhookTimeoutMs / 1000) + 30;
     const due = await this.opts.transaction(async (c) => {
       await c.query(WALK_INDEXES);
-      return c.query<{ alert_id: string; url: string; attempts: number; payload: string }>(
-        `UPDATE alert_deliveries d SET next_attempt_at = now() + ${lease} * interval '1 second'
-         FROM alert_outbox o
-         WHERE o.alert_id = d.alert_id AND (d.alert_id, d.url) IN (
-           SELECT alert_id, url FROM alert_deliveries WHERE delivered_at IS NULL AND next_attempt_at <= now()
-           ORDER BY next_attempt_at LIMIT ${PARALLEL_DELIVERIES} FOR UPDATE SKIP LOCKED)
-         RETURNING d.alert_id, d.url, o.payload`,
-      );
+      return c.query<{ alert_id: string; url: string; attempts: number; payload: string }>(claimDeliveries(lease));
     });
     // Every one settles before the next claim, a failed one included.
     const settled = await Promise.allSettled(due.rows.map((d) => this.deliver(d)));

@@ -43,11 +43,13 @@ export function onSignals(stop: () => Promise<void>, logger: Logger): void {
       logger.error(`shutdown took longer than ${SHUTDOWN_GRACE_MS / 1000} s; exiting`);
       process.exit(1);
     }, SHUTDOWN_GRACE_MS).unref();
-    void stop().then(() => {
-      // The last line says the stop finished: without it a quiet exit looks like a crash.
-      logger.info('stopped');
-      process.exit(process.exitCode ?? 0);
-    });
+    void stop().then(
+      () => process.exit(process.exitCode ?? 0),
+      (err: Error) => {
+        logger.error(`stopping failed: ${err.message}`);
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
@@ -58,7 +60,11 @@ export function onSignals(stop: () => Promise<void>, logger: Logger): void {
  * sets exit status 1, and the process exits even if releasing a resource hangs.
  */
 export async function untilDone(app: { done: Promise<void>; stop: () => Promise<void> }, logger: Logger): Promise<void> {
-  onSignals(app.stop, logger);
+  onSignals(async () => {
+    await app.stop();
+    // The last line says the stop finished: without it a quiet exit looks like a crash.
+    logger.info('stopped');
+  }, logger);
   await app.done.catch(() => {
     process.exitCode = 1;
     setTimeout(() => {
