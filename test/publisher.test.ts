@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { Kafka, logLevel } from 'kafkajs';
-import { AlertPublisher, CLAIM_ALERTS, claimDeliveries, WALK_INDEXES } from '../src/alerts/publisher.js';
+import { AlertPublisher, claim, CLAIM_ALERTS, claimDeliveries } from '../src/alerts/publisher.js';
 import { silentLogger } from '../src/log.js';
 import { PgSink } from '../src/sink/postgres.js';
 import { openProducer } from '../src/source/kafka.js';
@@ -82,11 +82,8 @@ t.test('the claims walk their index, also in an outbox never analyzed', async (t
   await pool.query(`INSERT INTO alert_outbox (alert_id, rule, alert_key, payload) SELECT 'a' || i, 'r', 'k', '{}' FROM generate_series(1, 2000) AS i`);
   await pool.query(`INSERT INTO alert_deliveries (alert_id, url) SELECT alert_id, 'http://127.0.0.1:1/' FROM alert_outbox`);
   // EXPLAIN plans a statement without running it: nothing is claimed.
-  const plan = (sql: string) =>
-    sink.transaction(async (c) => {
-      await c.query(WALK_INDEXES);
-      return (await c.query(`EXPLAIN ${sql}`)).rows.map((r: Record<string, string>) => r['QUERY PLAN']).join('\n');
-    });
+  const plan = async (sql: string) =>
+    (await sink.transaction((c) => claim<{ 'QUERY PLAN': string }>(c, `EXPLAIN ${sql}`))).rows.map((r) => r['QUERY PLAN']).join('\n');
   const alerts = await plan(CLAIM_ALERTS);
   t.match(alerts, /Index Scan using alert_outbox_unpublished/, 'alerts: read from the unpublished index in seq order');
   t.notMatch(alerts, /Sort|Seq Scan/, 'sorting nothing, scanning no table: it stops at its limit');

@@ -52,13 +52,17 @@ const COALESCE_MS = 20;
 const PARALLEL_DELIVERIES = 8;
 
 /**
- * Run first in a claim's transaction: the claims walk their partial index
- * (alert_outbox_unpublished, alert_deliveries_due) in order and stop at their limit.
- * Left to its estimates (a table not analyzed yet, or unpublished rows piled up
- * since it was), the planner reads every waiting row and sorts them all, so that
- * each claim of a backlog costs the whole backlog.
+ * Runs a claim (CLAIM_ALERTS, claimDeliveries), or its EXPLAIN, in the caller's
+ * transaction, walking its partial index (alert_outbox_unpublished,
+ * alert_deliveries_due) in order to stop at its limit. Left to its estimates (a
+ * table not analyzed yet, or rows piled up since it was), the planner reads every
+ * waiting row and sorts them all, so that each claim of a backlog costs the whole
+ * backlog.
  */
-export const WALK_INDEXES = 'SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off';
+export async function claim<R extends pg.QueryResultRow>(c: pg.ClientBase, sql: string): Promise<pg.QueryResult<R>> {
+  await c.query('SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off');
+  return c.query<R>(sql);
+}
 
 /**
  * The next alerts to publish, in the order they were written. seq as it is
@@ -191,8 +195,7 @@ export class AlertPublisher {
   private async publishKafka(): Promise<number> {
     const { producer, topic } = this.opts;
     return this.opts.transaction(async (c) => {
-      await c.query(WALK_INDEXES);
-      const r = await c.query<{ seq: string; alert_key: string; payload: string }>(CLAIM_ALERTS);
+      const r = await claim<{ seq: string; alert_key: string; payload: string }>(c, CLAIM_ALERTS);
       if (r.rows.length === 0) return 0;
       await producer!.send({ topic, acks: -1, messages: r.rows.map((a) => ({ key: a.alert_key, value: a.payload })) });
       await c.query('UPDATE alert_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])', [r.rows.map((a) => a.seq)]);
@@ -208,10 +211,7 @@ export class AlertPublisher {
    */
   private async deliverWebhooks(): Promise<number> {
     const lease = Math.ceil(this.opts.webhookTimeoutMs / 1000) + 30;
-    const due = await this.opts.transaction(async (c) => {
-      await c.query(WALK_INDEXES);
-      return c.query<{ alert_id: string; url: string; attempts: number; payload: string }>(claimDeliveries(lease));
-    });
+    const due = await this.opts.transaction((c) => claim<{ alert_id: string; url: string; attempts: number; payload: string }>(c, claimDeliveries(lease)));
     // Every one settles before the next claim, a failed one included.
     const settled = await Promise.allSettled(due.rows.map((d) => this.deliver(d)));
     const failed = settled.find((r) => r.status === 'rejected');
