@@ -380,9 +380,10 @@ SELECT EXISTS (
   return placeOnLines([{ line: spec.line, text: head }, { text: tail }]);
 }
 
-/** Orders the WHERE leaves out are in no burst: neither touched nor counted. */
-function kept(spec: BurstSpec, source: string): string {
-  return spec.where ? `(SELECT * FROM ${source} WHERE ${spec.where.text.replace(/\s+/g, ' ')})` : source;
+/** Orders the WHERE leaves out are in no burst: neither touched nor counted. `bound`: a condition to apply first. */
+function kept(spec: BurstSpec, source: string, bound?: string): string {
+  const conditions = [...(bound ? [bound] : []), ...(spec.where ? [`(${spec.where.text.replace(/\s+/g, ' ')})`] : [])];
+  return conditions.length > 0 ? `(SELECT * FROM ${source} WHERE ${conditions.join(' AND ')})` : source;
 }
 
 /** Per key of the batch, its earliest new order (first_new) and its first offset. */
@@ -399,11 +400,16 @@ function carriedWhere(spec: BurstSpec, row = '', touched = ''): string {
   return `${row}window_end >= ${touched}first_new - ${W} AND ${row}window_start <= ${touched}first_new`;
 }
 
-/** The orders of the batch's keys from one window before their first new order (`o`, joined with touched `t`). */
+/**
+ * The orders of the batch's keys from one window before their first new order (`o`,
+ * joined with touched `t`). None is earlier than a window before the batch's
+ * earliest order (batch_from, a constant to DuckDB): said first, it skips the older
+ * row groups of the retained orders before anything else reads them.
+ */
 function recentFrom(spec: BurstSpec): string {
   const K = spec.key;
   const W = sqlLiteral({ kind: 'duration', micros: spec.windowMicros });
-  return `FROM ${kept(spec, 'orders')} o
+  return `FROM ${kept(spec, 'orders', `event_time > getvariable('batch_from') - ${W}`)} o
   JOIN touched t ON t.kafka_partition = o.kafka_partition AND t.${K} = o.${K}
   WHERE o.event_time > t.first_new - ${W}`;
 }

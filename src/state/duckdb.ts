@@ -7,6 +7,7 @@
  *   brought it (orders replayed to rebuild state after a restart come in batches
  *   of their own, which no rule runs on).
  * - batch_orders (view): the orders of the current micro-batch.
+ * - variable batch_from: no order of the current micro-batch is earlier (see setBatch).
  * - result_<rule>: current rows of a rule that another rule reads.
  */
 import { DuckDBConnection, DuckDBInstance, DuckDBTimestampValue, LIST, listValue, VARCHAR, type DuckDBValue } from '@duckdb/node-api';
@@ -53,6 +54,8 @@ export class DuckState {
   private deletedSinceCheckpoint = 0;
   /** See read(). */
   private readerTurn: Promise<unknown> = Promise.resolve();
+  /** The last batch ingested and its earliest event time (µs), for setBatch. */
+  private ingested: { batchId: number; fromUs: number } | null = null;
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -100,6 +103,7 @@ export class DuckState {
     await conn.run('SET VARIABLE batch_id = 0');
     // Batch -1 stands for every retained order: a changed rule rebuilds its results from all of them.
     await conn.run("CREATE OR REPLACE VIEW batch_orders AS SELECT * FROM orders WHERE batch_id = getvariable('batch_id') OR getvariable('batch_id') = -1");
+    await conn.run(`SET VARIABLE batch_from = ${EVERY_ORDER}`);
     return s;
   }
 
@@ -110,8 +114,10 @@ export class DuckState {
    */
   async ingest(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }> {
     if (rows.length === 0) return { inserted: 0, duplicates: 0 };
-    if (rows.length >= this.stagedFrom) return this.ingestStaged(rows, batchId);
-    const retained = await this.retainedDeliveries(rows);
+    const range = eventTimeRange(rows);
+    this.ingested = { batchId, fromUs: range.lo };
+    if (rows.length >= this.stagedFrom) return this.ingestStaged(rows, batchId, range);
+    const retained = await this.retainedDeliveries(rows, range);
     // Of the deliveries not retained yet, the batch's first by partition and offset.
     const first = new Map<string, IngestRow>();
     for (const r of rows) {
@@ -134,8 +140,7 @@ export class DuckState {
    * JavaScript as strings: reading them costs the JavaScript thread, which a backlog
    * keeps busy, per retained order.
    */
-  private async ingestStaged(rows: readonly IngestRow[], batchId: number): Promise<{ inserted: number; duplicates: number }> {
-    const { lo, hi } = eventTimeRange(rows);
+  private async ingestStaged(rows: readonly IngestRow[], batchId: number, { lo, hi }: TimeRange): Promise<{ inserted: number; duplicates: number }> {
     let inserted: number;
     try {
       await this.append('incoming_orders', rows, batchId);
@@ -190,8 +195,7 @@ export class DuckState {
    * DuckDB skip row groups by their min/max (orders arrive roughly in time order),
    * so the check does not scan the whole retained history.
    */
-  private async retainedDeliveries(rows: readonly IngestRow[]): Promise<Set<string>> {
-    const { lo, hi } = eventTimeRange(rows);
+  private async retainedDeliveries(rows: readonly IngestRow[], { lo, hi }: TimeRange): Promise<Set<string>> {
     const sql = `SELECT epoch_us(event_time) || ' ' || order_id FROM orders
        WHERE event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)`;
     await this.turn();
@@ -210,10 +214,19 @@ export class DuckState {
     return new Set(r.getColumns()[0] as string[]);
   }
 
-  /** The batch that batch_orders shows; -1 shows every retained order. */
+  /**
+   * The batch that batch_orders shows; -1 shows every retained order. Also sets
+   * batch_from, the batch's earliest event time as ingested (redeliveries included,
+   * so never later than its orders'): a constant DuckDB folds into a scan's filter,
+   * so that a rule reading the retained orders near the batch (a burst's last window)
+   * skips the row groups before it instead of scanning all of them.
+   */
   async setBatch(batchId: number): Promise<void> {
+    const from = this.ingested?.batchId === batchId && batchId !== -1 ? `make_timestamp(${Math.floor(this.ingested.fromUs)}::BIGINT)` : EVERY_ORDER;
     await this.turn();
     await this.conn.run(`SET VARIABLE batch_id = ${batchId}`);
+    await this.turn();
+    await this.conn.run(`SET VARIABLE batch_from = ${from}`);
   }
 
   /** Before each of the engine's statements: the work that goes first, if any, starts first. */
@@ -357,8 +370,16 @@ export class DuckState {
   }
 }
 
+/** batch_from when the batch is every retained order (or not known). */
+const EVERY_ORDER = "'-infinity'::TIMESTAMP";
+
+interface TimeRange {
+  lo: number;
+  hi: number;
+}
+
 /** The earliest and the latest event time of the rows (µs). */
-function eventTimeRange(rows: readonly IngestRow[]): { lo: number; hi: number } {
+function eventTimeRange(rows: readonly IngestRow[]): TimeRange {
   let lo = Infinity;
   let hi = -Infinity;
   for (const r of rows) {
