@@ -55,6 +55,16 @@ for (const { way, stagedFrom } of WAYS) {
     }
   });
 
+  t.test(`${way}: redeliveries within a batch, all at one time: the first by partition and offset is kept`, async (t) => {
+    const s = await DuckState.open(':memory:', { threads: 1, stagedFrom });
+    t.teardown(() => s.close());
+    {
+      const batch = [row('B', T + 300, 1, 9), row('C', T + 400, 1, 10), row('B', T + 300, 0, 3), row('C', T + 400, 1, 4)];
+      t.same(await s.ingest(batch, 1), { inserted: 2, duplicates: 2 });
+      t.same(await retained(s), ['B@300 0/3', 'C@400 1/4']);
+    }
+  });
+
   t.test(
     `${way}: a batch whose event-time range holds many more retained orders than it has (one late order widens it) still finds its redeliveries`,
     async (t) => {

@@ -118,15 +118,7 @@ export class DuckState {
     this.ingested = { batchId, fromUs: range.lo };
     if (rows.length >= this.stagedFrom) return this.ingestStaged(rows, batchId, range);
     const retained = await this.retainedDeliveries(rows, range);
-    // Of the deliveries not retained yet, the batch's first by partition and offset.
-    const first = new Map<string, IngestRow>();
-    for (const r of rows) {
-      const id = storedText(r.order.orderId);
-      if (retained.has(`${r.order.eventUs} ${id}`)) continue;
-      const seen = first.get(id);
-      if (!seen || r.partition < seen.partition || (r.partition === seen.partition && r.offset < seen.offset)) first.set(id, r);
-    }
-    const fresh = [...first.values()];
+    const { fresh } = firstDeliveries(rows, retained);
     // The Appender is orders of magnitude faster than INSERT statements, and planning
     // a statement costs more than appending a small batch.
     if (fresh.length > 0) await this.append('orders', fresh, batchId);
@@ -141,9 +133,15 @@ export class DuckState {
    * keeps busy, per retained order.
    */
   private async ingestStaged(rows: readonly IngestRow[], batchId: number, { lo, hi }: TimeRange): Promise<{ inserted: number; duplicates: number }> {
+    // A redelivery within the batch, same id and time, is dropped here, which costs
+    // JavaScript less than DuckDB's ranking of the whole batch by id (5-17 ms of a
+    // 2,500-order batch). Only an id repeated with another time needs the ranking:
+    // which of its deliveries is first depends on which are retained.
+    const { fresh, ranked } = firstDeliveries(rows);
+    const staged = ranked ? rows : fresh;
     let inserted: number;
     try {
-      await this.append('incoming_orders', rows, batchId);
+      await this.append('incoming_orders', staged, batchId);
       await this.turn();
       const res = await this.conn.run(`
       INSERT INTO orders
@@ -152,14 +150,14 @@ export class DuckState {
         SELECT 1 FROM orders o
         WHERE o.event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)
           AND o.order_id = i.order_id AND o.event_time = i.event_time)
-      QUALIFY row_number() OVER (PARTITION BY i.order_id ORDER BY i.kafka_partition, i.kafka_offset) = 1`);
+      ${ranked ? 'QUALIFY row_number() OVER (PARTITION BY i.order_id ORDER BY i.kafka_partition, i.kafka_offset) = 1' : ''}`);
       inserted = Number(res.rowsChanged);
     } finally {
       // Emptied even when the copy failed: left there, the batch would come with the next one.
       await this.conn.run('DELETE FROM incoming_orders');
     }
     // Its deleted rows hold memory until a checkpoint, as retention's do.
-    this.deletedSinceCheckpoint += rows.length;
+    this.deletedSinceCheckpoint += staged.length;
     return { inserted, duplicates: rows.length - inserted };
   }
 
@@ -368,6 +366,24 @@ export class DuckState {
     this.conn.closeSync();
     this.instance.closeSync();
   }
+}
+
+/**
+ * Of the rows whose "<event µs> <order_id>" is not `retained`, the first delivery of
+ * each id by partition and offset; `ranked`: an id came at two event times, so that
+ * which of its deliveries is first depends on which are retained (see ingestStaged).
+ */
+function firstDeliveries(rows: readonly IngestRow[], retained?: ReadonlySet<string>): { fresh: IngestRow[]; ranked: boolean } {
+  const first = new Map<string, IngestRow>();
+  let ranked = false;
+  for (const r of rows) {
+    const id = storedText(r.order.orderId);
+    if (retained?.has(`${r.order.eventUs} ${id}`)) continue;
+    const seen = first.get(id);
+    if (seen && seen.order.eventUs !== r.order.eventUs) ranked = true;
+    if (!seen || r.partition < seen.partition || (r.partition === seen.partition && r.offset < seen.offset)) first.set(id, r);
+  }
+  return { fresh: [...first.values()], ranked };
 }
 
 /** batch_from when the batch is every retained order (or not known). */
