@@ -18,9 +18,8 @@ import { quote } from '../sink/tables.js';
 import { formatMicros } from '../time.js';
 import type { Precedence } from '../engine/precedence.js';
 
-/** The retained orders' table, and the staging table of large batches (see ingestStaged). */
-const ordersDdl = (table: 'orders' | 'incoming_orders') => `
-CREATE TABLE IF NOT EXISTS ${table} (
+/** The columns of the retained orders' table, and of the staging table of large batches (see ingestStaged). */
+const ORDER_COLUMNS = `(
   order_id        VARCHAR NOT NULL,
   event_time      TIMESTAMP NOT NULL,   -- UTC
   user_id         VARCHAR NOT NULL,
@@ -93,13 +92,9 @@ export class DuckState {
     }
     const conn = await instance.connect();
     const s = new DuckState(instance, conn, await instance.connect(), file === ':memory:', opts.yieldTo ?? null, opts.stagedFrom ?? STAGED_FROM);
-    await conn.run(ordersDdl('orders'));
-    // A table of the database, not a temporary one: a temporary table keeps the rows
-    // deleted from it until a checkpoint, and a checkpoint does not cover it.
-    await conn.run(ordersDdl('incoming_orders'));
-    // What a crash left in a file's staging table is either in orders already or was
-    // never committed: not the next batch's either way.
-    await conn.run('DELETE FROM incoming_orders');
+    await conn.run(`CREATE TABLE IF NOT EXISTS orders ${ORDER_COLUMNS}`);
+    // Earlier versions kept the staging table in the file: a crash could leave a batch in it.
+    await conn.run('DROP TABLE IF EXISTS main.incoming_orders');
     await conn.run('SET VARIABLE batch_id = 0');
     // Batch -1 stands for every retained order: a changed rule rebuilds its results from all of them.
     await conn.run("CREATE OR REPLACE VIEW batch_orders AS SELECT * FROM orders WHERE batch_id = getvariable('batch_id') OR getvariable('batch_id') = -1");
@@ -140,12 +135,18 @@ export class DuckState {
     const { fresh, ranked } = firstDeliveries(rows);
     const staged = ranked ? rows : fresh;
     let inserted: number;
+    // A temporary table, created for the batch and dropped after it: a dropped table's
+    // memory goes back at once, where deleted rows hold theirs until a checkpoint (in
+    // a drain of 17,647-order batches, every eighth batch paid one of 285-460 ms for
+    // the staged rows alone), and a file's WAL does not write the batch twice.
+    await this.turn();
+    await this.conn.run(`CREATE TEMP TABLE incoming_orders ${ORDER_COLUMNS}`);
     try {
       await this.append('incoming_orders', staged, batchId);
       await this.turn();
       const res = await this.conn.run(`
       INSERT INTO orders
-      SELECT i.* FROM incoming_orders i
+      SELECT i.* FROM temp.incoming_orders i
       WHERE NOT EXISTS (
         SELECT 1 FROM orders o
         WHERE o.event_time BETWEEN make_timestamp(${lo}::BIGINT) AND make_timestamp(${hi}::BIGINT)
@@ -153,17 +154,15 @@ export class DuckState {
       ${ranked ? 'QUALIFY row_number() OVER (PARTITION BY i.order_id ORDER BY i.kafka_partition, i.kafka_offset) = 1' : ''}`);
       inserted = Number(res.rowsChanged);
     } finally {
-      // Emptied even when the copy failed: left there, the batch would come with the next one.
-      await this.conn.run('DELETE FROM incoming_orders');
+      // Dropped even when the copy failed: left there, the batch would come with the next one.
+      await this.conn.run('DROP TABLE temp.incoming_orders');
     }
-    // Its deleted rows hold memory until a checkpoint, as retention's do.
-    this.deletedSinceCheckpoint += staged.length;
     return { inserted, duplicates: rows.length - inserted };
   }
 
   private async append(table: 'orders' | 'incoming_orders', rows: readonly IngestRow[], batchId: number): Promise<void> {
     await this.turn();
-    const app = await this.conn.createAppender(table);
+    const app = await this.conn.createAppender(table, null, table === 'incoming_orders' ? 'temp' : null);
     const batch = BigInt(batchId);
     for (const r of rows) {
       const o = r.order;
