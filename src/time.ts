@@ -40,10 +40,40 @@ function zoneOffsetMs(zone: string, utcMs: number): number {
 }
 
 /**
+ * The second of the last timestamp parsed: `head` its first 19 characters
+ * (YYYY-MM-DDTHH:MM:SS), `zoneText` what followed its fraction, `us` that second's
+ * instant. Orders come roughly in time order, hundreds within one second: the next
+ * one is most often the same second with another fraction, which sameSecond reads
+ * without the full parse (about a sixth of its cost per order).
+ */
+let lastSecond: { head: string; zoneText: string; zone: string; us: number } | null = null;
+
+/** `text`'s instant when it is lastSecond's second, with a valid fraction or none; null otherwise. */
+function sameSecond(text: string, zone: string): number | null {
+  const c = lastSecond;
+  if (c === null || zone !== c.zone || !text.startsWith(c.head) || !text.endsWith(c.zoneText)) return null;
+  const end = text.length - c.zoneText.length;
+  if (end === 19) return c.us;
+  const sep = text.charCodeAt(19);
+  const digits = end - 20;
+  // "." or ",", then 1 to 9 digits, as ISO allows; microseconds are the first six.
+  if ((sep !== 46 && sep !== 44) || digits < 1 || digits > 9) return null;
+  let fraction = 0;
+  for (let i = 20; i < end; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return null;
+    if (i < 26) fraction = fraction * 10 + d;
+  }
+  return c.us + fraction * 10 ** Math.max(0, 6 - digits);
+}
+
+/**
  * Parses an ISO-8601 timestamp into microseconds since the epoch.
  * Returns a reason string instead of throwing: bad input is data, not a bug.
  */
 export function parseEventTime(text: string, zone: string): number | string {
+  const same = sameSecond(text, zone);
+  if (same !== null) return same;
   const m = ISO.exec(text);
   if (!m) return `timestamp "${truncate(text)}" is not ISO-8601 (YYYY-MM-DDTHH:MM:SS[.ffffff][Z|±HH:MM])`;
   // Field by field, without intermediate arrays or Date objects: this runs once per order.
@@ -79,6 +109,7 @@ export function parseEventTime(text: string, zone: string): number | string {
     utcMs = wallMs - sign * (offH * 60 + offM) * 60_000;
   }
   if (year < 1970 || year > 2200) return `timestamp "${truncate(text)}" is outside 1970..2200`;
+  lastSecond = { head: text.slice(0, 19), zoneText: zoneText ?? '', zone, us: utcMs * 1000 };
   return utcMs * 1000 + fraction;
 }
 

@@ -37,6 +37,28 @@ t.test('timestamps with an offset are taken as is', async (t) => {
   t.equal(formatMicros(parseEventTime('2025-07-01T12:00:00', 'Europe/Berlin') as number), '2025-07-01T10:00:00.000000Z', 'summer offset');
 });
 
+t.test('timestamps of one second in a row are each read whole: fraction, separator, offset and zone', async (t) => {
+  // Each after the one before it, so that every one but the first starts with the same second.
+  const cases: [string, string, string][] = [
+    ['2025-12-30T21:10:15.123+09:00', 'UTC', '2025-12-30T12:10:15.123000Z'],
+    ['2025-12-30T21:10:15.9+09:00', 'UTC', '2025-12-30T12:10:15.900000Z'],
+    ['2025-12-30T21:10:15,25+09:00', 'UTC', '2025-12-30T12:10:15.250000Z'],
+    ['2025-12-30T21:10:15.123456789+09:00', 'UTC', '2025-12-30T12:10:15.123456Z'],
+    ['2025-12-30T21:10:15+09:00', 'UTC', '2025-12-30T12:10:15.000000Z'],
+    ['2025-12-30T21:10:15.5-09:00', 'UTC', '2025-12-31T06:10:15.500000Z'],
+    ['2025-12-30T21:10:15.5+09:00', 'UTC', '2025-12-30T12:10:15.500000Z'],
+    ['2025-12-30T21:10:15.5Z', 'UTC', '2025-12-30T21:10:15.500000Z'],
+    ['2025-12-30T21:10:15.5', 'UTC', '2025-12-30T21:10:15.500000Z'],
+    ['2025-12-30T21:10:15.5', 'Asia/Seoul', '2025-12-30T12:10:15.500000Z'],
+    ['2025-12-30T21:10:15.75', 'Asia/Seoul', '2025-12-30T12:10:15.750000Z'],
+    ['2025-12-30T21:10:15.5-01:30', 'Asia/Seoul', '2025-12-30T22:40:15.500000Z'],
+  ];
+  for (const [text, zone, utc] of cases) t.equal(formatMicros(parseEventTime(text, zone) as number), utc, `${text} in ${zone}`);
+  parseEventTime('2025-12-30T21:10:15.1+09:00', 'UTC');
+  for (const bad of ['2025-12-30T21:10:15.+09:00', '2025-12-30T21:10:15.1x+09:00', '2025-12-30T21:10:15.1234567890+09:00', '2025-12-30T21:10:15 +09:00'])
+    t.type(parseEventTime(bad, 'UTC'), 'string', `${bad} is not a timestamp`);
+});
+
 t.test('a NUL in a text field is kept as U+FFFD, as PostgreSQL can store it; the order stays valid', async (t) => {
   const d = decodeOrder(enc({ ...valid, order_id: 'A\u0000B', product_name: 'x\u0000y\u0000', payment_method: '\u0000' }), opts);
   t.ok(d.ok);
