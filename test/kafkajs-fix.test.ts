@@ -1,11 +1,13 @@
 /**
  * The kafkajs fixes (src/source/kafkajs-fix.ts), on kafkajs' own classes with no
- * broker: which timers an idle connection keeps (RequestQueue), and whether a
- * failed group-coordinator lookup lets a consumer restart (Cluster).
+ * broker: which timers an idle connection keeps (RequestQueue), whether a failed
+ * group-coordinator lookup lets a consumer restart (Cluster), and which encoder
+ * kafkajs' produce requests use.
  */
 import t from 'tap';
 import { createRequire } from 'node:module';
 import { REQUEST_TIMEOUT_CHECK_MS } from '../src/source/kafkajs-fix.js';
+import { encodeProduceRequest } from '../src/source/produce-encoding.js';
 
 const require = createRequire(import.meta.url);
 interface Queue {
@@ -110,4 +112,26 @@ t.test('a group-coordinator lookup no broker answered is retriable: the consumer
   t.equal(asked, 1, 'the broker was asked');
   t.equal(err?.name, 'KafkaJSGroupCoordinatorNotFound');
   t.equal(err?.retriable, true, 'kafkajs would not restart its consumer after this');
+});
+
+t.test('every produce request version kafkajs sends with magic 2 (3 to 7) is encoded in one pass; a compressed one by kafkajs', async (t) => {
+  const produce = require('kafkajs/src/protocol/requests/produce/index.js') as {
+    protocol(v: { version: number }): (req: object) => { request: { apiVersion: number; encode(): Promise<{ buffer: Buffer; buf: Buffer; offset: number }> } };
+  };
+  const topicData = [{ topic: 'orders', partitions: [{ partition: 1, firstSequence: 4, messages: [{ key: 'k', value: 'v', timestamp: '1795856752022' }] }] }];
+  for (const version of [3, 4, 5, 6, 7]) {
+    const { request } = produce.protocol({ version })({ acks: -1, timeout: 30_000, topicData });
+    t.equal(request.apiVersion, version);
+    const encoded = await request.encode();
+    // kafkajs' own encoder would write the same bytes (test/produce-encoding.test.ts), into a buffer grown by doubling.
+    t.equal(encoded.buf.length, encoded.offset, `version ${version}: written into one buffer of its size`);
+    t.same(encoded.buffer, encodeProduceRequest({ acks: -1, timeout: 30_000, topicData }, 0), `version ${version}: the one-pass bytes`);
+  }
+  const gzip = produce.protocol({ version: 7 })({ acks: -1, timeout: 30_000, compression: 1, topicData }).request;
+  const encoded = await gzip.encode();
+  t.not(encoded.buf.length, encoded.offset, "kafkajs' encoder, grown by doubling");
+  const bytes = encoded.buffer;
+  // The record batch's attributes (after base offset, length, leader epoch, magic, CRC) name gzip.
+  const attributes = 2 + 2 + 4 + 4 + 2 + 'orders'.length + 4 + 4 + 4 + 8 + 4 + 4 + 1 + 4;
+  t.equal(bytes.readInt16BE(attributes) & 7, 1, 'kafkajs wrote it, compressed');
 });
