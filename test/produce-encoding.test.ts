@@ -54,7 +54,8 @@ function randomMessage(r: ReturnType<typeof random>): ProduceMessage {
     key: r.int(5) === 0 ? null : r.bytes(20),
     value: r.int(8) === 0 ? null : r.bytes(r.int(10) === 0 ? 20_000 : 600),
   };
-  if (r.int(2) === 0) m.timestamp = String(NOW - 3_600_000 + r.int(7_200_000));
+  if (r.int(2) === 0) m.timestamp = NOW - 3_600_000 + r.int(7_200_000);
+  if (m.timestamp !== undefined && r.int(2) === 0) m.timestamp = String(m.timestamp);
   if (r.int(2) === 0) {
     const headers: Record<string, string | Buffer | (string | Buffer)[]> = {};
     for (let h = r.int(4); h > 0; h--) headers[r.text(8)] = r.int(4) === 0 ? [r.bytes(10), r.bytes(10)] : r.bytes(30);
@@ -144,6 +145,18 @@ t.test('edge cases: the same bytes as kafkajs', async (t) => {
     ['an empty key and value', one([{ key: '', value: Buffer.alloc(0) }])],
     ['a 200,000-byte value (three-byte length)', one([{ key: 'k', value: 'x'.repeat(200_000) }])],
     ['more than 64 records (two-byte offset deltas)', one(Array.from({ length: 200 }, (_, i) => ({ key: `k${i}`, value: `v${i}` })))],
+    [
+      'lone surrogates in key, value, header and transactional id (written as U+FFFD)',
+      one([{ key: 'a\ud800', value: '\udc00b', headers: { '\ud83d': '\ude00' } }], { transactionalId: 'tx\ud800' }),
+    ],
+    [
+      'a producer id as a bigint, epoch and sequence of null',
+      {
+        ...one([{ value: 'a' }], { producerId: 2n ** 40n, producerEpoch: null as unknown as number }),
+        topicData: [{ topic: 'orders', partitions: [{ partition: 3, firstSequence: null as unknown as number, messages: [{ value: 'a' }] }] }],
+      },
+    ],
+    ['a producer id as a number', one([{ value: 'a' }], { producerId: 12_345 })],
     ['a mark with no key and no value, only headers', one([{ key: null, value: null, headers: { origin: '0:12', idle: 'true' } }])],
   ];
   for (const [name, req] of cases) {
@@ -165,4 +178,13 @@ t.test('what it does not write is left to kafkajs', async (t) => {
   t.equal(encodeProduceRequest(one({ value: 'a', headers: { h: 7 } }), NOW), null, 'a header value that is a number');
   t.equal(encodeProduceRequest(one({ value: 'a', timestamp: '12.5' }), NOW), null, 'a timestamp with a fraction');
   t.equal(encodeProduceRequest(one({ value: 'a' }, { producerId: null }), NOW), null, 'a producer id of null');
+  t.equal(encodeProduceRequest(one({ value: 'a' }, { producerId: '9223372036854775808' }), NOW), null, 'a producer id past 64 bits');
+  t.equal(encodeProduceRequest(one({ value: 'a' }, { compression: null as unknown as number }), NOW), null, 'a compression of null');
+  t.equal(encodeProduceRequest(one({ value: 'a', headers: null }), NOW), null, 'headers of null');
+  class Message {
+    get value() {
+      return 'a';
+    }
+  }
+  t.equal(encodeProduceRequest(one(new Message()), NOW), null, 'a message that is not a plain object');
 });

@@ -116,9 +116,9 @@ interface ProduceRequestLike {
 const PRODUCE_V3 = require.resolve('kafkajs/src/protocol/requests/produce/v3/request.js');
 const produceV3 = require(PRODUCE_V3) as (req: ProduceRequest) => ProduceRequestLike;
 const Encoder = require('kafkajs/src/protocol/encoder.js') as new (initialSize: number) => { buf: Buffer; offset: number };
-// kafkajs requires a request's module when it first sends that request, so the
-// version-3 module every produce request is built from is replaced in the module
-// cache before any is sent.
+// kafkajs requires a request version's module when it first sends that version, and
+// versions 4 to 7 take version 3's module as they load: replaced in the module cache
+// before any produce request is sent, it is the one they all take.
 require.cache[PRODUCE_V3]!.exports = (req: ProduceRequest): ProduceRequestLike => {
   const request = produceV3(req);
   const encode = request.encode;

@@ -8,7 +8,8 @@
  * 100,000-order backlog through the hop, that was about 1.6 s of the JavaScript
  * thread. kafkajs-fix.ts installs this in place of kafkajs' own encoder; anything it
  * does not cover (compression, a header or key that is not a string or a Buffer, a
- * timestamp that is not a whole number of milliseconds) is left to kafkajs.
+ * timestamp that is not a whole number of milliseconds, a message that is not a
+ * plain object) is left to kafkajs, with its bytes or its error.
  */
 
 /** A message as kafkajs' producer takes it. */
@@ -98,13 +99,15 @@ function millis(v: unknown): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
+/** A signed 64-bit integer from what kafkajs' Long takes; undefined outside its range (kafkajs would wrap it). */
 function int64Of(v: unknown): bigint | undefined {
-  if (typeof v === 'bigint') return v;
-  if (typeof v === 'number') return Number.isSafeInteger(v) ? BigInt(v) : undefined;
-  if (typeof v === 'string') return /^-?\d+$/.test(v) ? BigInt(v) : undefined;
+  let n: bigint | undefined;
+  if (typeof v === 'bigint') n = v;
+  else if (typeof v === 'number') n = Number.isSafeInteger(v) ? BigInt(v) : undefined;
+  else if (typeof v === 'string') n = /^-?\d+$/.test(v) ? BigInt(v) : undefined;
   // kafkajs' Long holds a bigint.
-  if (v !== null && typeof v === 'object' && typeof (v as { value?: unknown }).value === 'bigint') return (v as { value: bigint }).value;
-  return undefined;
+  else if (v !== null && typeof v === 'object' && typeof (v as { value?: unknown }).value === 'bigint') n = (v as { value: bigint }).value;
+  return n !== undefined && n === BigInt.asIntN(64, n) ? n : undefined;
 }
 
 interface PlannedRecord {
@@ -142,6 +145,9 @@ function planPartition(p: { partition: number; firstSequence?: number; messages:
   let recordsSize = 0;
   for (let i = 0; i < p.messages.length; i++) {
     const m = p.messages[i]!;
+    // kafkajs copies a message with `...`, own properties only: a class instance's getters would read differently.
+    const proto = Object.getPrototypeOf(m) as unknown;
+    if (proto !== Object.prototype && proto !== null) return undefined;
     // `||` as kafkajs: a timestamp of 0 (the number) stands for none.
     const at = millis(m.timestamp || now);
     const key = bytesOf(m.key);
@@ -150,8 +156,9 @@ function planPartition(p: { partition: number; firstSequence?: number; messages:
     const delta = at - first;
     if (Math.abs(delta) >= 2 ** 52) return undefined;
     const headers: [string, Buffer | string][] = [];
-    if (m.headers !== undefined && m.headers !== null) {
-      if (typeof m.headers !== 'object') return undefined;
+    if (m.headers !== undefined) {
+      // kafkajs fails on headers of null; its error is left to it.
+      if (m.headers === null || typeof m.headers !== 'object') return undefined;
       for (const [name, v] of Object.entries(m.headers)) {
         for (const one of Array.isArray(v) ? v : [v]) {
           // kafkajs measures a header value before looking at it: a null one fails there.
@@ -182,7 +189,8 @@ function bytesSize(b: Bytes): number {
  * without one (kafkajs takes Date.now() as it encodes).
  */
 export function encodeProduceRequest(req: ProduceRequest, now: number): Buffer | null {
-  if ((req.compression ?? 0) !== 0) return null;
+  // kafkajs takes a missing compression for none, and compresses (or fails) with any other value.
+  if (req.compression !== undefined && req.compression !== 0) return null;
   const producerId = req.producerId === undefined ? -1n : int64Of(req.producerId);
   if (producerId === undefined) return null;
   const id = req.transactionalId ?? null;
