@@ -95,3 +95,17 @@ t.test('a batch an earlier version left in a file’s staging table is not the n
   t.same(await retained(s), ['A@0 0/1']);
   t.equal((await s.query("SELECT table_name FROM duckdb_tables() WHERE table_name = 'incoming_orders'")).rowCount, 0, 'no staging table is left behind');
 });
+
+t.test('a file reopened: a redelivery of an order it retains is recognised, however late the order is', async (t) => {
+  const file = `${t.testdir()}/state.duckdb`;
+  const first = await DuckState.open(file, { threads: 1, stagedFrom: Infinity });
+  t.same(await first.ingest([row('A', T, 0, 1), row('B', T + 5_000_000, 0, 2)], 1), { inserted: 2, duplicates: 0 });
+  first.close();
+  const s = await DuckState.open(file, { threads: 1, stagedFrom: Infinity });
+  t.teardown(() => s.close());
+  // Later than anything this process ingested, not than what the file holds.
+  t.same(await s.ingest([row('B', T + 5_000_000, 1, 7)], 2), { inserted: 0, duplicates: 1 }, 'the newest retained order again');
+  t.same(await s.ingest([row('C', T + 6_000_000, 1, 8)], 3), { inserted: 1, duplicates: 0 }, 'a later order');
+  t.same(await s.ingest([row('A', T, 1, 9), row('D', T + 7_000_000, 1, 10)], 4), { inserted: 1, duplicates: 1 }, 'a batch reaching back to the oldest');
+  t.same(await s.ingest([row('D', T + 7_000_000, 2, 11)], 5), { inserted: 0, duplicates: 1 }, 'the order just ingested, again');
+});

@@ -55,6 +55,11 @@ export class DuckState {
   private readerTurn: Promise<unknown> = Promise.resolve();
   /** The last batch ingested and its earliest event time (µs), for setBatch. */
   private ingested: { batchId: number; fromUs: number } | null = null;
+  /**
+   * No retained order is later than this (µs): the latest event time ever ingested,
+   * or found in the file at open. Retention only removes orders, so it stays a bound.
+   */
+  private newestUs = -Infinity;
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -95,6 +100,8 @@ export class DuckState {
     await conn.run(`CREATE TABLE IF NOT EXISTS orders ${ORDER_COLUMNS}`);
     // Earlier versions kept the staging table in the file: a crash could leave a batch in it.
     await conn.run('DROP TABLE IF EXISTS main.incoming_orders');
+    const newest = (await conn.runAndReadAll('SELECT epoch_us(max(event_time)) FROM orders')).getColumns()[0]![0];
+    if (newest !== null && newest !== undefined) s.newestUs = Number(newest);
     await conn.run('SET VARIABLE batch_id = 0');
     // Batch -1 stands for every retained order: a changed rule rebuilds its results from all of them.
     await conn.run("CREATE OR REPLACE VIEW batch_orders AS SELECT * FROM orders WHERE batch_id = getvariable('batch_id') OR getvariable('batch_id') = -1");
@@ -111,8 +118,15 @@ export class DuckState {
     if (rows.length === 0) return { inserted: 0, duplicates: 0 };
     const range = eventTimeRange(rows);
     this.ingested = { batchId, fromUs: range.lo };
+    const newest = this.newestUs;
+    // Raised before the rows are in: a bound that is too high only costs a query.
+    this.newestUs = Math.max(newest, range.hi);
     if (rows.length >= this.stagedFrom) return this.ingestStaged(rows, batchId, range);
-    const retained = await this.retainedDeliveries(rows, range);
+    // A batch later than every retained order (a live order that came in event-time
+    // order) has none of them to be a redelivery of: it skips the query, 0.5 ms of
+    // DuckDB alone and 1.5-2 ms in a process fed 15 orders/s. The generator shuffles
+    // each second's orders, so there only about one batch in five skips it.
+    const retained = range.lo > newest ? undefined : await this.retainedDeliveries(rows, range);
     const { fresh } = firstDeliveries(rows, retained);
     // The Appender is orders of magnitude faster than INSERT statements, and planning
     // a statement costs more than appending a small batch.
