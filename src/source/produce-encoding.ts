@@ -5,11 +5,13 @@
  * alerts, one per detection). kafkajs builds each record in an encoder of its own
  * that starts at 512 zeroed bytes and grows by copying, turns every varint into a
  * new Buffer and computes the CRC a byte at a time; profiled while draining a
- * 100,000-order backlog through the hop, that was about 1.6 s of the JavaScript
- * thread. kafkajs-fix.ts installs this in place of kafkajs' own encoder; anything it
- * does not cover (compression, a header or key that is not a string or a Buffer, a
- * timestamp that is not a whole number of milliseconds, a message that is not a
- * plain object) is left to kafkajs, with its bytes or its error.
+ * 100,000-order backlog through the hop, its allocations, request and record
+ * encoders and CRC took 1.1 s of the JavaScript thread (a standalone producer: 16-20
+ * µs of CPU per message, 4-5 with this). kafkajs-fix.ts installs this in place of
+ * kafkajs' own encoder; anything it does not cover (compression, a header or key
+ * that is not a string or a Buffer, a timestamp that is not a whole number of
+ * milliseconds, a message that is not a plain object) is left to kafkajs, with its
+ * bytes or its error.
  */
 
 /** A message as kafkajs' producer takes it. */
